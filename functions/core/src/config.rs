@@ -1,0 +1,176 @@
+//! Configuration from the environment, as `template.yaml` sets it for each function.
+//!
+//! | variable | used by | meaning |
+//! |---|---|---|
+//! | `SUBSCRIPTIONS_TABLE` | both | subscriptions table name |
+//! | `TOKENS_TABLE` | get-ws-binding-token | tokens table name |
+//! | `WEBSOCKET_URL` | get-ws-binding-token | `wss://` URL returned as `websocket-url` |
+//! | `TOKEN_SIGNING_KEYS` | get-ws-binding-token | `keyid:secret[,keyid:secret…]`, first signs |
+//! | `TOKEN_LIFETIME_SECONDS` | get-ws-binding-token | token lifetime, default 1800 (60–86400) |
+//! | `PRINCIPAL_CLAIM` | both | JWT claim naming the caller, default `sub` |
+//! | `TENANT_CLAIM` | both | optional JWT claim naming the caller's tenant |
+
+use chrono::TimeDelta;
+
+use crate::http::IdentityConfig;
+use crate::token::{KeyRing, KeyRingError};
+
+/// Default token lifetime: 30 minutes.
+pub const DEFAULT_TOKEN_LIFETIME_SECONDS: i64 = 30 * 60;
+/// Allowed token lifetimes, in seconds.
+const TOKEN_LIFETIME_RANGE: std::ops::RangeInclusive<i64> = 60..=86_400;
+
+/// A configuration problem, reported at cold start (the function refuses to start).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A required variable is unset or empty.
+    #[error("environment variable {0} is required")]
+    Missing(&'static str),
+    /// A variable has a value we cannot use.
+    #[error("environment variable {0} is invalid: {1}")]
+    Invalid(&'static str, String),
+    /// `TOKEN_SIGNING_KEYS` could not be parsed (the message never contains a secret).
+    #[error("environment variable TOKEN_SIGNING_KEYS is invalid: {0}")]
+    Keys(#[from] KeyRingError),
+}
+
+/// Where configuration values come from: the process environment in Lambda,
+/// a map in tests and in the local stack.
+pub trait Source {
+    /// The value of `name`, if set and not empty.
+    fn value(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessEnv;
+
+impl Source for ProcessEnv {
+    fn value(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    }
+}
+
+impl<F: Fn(&str) -> Option<String>> Source for F {
+    fn value(&self, name: &str) -> Option<String> {
+        self(name).filter(|v| !v.trim().is_empty())
+    }
+}
+
+fn required(source: &impl Source, name: &'static str) -> Result<String, ConfigError> {
+    source.value(name).ok_or(ConfigError::Missing(name))
+}
+
+/// The claims that identify callers.
+pub fn identity(source: &impl Source) -> IdentityConfig {
+    IdentityConfig {
+        principal_claim: source.value("PRINCIPAL_CLAIM").unwrap_or_else(|| "sub".to_owned()),
+        tenant_claim: source.value("TENANT_CLAIM"),
+    }
+}
+
+/// Configuration of the `subscription-api` function.
+#[derive(Debug, Clone)]
+pub struct SubscriptionApiConfig {
+    /// Subscriptions table name.
+    pub subscriptions_table: String,
+    /// Caller identity claims.
+    pub identity: IdentityConfig,
+}
+
+impl SubscriptionApiConfig {
+    /// Reads the configuration.
+    pub fn load(source: &impl Source) -> Result<Self, ConfigError> {
+        Ok(Self {
+            subscriptions_table: required(source, "SUBSCRIPTIONS_TABLE")?,
+            identity: identity(source),
+        })
+    }
+}
+
+/// Configuration of the `get-ws-binding-token` function.
+#[derive(Debug, Clone)]
+pub struct BindingTokenConfig {
+    /// Subscriptions table name.
+    pub subscriptions_table: String,
+    /// Tokens table name.
+    pub tokens_table: String,
+    /// Returned as the `websocket-url` output parameter.
+    pub websocket_url: String,
+    /// Signing and verification keys.
+    pub keys: KeyRing,
+    /// How long issued tokens are valid.
+    pub token_lifetime: TimeDelta,
+    /// Caller identity claims.
+    pub identity: IdentityConfig,
+}
+
+impl BindingTokenConfig {
+    /// Reads the configuration.
+    pub fn load(source: &impl Source) -> Result<Self, ConfigError> {
+        let websocket_url = required(source, "WEBSOCKET_URL")?;
+        if !(websocket_url.starts_with("wss://") || websocket_url.starts_with("ws://")) {
+            return Err(ConfigError::Invalid("WEBSOCKET_URL", "must start with wss:// or ws://".to_owned()));
+        }
+        let lifetime = match source.value("TOKEN_LIFETIME_SECONDS") {
+            None => DEFAULT_TOKEN_LIFETIME_SECONDS,
+            Some(text) => text
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .filter(|seconds| TOKEN_LIFETIME_RANGE.contains(seconds))
+                .ok_or_else(|| {
+                    ConfigError::Invalid("TOKEN_LIFETIME_SECONDS", "must be a whole number from 60 to 86400".to_owned())
+                })?,
+        };
+        Ok(Self {
+            subscriptions_table: required(source, "SUBSCRIPTIONS_TABLE")?,
+            tokens_table: required(source, "TOKENS_TABLE")?,
+            websocket_url,
+            keys: KeyRing::parse(&required(source, "TOKEN_SIGNING_KEYS")?)?,
+            token_lifetime: TimeDelta::seconds(lifetime),
+            identity: identity(source),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        move |name: &str| map.get(name).cloned()
+    }
+
+    const FULL: [(&str, &str); 4] = [
+        ("SUBSCRIPTIONS_TABLE", "subs"),
+        ("TOKENS_TABLE", "tokens"),
+        ("WEBSOCKET_URL", "wss://ws.example.org/live"),
+        ("TOKEN_SIGNING_KEYS", "k1:0123456789abcdef0123456789abcdef"),
+    ];
+
+    #[test]
+    fn loads_with_defaults() {
+        let config = BindingTokenConfig::load(&env(&FULL));
+        assert!(matches!(&config, Ok(c) if c.token_lifetime == TimeDelta::minutes(30)
+            && c.identity.principal_claim == "sub" && c.tokens_table == "tokens"));
+    }
+
+    #[test]
+    fn reports_missing_and_invalid_values() {
+        let mut pairs = FULL.to_vec();
+        pairs.retain(|(k, _)| *k != "TOKENS_TABLE");
+        assert_eq!(BindingTokenConfig::load(&env(&pairs)).err(), Some(ConfigError::Missing("TOKENS_TABLE")));
+        let mut pairs = FULL.to_vec();
+        pairs.push(("TOKEN_LIFETIME_SECONDS", "5"));
+        assert!(matches!(
+            BindingTokenConfig::load(&env(&pairs)).err(),
+            Some(ConfigError::Invalid("TOKEN_LIFETIME_SECONDS", _))
+        ));
+        let mut pairs = FULL.to_vec();
+        pairs.push(("WEBSOCKET_URL", "https://nope"));
+        assert!(matches!(BindingTokenConfig::load(&env(&pairs)).err(), Some(ConfigError::Invalid("WEBSOCKET_URL", _))));
+    }
+}

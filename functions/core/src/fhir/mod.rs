@@ -1,0 +1,26 @@
+//! FHIR R5 JSON types for the resources fhir-ws reads and writes.
+//!
+//! Only the elements this project acts on are typed; every other element a client sends
+//! is kept in an `other` map (`#[serde(flatten)]`) so a stored resource survives a round
+//! trip without losing anything. Serialization follows FHIR JSON: camelCase names,
+//! `resourceType` first, empty arrays and absent values omitted.
+
+mod bundle;
+mod id;
+mod outcome;
+mod parameters;
+mod subscription;
+
+pub use bundle::{
+    Bundle, BundleEntry, BundleLink, BundleSearch, NotificationEvent, Reference, SubscriptionStatus,
+    SubscriptionStatusCode, NotificationType,
+};
+pub use id::{is_valid_id, new_id};
+pub use outcome::{IssueSeverity, IssueType, OperationOutcome, OperationOutcomeIssue};
+pub use parameters::{Parameter, Parameters};
+pub use subscription::{
+    CHANNEL_TYPE_SYSTEM, Coding, ContentLevel, FilterBy, Meta, Subscription, SubscriptionState,
+};
+
+/// The media type of FHIR JSON, used for every response body.
+pub const FHIR_JSON: &str = "application/fhir+json";

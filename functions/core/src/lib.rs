@@ -1,0 +1,26 @@
+//! fhir-ws core: everything the fhir-ws Lambda functions share.
+//!
+//! FHIR topic-based Subscriptions over WebSockets on AWS Lambda. The binaries under
+//! `functions/` only read configuration, build clients once and hand each event to a
+//! handler here, so the Lambdas, the local stack and the tests run the same code.
+//!
+//! # Layout
+//!
+//! - [`fhir`] — FHIR R5 JSON types (`Subscription`, `Parameters`, `OperationOutcome`,
+//!   `Bundle`, `SubscriptionStatus`); unknown elements survive a round trip.
+//! - [`token`] — binding tokens: HMAC-SHA256 signing with rotating key ids,
+//!   constant-time verification, and [`token::verify`], the full check the WebSocket
+//!   functions run on every bind.
+//! - [`access`] — the rule for who may bind to which subscription.
+//! - [`store`] — storage ports (one trait per table) with DynamoDB and in-memory adapters.
+//! - [`http`] — request reading, caller identity, and errors as `OperationOutcome`s.
+//! - [`ops`] — the HTTP handlers: the Subscription API and `$get-ws-binding-token`.
+//! - [`config`] — configuration from the environment `template.yaml` sets.
+
+pub mod access;
+pub mod config;
+pub mod fhir;
+pub mod http;
+pub mod ops;
+pub mod store;
+pub mod token;

@@ -1,0 +1,223 @@
+//! `Subscription/$get-ws-binding-token`, type and instance level, POST and GET.
+//!
+//! Spec: FHIR 6.0.0 OperationDefinition `Subscription-get-ws-binding-token`
+//! (`../shared/spec/`). In: `id` 0..* (type level only; ignored at instance level).
+//! Out: `token` 1..1, `expiration` 1..1, `subscription` 0..*, `websocket-url` 1..1.
+//! With no ids the token covers every `active` or `requested` websocket subscription of
+//! the caller (404 if there are none). GET is accepted as well as POST (`?id=a&id=b` at
+//! type level) because R4/R4B backport clients call the operation with GET.
+
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request, RequestExt as _, Response};
+
+use crate::access::bindable;
+use crate::config::BindingTokenConfig;
+use crate::fhir::{Parameter, Parameters, SubscriptionState, is_valid_id, new_id};
+use crate::http::{ApiError, IdentityConfig, fhir_path, fhir_response, json_body};
+use crate::store::{SubscriptionStore, TokenRecord, TokenStore};
+use crate::token::{KeyRing, TokenClaims, sign};
+
+/// The operation's path segment.
+pub const OPERATION: &str = "$get-ws-binding-token";
+/// Most subscriptions one token may cover; keeps tokens short enough for a query string.
+pub const MAX_SUBSCRIPTIONS_PER_TOKEN: usize = 100;
+/// Query parameters of the FHIR REST API that are accepted and have no effect here.
+const IGNORED_QUERY_PARAMETERS: [&str; 2] = ["_format", "_pretty"];
+
+/// The operation with its stores and settings; built once per Lambda instance.
+#[derive(Debug)]
+pub struct BindingTokenOperation<S, T> {
+    subscriptions: S,
+    tokens: T,
+    keys: KeyRing,
+    websocket_url: String,
+    token_lifetime: TimeDelta,
+    identity: IdentityConfig,
+}
+
+/// Which URL was called.
+enum Level {
+    Type,
+    Instance(String),
+}
+
+impl<S: SubscriptionStore, T: TokenStore> BindingTokenOperation<S, T> {
+    /// The operation over these stores, configured by `config`.
+    pub fn new(subscriptions: S, tokens: T, config: &BindingTokenConfig) -> Self {
+        Self {
+            subscriptions,
+            tokens,
+            keys: config.keys.clone(),
+            websocket_url: config.websocket_url.clone(),
+            token_lifetime: config.token_lifetime,
+            identity: config.identity.clone(),
+        }
+    }
+
+    /// Answers one request at time `now`. Never fails: errors become `OperationOutcome`s.
+    pub async fn handle(&self, request: &Request, now: DateTime<Utc>) -> Response<Body> {
+        match self.respond(request, now).await {
+            Ok(parameters) => fhir_response(StatusCode::OK, &parameters),
+            Err(error) => error.into_response(),
+        }
+    }
+
+    async fn respond(&self, request: &Request, now: DateTime<Utc>) -> Result<Parameters, ApiError> {
+        let level = route(request)?;
+        let method = request.method();
+        if method != Method::GET && method != Method::POST {
+            return Err(ApiError::method_not_allowed(method.as_str(), "GET, POST"));
+        }
+        let owner = self.identity.caller(request)?;
+        let requested_ids = match level {
+            Level::Instance(id) => {
+                // The body may be empty or a Parameters resource; its ids are ignored
+                // at instance level, as the definition says, but it must still be valid.
+                if method == Method::POST {
+                    body_parameters(request)?;
+                }
+                vec![id]
+            }
+            Level::Type if method == Method::POST => ids_from_body(request)?,
+            Level::Type => ids_from_query(request)?,
+        };
+        let subscription_ids = self.bindable_ids(&owner, requested_ids).await?;
+        self.issue(owner, subscription_ids, now).await
+    }
+
+    /// Checks each requested id, or picks all usable ones when none were named.
+    async fn bindable_ids(&self, owner: &str, requested: Vec<String>) -> Result<Vec<String>, ApiError> {
+        if requested.is_empty() {
+            let ids: Vec<String> = self
+                .subscriptions
+                .list_by_owner(owner)
+                .await?
+                .into_iter()
+                .filter(|s| s.resource().is_websocket())
+                .filter(|s| matches!(s.status(), SubscriptionState::Active | SubscriptionState::Requested))
+                .map(|s| s.id().to_owned())
+                .collect();
+            if ids.is_empty() {
+                return Err(ApiError::not_found(
+                    "the caller has no active or requested websocket subscriptions",
+                ));
+            }
+            check_count(ids.len())?;
+            return Ok(ids);
+        }
+        let mut unique: Vec<String> = Vec::with_capacity(requested.len());
+        for id in requested {
+            if !is_valid_id(&id) {
+                return Err(ApiError::invalid(format!("'{id}' is not a valid FHIR id")));
+            }
+            if !unique.contains(&id) {
+                unique.push(id);
+            }
+        }
+        check_count(unique.len())?;
+        for id in &unique {
+            let found = self.subscriptions.get(id).await?;
+            bindable(id, found, owner)?;
+        }
+        Ok(unique)
+    }
+
+    /// Signs a token, records it with its TTL, and builds the output parameters.
+    async fn issue(&self, owner: String, subscription_ids: Vec<String>, now: DateTime<Utc>) -> Result<Parameters, ApiError> {
+        let claims = TokenClaims {
+            token_id: new_id(),
+            owner,
+            subscription_ids,
+            issued_at: now.timestamp(),
+            expires_at: (now + self.token_lifetime).timestamp(),
+        };
+        let token = sign(&claims, &self.keys);
+        let record = TokenRecord {
+            token_id: claims.token_id.clone(),
+            owner: claims.owner.clone(),
+            subscription_ids: claims.subscription_ids.clone(),
+            key_id: self.keys.signing_key().id().to_owned(),
+            issued_at: claims.issued_at,
+            expires_at: claims.expires_at,
+            revoked: false,
+        };
+        self.tokens.put_token(&record).await?;
+        let expiration = claims.expiry().to_rfc3339_opts(SecondsFormat::Secs, true);
+        let mut parameters = Parameters::default()
+            .with(Parameter::primitive("token", "valueString", token))
+            .with(Parameter::primitive("expiration", "valueDateTime", expiration));
+        for id in &claims.subscription_ids {
+            parameters = parameters.with(Parameter::primitive("subscription", "valueString", id.clone()));
+        }
+        Ok(parameters.with(Parameter::primitive("websocket-url", "valueUrl", self.websocket_url.clone())))
+    }
+}
+
+fn check_count(count: usize) -> Result<(), ApiError> {
+    if count > MAX_SUBSCRIPTIONS_PER_TOKEN {
+        return Err(ApiError::too_large(format!(
+            "a token can cover at most {MAX_SUBSCRIPTIONS_PER_TOKEN} subscriptions; {count} were asked for"
+        )));
+    }
+    Ok(())
+}
+
+fn route(request: &Request) -> Result<Level, ApiError> {
+    let path = fhir_path(request)?;
+    match path.rest.as_slice() {
+        [operation] if operation == OPERATION => Ok(Level::Type),
+        [id, operation] if operation == OPERATION => Ok(Level::Instance(id.clone())),
+        _ => Err(ApiError::not_found(format!("no route for {}", request.uri().path()))),
+    }
+}
+
+/// The body as `Parameters` (or `None` when empty).
+fn body_parameters(request: &Request) -> Result<Option<Parameters>, ApiError> {
+    let parameters: Option<Parameters> = json_body(request)?;
+    if let Some(parameters) = &parameters {
+        if parameters.resource_type != "Parameters" {
+            return Err(ApiError::invalid(format!(
+                "the body must be a Parameters resource, not {}",
+                parameters.resource_type
+            )));
+        }
+        if let Some(unknown) = parameters.parameter.iter().find(|p| p.name != "id") {
+            return Err(ApiError::invalid(format!(
+                "unknown parameter '{}'; this operation takes only 'id'",
+                unknown.name
+            )));
+        }
+    }
+    Ok(parameters)
+}
+
+fn ids_from_body(request: &Request) -> Result<Vec<String>, ApiError> {
+    let Some(parameters) = body_parameters(request)? else {
+        return Ok(Vec::new());
+    };
+    parameters
+        .named("id")
+        .map(|p| {
+            p.string_value("valueId")
+                .map(str::to_owned)
+                .ok_or_else(|| ApiError::invalid("each 'id' parameter must carry a valueId"))
+        })
+        .collect()
+}
+
+fn ids_from_query(request: &Request) -> Result<Vec<String>, ApiError> {
+    let query = request.query_string_parameters();
+    let mut ids = Vec::new();
+    for (name, _) in query.iter() {
+        if name != "id" && !IGNORED_QUERY_PARAMETERS.contains(&name) {
+            return Err(ApiError::invalid(format!(
+                "unknown parameter '{name}'; this operation takes only 'id'"
+            )));
+        }
+    }
+    for value in query.all("id").unwrap_or_default() {
+        ids.push(value.to_owned());
+    }
+    Ok(ids)
+}

@@ -1,0 +1,145 @@
+//! The signing key ring, read from configuration (`TOKEN_SIGNING_KEYS`).
+
+use std::fmt;
+
+use hmac::{Hmac, KeyInit as _};
+use sha2::Sha256;
+
+/// HMAC-SHA256, the only MAC tokens use.
+pub(crate) type HmacSha256 = Hmac<Sha256>;
+
+/// Shortest secret accepted: 32 bytes, the output size of SHA-256.
+const MIN_SECRET_BYTES: usize = 32;
+
+/// One named key.
+#[derive(Clone)]
+pub struct SigningKey {
+    id: String,
+    secret: Vec<u8>,
+}
+
+impl SigningKey {
+    /// The key id written into tokens.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// A fresh MAC keyed with this key's secret.
+    pub(crate) fn mac(&self, data: &[u8]) -> HmacSha256 {
+        // HMAC accepts keys of any length, so this never falls back in practice.
+        let mut mac = HmacSha256::new_from_slice(&self.secret)
+            .unwrap_or_else(|_| HmacSha256::new(&Default::default()));
+        hmac::Mac::update(&mut mac, data);
+        mac
+    }
+}
+
+/// Keys by id: the first signs new tokens, every one verifies.
+#[derive(Clone)]
+pub struct KeyRing {
+    signing: SigningKey,
+    /// Keys that still verify but no longer sign (being rotated out).
+    verify_only: Vec<SigningKey>,
+}
+
+/// Why a key ring specification was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyRingError {
+    /// No keys at all.
+    #[error("no signing keys given; expected 'keyid:secret[,keyid:secret…]'")]
+    Empty,
+    /// An entry without a `:`.
+    #[error("key entry {0} is not 'keyid:secret'")]
+    NotAPair(usize),
+    /// A key id outside `[A-Za-z0-9_-]{1,32}`.
+    #[error("key id '{0}' must be 1-32 characters of A-Z a-z 0-9 _ -")]
+    BadKeyId(String),
+    /// A secret shorter than 32 bytes.
+    #[error("the secret of key '{0}' is shorter than 32 bytes")]
+    ShortSecret(String),
+    /// The same id twice.
+    #[error("key id '{0}' is listed twice")]
+    DuplicateKeyId(String),
+}
+
+impl KeyRing {
+    /// Parses `keyid:secret[,keyid:secret…]`; the first key signs. Secrets are used as
+    /// their UTF-8 bytes, must be at least 32 bytes and may not contain commas.
+    pub fn parse(spec: &str) -> Result<Self, KeyRingError> {
+        let mut keys: Vec<SigningKey> = Vec::new();
+        for (index, entry) in spec.split(',').map(str::trim).filter(|e| !e.is_empty()).enumerate() {
+            let (id, secret) = entry.split_once(':').ok_or(KeyRingError::NotAPair(index + 1))?;
+            let id_ok = (1..=32).contains(&id.len())
+                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !id_ok {
+                return Err(KeyRingError::BadKeyId(id.to_owned()));
+            }
+            if secret.len() < MIN_SECRET_BYTES {
+                return Err(KeyRingError::ShortSecret(id.to_owned()));
+            }
+            if keys.iter().any(|k| k.id == id) {
+                return Err(KeyRingError::DuplicateKeyId(id.to_owned()));
+            }
+            keys.push(SigningKey {
+                id: id.to_owned(),
+                secret: secret.as_bytes().to_vec(),
+            });
+        }
+        let mut keys = keys.into_iter();
+        let signing = keys.next().ok_or(KeyRingError::Empty)?;
+        Ok(Self {
+            signing,
+            verify_only: keys.collect(),
+        })
+    }
+
+    /// The key that signs new tokens.
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.signing
+    }
+
+    /// The key with this id, if it is still accepted.
+    pub fn verifying_key(&self, id: &str) -> Option<&SigningKey> {
+        std::iter::once(&self.signing)
+            .chain(&self.verify_only)
+            .find(|k| k.id == id)
+    }
+}
+
+impl fmt::Debug for KeyRing {
+    // Never print secrets, not even in debug logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ids: Vec<&str> = std::iter::once(&self.signing)
+            .chain(&self.verify_only)
+            .map(|k| k.id.as_str())
+            .collect();
+        f.debug_struct("KeyRing").field("key_ids", &ids).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_refuses_key_specs() {
+        let secret = "0123456789abcdef0123456789abcdef";
+        let ring = KeyRing::parse(&format!("a:{secret}, b:{secret}x"));
+        assert!(matches!(&ring, Ok(r) if r.signing_key().id() == "a" && r.verifying_key("b").is_some()));
+        assert_eq!(KeyRing::parse("").err(), Some(KeyRingError::Empty));
+        assert_eq!(KeyRing::parse("nocolon").err(), Some(KeyRingError::NotAPair(1)));
+        assert_eq!(KeyRing::parse("a:short").err(), Some(KeyRingError::ShortSecret("a".into())));
+        assert_eq!(KeyRing::parse(&format!("a.b:{secret}")).err(), Some(KeyRingError::BadKeyId("a.b".into())));
+        assert_eq!(
+            KeyRing::parse(&format!("a:{secret},a:{secret}")).err(),
+            Some(KeyRingError::DuplicateKeyId("a".into()))
+        );
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let ring = KeyRing::parse("a:0123456789abcdef0123456789abcdef");
+        let text = format!("{ring:?}");
+        assert!(!text.contains("0123456789"), "{text}");
+    }
+}

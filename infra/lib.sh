@@ -1,0 +1,46 @@
+# Shared by infra/test.sh and infra/run-local.sh: the project's Python tools and a local
+# DynamoDB-compatible server. Source it from the repository root.
+
+# Creates ./.venv and installs infra/requirements.txt into it, once per change of that file.
+ensure_python_tools() {
+  local stamp=.venv/.requirements.sha256
+  local wanted
+  wanted=$(sha256sum infra/requirements.txt | cut -d' ' -f1)
+  if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+  fi
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+    echo "== installing Python tools into .venv (infra/requirements.txt)"
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -r infra/requirements.txt
+    echo "$wanted" >"$stamp"
+  fi
+}
+
+# Starts moto_server on a free loopback port, waits until it answers, creates the tables
+# of template.yaml in it, and exports the endpoint and table variables the functions read.
+# Sets MOTO_PID; call stop_dynamodb (or rely on the EXIT trap) to stop it.
+start_dynamodb() {
+  local port
+  port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  mkdir -p .tmp
+  .venv/bin/moto_server -H 127.0.0.1 -p "$port" >.tmp/moto_server.log 2>&1 &
+  MOTO_PID=$!
+  trap stop_dynamodb EXIT
+  export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$port"
+  export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+  for _ in $(seq 1 100); do
+    if curl -s -o /dev/null "$AWS_ENDPOINT_URL_DYNAMODB/moto-api/"; then break; fi
+    sleep 0.1
+  done
+  .venv/bin/python infra/local_tables.py --endpoint "$AWS_ENDPOINT_URL_DYNAMODB"
+  export SUBSCRIPTIONS_TABLE=SubscriptionsTable TOKENS_TABLE=TokensTable
+  echo "== moto_server (DynamoDB) at $AWS_ENDPOINT_URL_DYNAMODB, pid $MOTO_PID"
+}
+
+stop_dynamodb() {
+  if [ -n "${MOTO_PID:-}" ]; then
+    kill "$MOTO_PID" 2>/dev/null || true
+    wait "$MOTO_PID" 2>/dev/null || true
+    MOTO_PID=
+  fi
+}

@@ -35,6 +35,8 @@ pub fn bindable(
         status @ (SubscriptionState::Off | SubscriptionState::EnteredInError) => {
             Err(Unbindable::Inactive(id.to_owned(), status.code()))
         }
-        SubscriptionState::Requested | SubscriptionState::Active | SubscriptionState::Error => Ok(subscription),
+        SubscriptionState::Requested | SubscriptionState::Active | SubscriptionState::Error => {
+            Ok(subscription)
+        }
     }
 }

@@ -64,7 +64,9 @@ fn required(source: &impl Source, name: &'static str) -> Result<String, ConfigEr
 /// The claims that identify callers.
 pub fn identity(source: &impl Source) -> IdentityConfig {
     IdentityConfig {
-        principal_claim: source.value("PRINCIPAL_CLAIM").unwrap_or_else(|| "sub".to_owned()),
+        principal_claim: source
+            .value("PRINCIPAL_CLAIM")
+            .unwrap_or_else(|| "sub".to_owned()),
         tenant_claim: source.value("TENANT_CLAIM"),
     }
 }
@@ -110,7 +112,10 @@ impl BindingTokenConfig {
     pub fn load(source: &impl Source) -> Result<Self, ConfigError> {
         let websocket_url = required(source, "WEBSOCKET_URL")?;
         if !(websocket_url.starts_with("wss://") || websocket_url.starts_with("ws://")) {
-            return Err(ConfigError::Invalid("WEBSOCKET_URL", "must start with wss:// or ws://".to_owned()));
+            return Err(ConfigError::Invalid(
+                "WEBSOCKET_URL",
+                "must start with wss:// or ws://".to_owned(),
+            ));
         }
         let lifetime = match source.value("TOKEN_LIFETIME_SECONDS") {
             None => DEFAULT_TOKEN_LIFETIME_SECONDS,
@@ -120,7 +125,10 @@ impl BindingTokenConfig {
                 .ok()
                 .filter(|seconds| TOKEN_LIFETIME_RANGE.contains(seconds))
                 .ok_or_else(|| {
-                    ConfigError::Invalid("TOKEN_LIFETIME_SECONDS", "must be a whole number from 60 to 86400".to_owned())
+                    ConfigError::Invalid(
+                        "TOKEN_LIFETIME_SECONDS",
+                        "must be a whole number from 60 to 86400".to_owned(),
+                    )
                 })?,
         };
         Ok(Self {
@@ -140,7 +148,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         move |name: &str| map.get(name).cloned()
     }
 
@@ -154,15 +165,20 @@ mod tests {
     #[test]
     fn loads_with_defaults() {
         let config = BindingTokenConfig::load(&env(&FULL));
-        assert!(matches!(&config, Ok(c) if c.token_lifetime == TimeDelta::minutes(30)
-            && c.identity.principal_claim == "sub" && c.tokens_table == "tokens"));
+        assert!(
+            matches!(&config, Ok(c) if c.token_lifetime == TimeDelta::minutes(30)
+            && c.identity.principal_claim == "sub" && c.tokens_table == "tokens")
+        );
     }
 
     #[test]
     fn reports_missing_and_invalid_values() {
         let mut pairs = FULL.to_vec();
         pairs.retain(|(k, _)| *k != "TOKENS_TABLE");
-        assert_eq!(BindingTokenConfig::load(&env(&pairs)).err(), Some(ConfigError::Missing("TOKENS_TABLE")));
+        assert_eq!(
+            BindingTokenConfig::load(&env(&pairs)).err(),
+            Some(ConfigError::Missing("TOKENS_TABLE"))
+        );
         let mut pairs = FULL.to_vec();
         pairs.push(("TOKEN_LIFETIME_SECONDS", "5"));
         assert!(matches!(
@@ -171,6 +187,9 @@ mod tests {
         ));
         let mut pairs = FULL.to_vec();
         pairs.push(("WEBSOCKET_URL", "https://nope"));
-        assert!(matches!(BindingTokenConfig::load(&env(&pairs)).err(), Some(ConfigError::Invalid("WEBSOCKET_URL", _))));
+        assert!(matches!(
+            BindingTokenConfig::load(&env(&pairs)).err(),
+            Some(ConfigError::Invalid("WEBSOCKET_URL", _))
+        ));
     }
 }

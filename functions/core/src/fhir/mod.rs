@@ -12,8 +12,8 @@ mod parameters;
 mod subscription;
 
 pub use bundle::{
-    Bundle, BundleEntry, BundleLink, BundleSearch, NotificationEvent, Reference, SubscriptionStatus,
-    SubscriptionStatusCode, NotificationType,
+    Bundle, BundleEntry, BundleLink, BundleSearch, NotificationEvent, NotificationType, Reference,
+    SubscriptionStatus, SubscriptionStatusCode,
 };
 pub use id::{is_valid_id, new_id};
 pub use outcome::{IssueSeverity, IssueType, OperationOutcome, OperationOutcomeIssue};

@@ -77,7 +77,11 @@ impl OperationOutcome {
     }
 
     /// An outcome with one issue of the given severity.
-    pub fn single(severity: IssueSeverity, code: IssueType, diagnostics: impl Into<String>) -> Self {
+    pub fn single(
+        severity: IssueSeverity,
+        code: IssueType,
+        diagnostics: impl Into<String>,
+    ) -> Self {
         Self {
             resource_type: "OperationOutcome".to_owned(),
             issue: vec![OperationOutcomeIssue {

@@ -82,9 +82,15 @@ mod tests {
             .with(Parameter::primitive("id", "valueId", "a"))
             .with(Parameter::primitive("id", "valueId", "b"));
         let json = serde_json::to_value(&params)?;
-        assert_eq!(json["parameter"][1], serde_json::json!({"name": "id", "valueId": "b"}));
+        assert_eq!(
+            json["parameter"][1],
+            serde_json::json!({"name": "id", "valueId": "b"})
+        );
         let back: Parameters = serde_json::from_value(json)?;
-        let ids: Vec<_> = back.named("id").filter_map(|p| p.string_value("valueId")).collect();
+        let ids: Vec<_> = back
+            .named("id")
+            .filter_map(|p| p.string_value("valueId"))
+            .collect();
         assert_eq!(ids, ["a", "b"]);
         Ok(())
     }

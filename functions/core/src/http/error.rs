@@ -83,7 +83,11 @@ impl ApiError {
 
     /// 422 `business-rule`.
     pub fn business_rule(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, IssueType::BusinessRule, message)
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            IssueType::BusinessRule,
+            message,
+        )
     }
 
     /// 503 `throttled`, retryable after a second.
@@ -109,7 +113,10 @@ impl ApiError {
 
     /// The response: status, `OperationOutcome` body, extra header.
     pub fn into_response(self) -> Response<Body> {
-        let mut response = fhir_response(self.status, &OperationOutcome::error(self.code, self.message));
+        let mut response = fhir_response(
+            self.status,
+            &OperationOutcome::error(self.code, self.message),
+        );
         if let Some((name, value)) = self.extra_header {
             set_header(&mut response, name, &value);
         }
@@ -135,7 +142,9 @@ impl From<Unbindable> for ApiError {
     fn from(error: Unbindable) -> Self {
         match error {
             Unbindable::NotFound(_) => Self::not_found(error.to_string()),
-            Unbindable::NotWebsocket(_) | Unbindable::Inactive(..) => Self::business_rule(error.to_string()),
+            Unbindable::NotWebsocket(_) | Unbindable::Inactive(..) => {
+                Self::business_rule(error.to_string())
+            }
         }
     }
 }

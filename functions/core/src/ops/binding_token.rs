@@ -87,7 +87,11 @@ impl<S: SubscriptionStore, T: TokenStore> BindingTokenOperation<S, T> {
     }
 
     /// Checks each requested id, or picks all usable ones when none were named.
-    async fn bindable_ids(&self, owner: &str, requested: Vec<String>) -> Result<Vec<String>, ApiError> {
+    async fn bindable_ids(
+        &self,
+        owner: &str,
+        requested: Vec<String>,
+    ) -> Result<Vec<String>, ApiError> {
         if requested.is_empty() {
             let ids: Vec<String> = self
                 .subscriptions
@@ -95,7 +99,12 @@ impl<S: SubscriptionStore, T: TokenStore> BindingTokenOperation<S, T> {
                 .await?
                 .into_iter()
                 .filter(|s| s.resource().is_websocket())
-                .filter(|s| matches!(s.status(), SubscriptionState::Active | SubscriptionState::Requested))
+                .filter(|s| {
+                    matches!(
+                        s.status(),
+                        SubscriptionState::Active | SubscriptionState::Requested
+                    )
+                })
                 .map(|s| s.id().to_owned())
                 .collect();
             if ids.is_empty() {
@@ -124,7 +133,12 @@ impl<S: SubscriptionStore, T: TokenStore> BindingTokenOperation<S, T> {
     }
 
     /// Signs a token, records it with its TTL, and builds the output parameters.
-    async fn issue(&self, owner: String, subscription_ids: Vec<String>, now: DateTime<Utc>) -> Result<Parameters, ApiError> {
+    async fn issue(
+        &self,
+        owner: String,
+        subscription_ids: Vec<String>,
+        now: DateTime<Utc>,
+    ) -> Result<Parameters, ApiError> {
         let claims = TokenClaims {
             token_id: new_id(),
             owner,
@@ -146,11 +160,23 @@ impl<S: SubscriptionStore, T: TokenStore> BindingTokenOperation<S, T> {
         let expiration = claims.expiry().to_rfc3339_opts(SecondsFormat::Secs, true);
         let mut parameters = Parameters::default()
             .with(Parameter::primitive("token", "valueString", token))
-            .with(Parameter::primitive("expiration", "valueDateTime", expiration));
+            .with(Parameter::primitive(
+                "expiration",
+                "valueDateTime",
+                expiration,
+            ));
         for id in &claims.subscription_ids {
-            parameters = parameters.with(Parameter::primitive("subscription", "valueString", id.clone()));
+            parameters = parameters.with(Parameter::primitive(
+                "subscription",
+                "valueString",
+                id.clone(),
+            ));
         }
-        Ok(parameters.with(Parameter::primitive("websocket-url", "valueUrl", self.websocket_url.clone())))
+        Ok(parameters.with(Parameter::primitive(
+            "websocket-url",
+            "valueUrl",
+            self.websocket_url.clone(),
+        )))
     }
 }
 
@@ -168,7 +194,10 @@ fn route(request: &Request) -> Result<Level, ApiError> {
     match path.rest.as_slice() {
         [operation] if operation == OPERATION => Ok(Level::Type),
         [id, operation] if operation == OPERATION => Ok(Level::Instance(id.clone())),
-        _ => Err(ApiError::not_found(format!("no route for {}", request.uri().path()))),
+        _ => Err(ApiError::not_found(format!(
+            "no route for {}",
+            request.uri().path()
+        ))),
     }
 }
 

@@ -16,8 +16,14 @@ use lambda_http::http::{Method, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt as _, Response};
 
 use crate::config::SubscriptionApiConfig;
-use crate::fhir::{Bundle, BundleEntry, BundleLink, BundleSearch, Subscription, SubscriptionState, is_valid_id, new_id};
-use crate::http::{ApiError, FhirPath, IdentityConfig, empty_response, fhir_path, fhir_response, json_body, set_header};
+use crate::fhir::{
+    Bundle, BundleEntry, BundleLink, BundleSearch, Subscription, SubscriptionState, is_valid_id,
+    new_id,
+};
+use crate::http::{
+    ApiError, FhirPath, IdentityConfig, empty_response, fhir_path, fhir_response, json_body,
+    set_header,
+};
 use crate::store::{StoredSubscription, SubscriptionStore};
 
 /// The API over a subscriptions store; built once per Lambda instance.
@@ -38,10 +44,16 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
 
     /// Answers one request at time `now`. Never fails: errors become `OperationOutcome`s.
     pub async fn handle(&self, request: &Request, now: DateTime<Utc>) -> Response<Body> {
-        self.respond(request, now).await.unwrap_or_else(ApiError::into_response)
+        self.respond(request, now)
+            .await
+            .unwrap_or_else(ApiError::into_response)
     }
 
-    async fn respond(&self, request: &Request, now: DateTime<Utc>) -> Result<Response<Body>, ApiError> {
+    async fn respond(
+        &self,
+        request: &Request,
+        now: DateTime<Utc>,
+    ) -> Result<Response<Body>, ApiError> {
         let path = fhir_path(request)?;
         let method = request.method().clone();
         match path.rest.as_slice() {
@@ -58,7 +70,10 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
             }
             [id] => {
                 if method != Method::GET && method != Method::PUT && method != Method::DELETE {
-                    return Err(ApiError::method_not_allowed(method.as_str(), "GET, PUT, DELETE"));
+                    return Err(ApiError::method_not_allowed(
+                        method.as_str(),
+                        "GET, PUT, DELETE",
+                    ));
                 }
                 let owner = self.identity.caller(request)?;
                 let current = self.owned(id, &owner).await?;
@@ -71,7 +86,10 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
                     }
                 }
             }
-            _ => Err(ApiError::not_found(format!("no route for {}", request.uri().path()))),
+            _ => Err(ApiError::not_found(format!(
+                "no route for {}",
+                request.uri().path()
+            ))),
         }
     }
 
@@ -88,7 +106,13 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
             .ok_or_else(not_found)
     }
 
-    async fn create(&self, request: &Request, path: &FhirPath, owner: &str, now: DateTime<Utc>) -> Result<Response<Body>, ApiError> {
+    async fn create(
+        &self,
+        request: &Request,
+        path: &FhirPath,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Response<Body>, ApiError> {
         let mut resource = subscription_body(request)?;
         resource.id = Some(new_id());
         resource.status = Some(SubscriptionState::Requested);
@@ -123,23 +147,34 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
             return Err(ApiError::new(
                 StatusCode::PRECONDITION_FAILED,
                 crate::fhir::IssueType::Conflict,
-                format!("version {expected} was expected, but the current version is {}", current.version()),
+                format!(
+                    "version {expected} was expected, but the current version is {}",
+                    current.version()
+                ),
             ));
         }
         resource.status = Some(next_status(current.status(), resource.status)?);
         let version = current.version() + 1;
         let updated = StoredSubscription::new(current.owner(), version, now, resource);
-        self.subscriptions.replace(&updated, current.version()).await?;
+        self.subscriptions
+            .replace(&updated, current.version())
+            .await?;
         Ok(resource_response(StatusCode::OK, &updated))
     }
 
-    async fn search(&self, request: &Request, path: &FhirPath, owner: &str) -> Result<Response<Body>, ApiError> {
+    async fn search(
+        &self,
+        request: &Request,
+        path: &FhirPath,
+        owner: &str,
+    ) -> Result<Response<Body>, ApiError> {
         let query = request.query_string_parameters();
         let mut statuses: Vec<SubscriptionState> = Vec::new();
         for value in query.all("status").unwrap_or_default() {
             for code in value.split(',').map(str::trim).filter(|c| !c.is_empty()) {
-                let status = SubscriptionState::from_code(code)
-                    .ok_or_else(|| ApiError::invalid(format!("'{code}' is not a Subscription status")))?;
+                let status = SubscriptionState::from_code(code).ok_or_else(|| {
+                    ApiError::invalid(format!("'{code}' is not a Subscription status"))
+                })?;
                 statuses.push(status);
             }
         }
@@ -164,7 +199,9 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
         for stored in &found {
             bundle.entry.push(BundleEntry {
                 full_url: Some(format!("{}/Subscription/{}", path.base, stored.id())),
-                resource: Some(serde_json::to_value(stored.resource()).map_err(|e| ApiError::internal(&e))?),
+                resource: Some(
+                    serde_json::to_value(stored.resource()).map_err(|e| ApiError::internal(&e))?,
+                ),
                 search: Some(BundleSearch {
                     mode: "match".to_owned(),
                 }),
@@ -176,19 +213,24 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
 
 /// Reads and validates a Subscription body (required for POST and PUT).
 fn subscription_body(request: &Request) -> Result<Subscription, ApiError> {
-    let resource: Subscription =
-        json_body(request)?.ok_or_else(|| ApiError::invalid("a Subscription resource is required in the body"))?;
+    let resource: Subscription = json_body(request)?
+        .ok_or_else(|| ApiError::invalid("a Subscription resource is required in the body"))?;
     resource.validate().map_err(ApiError::invalid)?;
     Ok(resource)
 }
 
 /// The status an update may leave: the current one, or one the client may choose.
-fn next_status(current: SubscriptionState, asked: Option<SubscriptionState>) -> Result<SubscriptionState, ApiError> {
+fn next_status(
+    current: SubscriptionState,
+    asked: Option<SubscriptionState>,
+) -> Result<SubscriptionState, ApiError> {
     match asked {
         None => Err(ApiError::invalid("Subscription.status is required")),
         Some(status) if status == current => Ok(status),
         Some(
-            status @ (SubscriptionState::Requested | SubscriptionState::Off | SubscriptionState::EnteredInError),
+            status @ (SubscriptionState::Requested
+            | SubscriptionState::Off
+            | SubscriptionState::EnteredInError),
         ) => Ok(status),
         Some(status) => Err(ApiError::business_rule(format!(
             "status '{}' is set by the server; a client may set requested, off or entered-in-error",
@@ -212,11 +254,18 @@ fn if_match_version(request: &Request) -> Result<Option<u64>, ApiError> {
 /// The resource with its `ETag` and `Last-Modified` headers.
 fn resource_response(status: StatusCode, stored: &StoredSubscription) -> Response<Body> {
     let mut response = fhir_response(status, stored.resource());
-    set_header(&mut response, header::ETAG, &format!("W/\"{}\"", stored.version()));
+    set_header(
+        &mut response,
+        header::ETAG,
+        &format!("W/\"{}\"", stored.version()),
+    );
     set_header(
         &mut response,
         header::LAST_MODIFIED,
-        &stored.last_updated().format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
+        &stored
+            .last_updated()
+            .format("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string(),
     );
     response
 }

@@ -66,9 +66,11 @@ where
 {
     match error.code() {
         Some("ConditionalCheckFailedException") => StoreError::Conflict,
-        Some("ProvisionedThroughputExceededException" | "ThrottlingException" | "RequestLimitExceeded") => {
-            StoreError::Throttled
-        }
+        Some(
+            "ProvisionedThroughputExceededException"
+            | "ThrottlingException"
+            | "RequestLimitExceeded",
+        ) => StoreError::Throttled,
         _ => StoreError::Unavailable(DisplayErrorContext(&error).to_string()),
     }
 }
@@ -76,7 +78,9 @@ where
 fn string(item: &Item, name: &str) -> Result<String, StoreError> {
     match item.get(name) {
         Some(AttributeValue::S(value)) => Ok(value.clone()),
-        _ => Err(StoreError::Corrupt(format!("attribute {name} is missing or not a string"))),
+        _ => Err(StoreError::Corrupt(format!(
+            "attribute {name} is missing or not a string"
+        ))),
     }
 }
 
@@ -85,7 +89,9 @@ fn number(item: &Item, name: &str) -> Result<i64, StoreError> {
         Some(AttributeValue::N(value)) => value
             .parse()
             .map_err(|_| StoreError::Corrupt(format!("attribute {name} is not an integer"))),
-        _ => Err(StoreError::Corrupt(format!("attribute {name} is missing or not a number"))),
+        _ => Err(StoreError::Corrupt(format!(
+            "attribute {name} is missing or not a number"
+        ))),
     }
 }
 
@@ -93,14 +99,26 @@ fn subscription_to_item(subscription: &StoredSubscription) -> Result<Item, Store
     let resource = subscription.resource();
     let json = serde_json::to_string(resource).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let mut item = Item::from([
-        ("id".to_owned(), AttributeValue::S(subscription.id().to_owned())),
-        ("owner".to_owned(), AttributeValue::S(subscription.owner().to_owned())),
-        ("version".to_owned(), AttributeValue::N(subscription.version().to_string())),
+        (
+            "id".to_owned(),
+            AttributeValue::S(subscription.id().to_owned()),
+        ),
+        (
+            "owner".to_owned(),
+            AttributeValue::S(subscription.owner().to_owned()),
+        ),
+        (
+            "version".to_owned(),
+            AttributeValue::N(subscription.version().to_string()),
+        ),
         (
             "lastUpdated".to_owned(),
             AttributeValue::N(subscription.last_updated().timestamp_millis().to_string()),
         ),
-        ("status".to_owned(), AttributeValue::S(subscription.status().code().to_owned())),
+        (
+            "status".to_owned(),
+            AttributeValue::S(subscription.status().code().to_owned()),
+        ),
         ("resource".to_owned(), AttributeValue::S(json)),
     ]);
     if let Some(topic) = &resource.topic {
@@ -113,26 +131,47 @@ fn subscription_to_item(subscription: &StoredSubscription) -> Result<Item, Store
 }
 
 fn subscription_from_item(item: &Item) -> Result<StoredSubscription, StoreError> {
-    let resource: Subscription =
-        serde_json::from_str(&string(item, "resource")?).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let resource: Subscription = serde_json::from_str(&string(item, "resource")?)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let version = u64::try_from(number(item, "version")?)
         .map_err(|_| StoreError::Corrupt("negative version".to_owned()))?;
     let last_updated = DateTime::from_timestamp_millis(number(item, "lastUpdated")?)
         .ok_or_else(|| StoreError::Corrupt("lastUpdated out of range".to_owned()))?;
-    Ok(StoredSubscription::new(&string(item, "owner")?, version, last_updated, resource))
+    Ok(StoredSubscription::new(
+        &string(item, "owner")?,
+        version,
+        last_updated,
+        resource,
+    ))
 }
 
 fn token_to_item(record: &TokenRecord) -> Item {
     Item::from([
-        ("tokenId".to_owned(), AttributeValue::S(record.token_id.clone())),
+        (
+            "tokenId".to_owned(),
+            AttributeValue::S(record.token_id.clone()),
+        ),
         ("owner".to_owned(), AttributeValue::S(record.owner.clone())),
         (
             "subscriptionIds".to_owned(),
-            AttributeValue::L(record.subscription_ids.iter().cloned().map(AttributeValue::S).collect()),
+            AttributeValue::L(
+                record
+                    .subscription_ids
+                    .iter()
+                    .cloned()
+                    .map(AttributeValue::S)
+                    .collect(),
+            ),
         ),
         ("keyId".to_owned(), AttributeValue::S(record.key_id.clone())),
-        ("issuedAt".to_owned(), AttributeValue::N(record.issued_at.to_string())),
-        (TOKEN_TTL_ATTRIBUTE.to_owned(), AttributeValue::N(record.expires_at.to_string())),
+        (
+            "issuedAt".to_owned(),
+            AttributeValue::N(record.issued_at.to_string()),
+        ),
+        (
+            TOKEN_TTL_ATTRIBUTE.to_owned(),
+            AttributeValue::N(record.expires_at.to_string()),
+        ),
         ("revoked".to_owned(), AttributeValue::Bool(record.revoked)),
     ])
 }
@@ -143,7 +182,9 @@ fn token_from_item(item: &Item) -> Result<TokenRecord, StoreError> {
             .iter()
             .map(|v| match v {
                 AttributeValue::S(id) => Ok(id.clone()),
-                _ => Err(StoreError::Corrupt("subscriptionIds holds a non-string".to_owned())),
+                _ => Err(StoreError::Corrupt(
+                    "subscriptionIds holds a non-string".to_owned(),
+                )),
             })
             .collect::<Result<Vec<_>, _>>()?,
         _ => return Err(StoreError::Corrupt("subscriptionIds is missing".to_owned())),
@@ -185,14 +226,21 @@ impl SubscriptionStore for DynamoSubscriptionStore {
         output.item.as_ref().map(subscription_from_item).transpose()
     }
 
-    async fn replace(&self, subscription: &StoredSubscription, expected_version: u64) -> Result<(), StoreError> {
+    async fn replace(
+        &self,
+        subscription: &StoredSubscription,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
         self.client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(subscription_to_item(subscription)?))
             .condition_expression("#version = :expected")
             .expression_attribute_names("#version", "version")
-            .expression_attribute_values(":expected", AttributeValue::N(expected_version.to_string()))
+            .expression_attribute_values(
+                ":expected",
+                AttributeValue::N(expected_version.to_string()),
+            )
             .send()
             .await
             .map_err(classify)?;

@@ -22,7 +22,9 @@ impl MemoryStore {
 /// Locks a table. A panic while holding the lock cannot leave a half-written entry
 /// (every change is one map operation), so a poisoned lock is safe to keep using.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl SubscriptionStore for MemoryStore {
@@ -39,7 +41,11 @@ impl SubscriptionStore for MemoryStore {
         Ok(lock(&self.subscriptions).get(id).cloned())
     }
 
-    async fn replace(&self, subscription: &StoredSubscription, expected_version: u64) -> Result<(), StoreError> {
+    async fn replace(
+        &self,
+        subscription: &StoredSubscription,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
         let mut table = lock(&self.subscriptions);
         match table.get_mut(subscription.id()) {
             Some(current) if current.version() == expected_version => {

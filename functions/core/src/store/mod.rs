@@ -43,7 +43,12 @@ pub struct StoredSubscription {
 impl StoredSubscription {
     /// Wraps `resource` (whose `id` must be set) and stamps `meta.versionId` and
     /// `meta.lastUpdated` so the stored resource always agrees with the record.
-    pub fn new(owner: &str, version: u64, last_updated: DateTime<Utc>, mut resource: Subscription) -> Self {
+    pub fn new(
+        owner: &str,
+        version: u64,
+        last_updated: DateTime<Utc>,
+        mut resource: Subscription,
+    ) -> Self {
         let meta = resource.meta.get_or_insert_with(Meta::default);
         meta.version_id = Some(version.to_string());
         meta.last_updated = Some(last_updated.to_rfc3339_opts(SecondsFormat::Millis, true));
@@ -108,10 +113,16 @@ pub struct TokenRecord {
 /// The subscriptions table.
 pub trait SubscriptionStore: Send + Sync {
     /// Stores a new subscription; [`StoreError::Conflict`] if the id is taken.
-    fn insert(&self, subscription: &StoredSubscription) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn insert(
+        &self,
+        subscription: &StoredSubscription,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Reads one subscription (strongly consistent).
-    fn get(&self, id: &str) -> impl Future<Output = Result<Option<StoredSubscription>, StoreError>> + Send;
+    fn get(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<StoredSubscription>, StoreError>> + Send;
 
     /// Replaces a subscription if its stored version is still `expected_version`;
     /// otherwise (or if it is gone) [`StoreError::Conflict`].
@@ -125,30 +136,46 @@ pub trait SubscriptionStore: Send + Sync {
     fn delete(&self, id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Every subscription of one owner, ordered by id.
-    fn list_by_owner(&self, owner: &str) -> impl Future<Output = Result<Vec<StoredSubscription>, StoreError>> + Send;
+    fn list_by_owner(
+        &self,
+        owner: &str,
+    ) -> impl Future<Output = Result<Vec<StoredSubscription>, StoreError>> + Send;
 }
 
 /// The tokens table.
 pub trait TokenStore: Send + Sync {
     /// Writes a newly issued token's row.
-    fn put_token(&self, record: &TokenRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn put_token(
+        &self,
+        record: &TokenRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Reads a token's row (strongly consistent). Rows may outlive their expiry
     /// (TTL deletion is lazy): callers check `expires_at` against the clock.
-    fn get_token(&self, token_id: &str) -> impl Future<Output = Result<Option<TokenRecord>, StoreError>> + Send;
+    fn get_token(
+        &self,
+        token_id: &str,
+    ) -> impl Future<Output = Result<Option<TokenRecord>, StoreError>> + Send;
 
     /// Marks a token revoked; `true` if it existed.
-    fn revoke_token(&self, token_id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn revoke_token(&self, token_id: &str)
+    -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 // Handlers own their stores; these let several handlers share one store (as the
 // local stack and the tests do) through an `Arc`.
 impl<S: SubscriptionStore> SubscriptionStore for std::sync::Arc<S> {
-    fn insert(&self, subscription: &StoredSubscription) -> impl Future<Output = Result<(), StoreError>> + Send {
+    fn insert(
+        &self,
+        subscription: &StoredSubscription,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
         (**self).insert(subscription)
     }
 
-    fn get(&self, id: &str) -> impl Future<Output = Result<Option<StoredSubscription>, StoreError>> + Send {
+    fn get(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<StoredSubscription>, StoreError>> + Send {
         (**self).get(id)
     }
 
@@ -164,21 +191,33 @@ impl<S: SubscriptionStore> SubscriptionStore for std::sync::Arc<S> {
         (**self).delete(id)
     }
 
-    fn list_by_owner(&self, owner: &str) -> impl Future<Output = Result<Vec<StoredSubscription>, StoreError>> + Send {
+    fn list_by_owner(
+        &self,
+        owner: &str,
+    ) -> impl Future<Output = Result<Vec<StoredSubscription>, StoreError>> + Send {
         (**self).list_by_owner(owner)
     }
 }
 
 impl<T: TokenStore> TokenStore for std::sync::Arc<T> {
-    fn put_token(&self, record: &TokenRecord) -> impl Future<Output = Result<(), StoreError>> + Send {
+    fn put_token(
+        &self,
+        record: &TokenRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
         (**self).put_token(record)
     }
 
-    fn get_token(&self, token_id: &str) -> impl Future<Output = Result<Option<TokenRecord>, StoreError>> + Send {
+    fn get_token(
+        &self,
+        token_id: &str,
+    ) -> impl Future<Output = Result<Option<TokenRecord>, StoreError>> + Send {
         (**self).get_token(token_id)
     }
 
-    fn revoke_token(&self, token_id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send {
+    fn revoke_token(
+        &self,
+        token_id: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
         (**self).revoke_token(token_id)
     }
 }

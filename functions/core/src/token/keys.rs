@@ -67,10 +67,19 @@ impl KeyRing {
     /// their UTF-8 bytes, must be at least 32 bytes and may not contain commas.
     pub fn parse(spec: &str) -> Result<Self, KeyRingError> {
         let mut keys: Vec<SigningKey> = Vec::new();
-        for (index, entry) in spec.split(',').map(str::trim).filter(|e| !e.is_empty()).enumerate() {
-            let (id, secret) = entry.split_once(':').ok_or(KeyRingError::NotAPair(index + 1))?;
+        for (index, entry) in spec
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .enumerate()
+        {
+            let (id, secret) = entry
+                .split_once(':')
+                .ok_or(KeyRingError::NotAPair(index + 1))?;
             let id_ok = (1..=32).contains(&id.len())
-                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
             if !id_ok {
                 return Err(KeyRingError::BadKeyId(id.to_owned()));
             }
@@ -125,11 +134,22 @@ mod tests {
     fn parses_and_refuses_key_specs() {
         let secret = "0123456789abcdef0123456789abcdef";
         let ring = KeyRing::parse(&format!("a:{secret}, b:{secret}x"));
-        assert!(matches!(&ring, Ok(r) if r.signing_key().id() == "a" && r.verifying_key("b").is_some()));
+        assert!(
+            matches!(&ring, Ok(r) if r.signing_key().id() == "a" && r.verifying_key("b").is_some())
+        );
         assert_eq!(KeyRing::parse("").err(), Some(KeyRingError::Empty));
-        assert_eq!(KeyRing::parse("nocolon").err(), Some(KeyRingError::NotAPair(1)));
-        assert_eq!(KeyRing::parse("a:short").err(), Some(KeyRingError::ShortSecret("a".into())));
-        assert_eq!(KeyRing::parse(&format!("a.b:{secret}")).err(), Some(KeyRingError::BadKeyId("a.b".into())));
+        assert_eq!(
+            KeyRing::parse("nocolon").err(),
+            Some(KeyRingError::NotAPair(1))
+        );
+        assert_eq!(
+            KeyRing::parse("a:short").err(),
+            Some(KeyRingError::ShortSecret("a".into()))
+        );
+        assert_eq!(
+            KeyRing::parse(&format!("a.b:{secret}")).err(),
+            Some(KeyRingError::BadKeyId("a.b".into()))
+        );
         assert_eq!(
             KeyRing::parse(&format!("a:{secret},a:{secret}")).err(),
             Some(KeyRingError::DuplicateKeyId("a".into()))

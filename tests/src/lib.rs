@@ -10,6 +10,10 @@ use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+use fhir_ws_core::config::{BindingTokenConfig, SubscriptionApiConfig};
+use fhir_ws_core::ops::binding_token::BindingTokenOperation;
+use fhir_ws_core::ops::subscription_api::SubscriptionApi;
 use fhir_ws_core::store::dynamodb::{DynamoSubscriptionStore, DynamoTokenStore};
 use fhir_ws_core::store::memory::MemoryStore;
 use fhir_ws_core::store::{SubscriptionStore, TokenStore};
@@ -168,6 +172,12 @@ impl HttpEvent {
         self
     }
 
+    /// Marks the body as base64-encoded, as API Gateway does for binary payloads.
+    pub fn base64(mut self) -> Self {
+        self.0["isBase64Encoded"] = json!(true);
+        self
+    }
+
     /// Adds a FHIR JSON body.
     pub fn json(self, body: &Value) -> Self {
         self.body("application/fhir+json", &body.to_string())
@@ -279,4 +289,156 @@ pub fn assert_valid_r5(resources: &[Value]) {
         "fhir.resources refused the output:\n{}\n{input}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// Signing keys the tests configure (`keyid:secret`, first signs).
+pub const TEST_SIGNING_KEYS: &str = "test-2026:test-secret-0123456789abcdef0123456789";
+/// The `websocket-url` the tests configure.
+pub const TEST_WEBSOCKET_URL: &str = "wss://ws.example.org/live";
+
+/// The operation's configuration as the template would set it, with `keys` and an
+/// optional tenant claim.
+pub fn binding_token_config(keys: &str, tenant_claim: Option<&str>) -> BindingTokenConfig {
+    let env = move |name: &str| match name {
+        "TENANT_CLAIM" => tenant_claim.map(str::to_owned),
+        "SUBSCRIPTIONS_TABLE" => Some("subscriptions".to_owned()),
+        "TOKENS_TABLE" => Some("tokens".to_owned()),
+        "WEBSOCKET_URL" => Some(TEST_WEBSOCKET_URL.to_owned()),
+        "TOKEN_SIGNING_KEYS" => Some(keys.to_owned()),
+        _ => None,
+    };
+    BindingTokenConfig::load(&env).unwrap_or_else(|e| panic!("test config: {e}"))
+}
+
+/// Both HTTP functions over one back end, as deployed.
+pub struct App<S, T> {
+    /// The back end.
+    pub stores: Stores<S, T>,
+    /// The `subscription-api` handler.
+    pub api: SubscriptionApi<S>,
+    /// The `get-ws-binding-token` handler.
+    pub operation: BindingTokenOperation<S, T>,
+    /// The keys the operation signs with.
+    pub config: BindingTokenConfig,
+}
+
+impl<S: Backend, T: TokenBackend> App<S, T> {
+    /// Both handlers over `stores`, signing with [`TEST_SIGNING_KEYS`].
+    pub fn new(stores: Stores<S, T>) -> Self {
+        Self::with_config(stores, binding_token_config(TEST_SIGNING_KEYS, None))
+    }
+
+    /// Both handlers over `stores`, configured by `config`.
+    pub fn with_config(stores: Stores<S, T>, config: BindingTokenConfig) -> Self {
+        let api_config = SubscriptionApiConfig {
+            subscriptions_table: "subscriptions".to_owned(),
+            identity: config.identity.clone(),
+        };
+        Self {
+            api: SubscriptionApi::new(stores.subscriptions.clone(), &api_config),
+            operation: BindingTokenOperation::new(
+                stores.subscriptions.clone(),
+                stores.tokens.clone(),
+                &config,
+            ),
+            stores,
+            config,
+        }
+    }
+
+    /// Sends an event to the Subscription API.
+    pub async fn api(&self, event: HttpEvent) -> Response<Body> {
+        self.api.handle(&event.request(), Utc::now()).await
+    }
+
+    /// Sends an event to the operation, at time `now`.
+    pub async fn operation_at(&self, event: HttpEvent, now: DateTime<Utc>) -> Response<Body> {
+        self.operation.handle(&event.request(), now).await
+    }
+
+    /// Sends an event to the operation, now.
+    pub async fn operation(&self, event: HttpEvent) -> Response<Body> {
+        self.operation_at(event, Utc::now()).await
+    }
+
+    /// Creates a subscription through the API as `owner`; returns its id.
+    pub async fn create(&self, owner: &str, resource: &Value) -> String {
+        let response = self
+            .api(HttpEvent::new("POST", "/Subscription", Some(owner)).json(resource))
+            .await;
+        let (status, body) = status_and_json(&response);
+        assert_eq!(status, 201, "create failed: {body}");
+        body["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no id in {body}"))
+            .to_owned()
+    }
+
+    /// Sets a subscription's status through the API (read, then update).
+    pub async fn set_status(&self, owner: &str, id: &str, status: &str) {
+        let path = format!("/Subscription/{id}");
+        let (_, mut resource) =
+            status_and_json(&self.api(HttpEvent::new("GET", &path, Some(owner))).await);
+        resource["status"] = json!(status);
+        let response = self
+            .api(HttpEvent::new("PUT", &path, Some(owner)).json(&resource))
+            .await;
+        assert_eq!(
+            response.status().as_u16(),
+            200,
+            "{:?}",
+            status_and_json(&response)
+        );
+    }
+}
+
+/// A valid R5 websocket Subscription as a client would POST it.
+pub fn websocket_subscription(topic: &str) -> Value {
+    json!({
+        "resourceType": "Subscription",
+        "status": "requested",
+        "topic": topic,
+        "channelType": {
+            "system": "http://terminology.hl7.org/CodeSystem/subscription-channel-type",
+            "code": "websocket"
+        },
+        "content": "id-only",
+        "heartbeatPeriod": 60
+    })
+}
+
+/// A valid R5 rest-hook Subscription.
+pub fn rest_hook_subscription(topic: &str) -> Value {
+    json!({
+        "resourceType": "Subscription",
+        "status": "requested",
+        "topic": topic,
+        "channelType": {
+            "system": "http://terminology.hl7.org/CodeSystem/subscription-channel-type",
+            "code": "rest-hook"
+        },
+        "endpoint": "https://client.example.org/hook",
+        "contentType": "application/fhir+json",
+        "content": "id-only"
+    })
+}
+
+/// The values of every output parameter called `name`.
+pub fn output_values(parameters: &Value, name: &str) -> Vec<Value> {
+    parameters["parameter"]
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .filter(|p| p["name"] == name)
+                .map(|p| {
+                    let object = p.as_object().cloned().unwrap_or_default();
+                    object
+                        .into_iter()
+                        .find(|(k, _)| k.starts_with("value"))
+                        .map(|(k, v)| json!({ k: v }))
+                        .unwrap_or(Value::Null)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -1,19 +1,22 @@
 # Shared by infra/test.sh and infra/run-local.sh: the project's Python tools and a local
 # DynamoDB-compatible server. Source it from the repository root.
 
-# Creates ./.venv and installs infra/requirements.txt into it, once per change of that file.
+# Creates ./.venv and installs the given requirements files (default: infra/requirements.txt)
+# into it; a file is installed again only when its content changes.
 ensure_python_tools() {
-  local stamp=.venv/.requirements.sha256
-  local wanted
-  wanted=$(sha256sum infra/requirements.txt | cut -d' ' -f1)
+  local file stamp wanted
   if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
   fi
-  if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
-    echo "== installing Python tools into .venv (infra/requirements.txt)"
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check -r infra/requirements.txt
-    echo "$wanted" >"$stamp"
-  fi
+  for file in "${@:-infra/requirements.txt}"; do
+    stamp=.venv/.$(basename "$file").sha256
+    wanted=$(sha256sum "$file" | cut -d' ' -f1)
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+      echo "== installing Python tools into .venv ($file)"
+      .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$file"
+      echo "$wanted" >"$stamp"
+    fi
+  done
 }
 
 # Starts moto_server on a free loopback port, waits until it answers, creates the tables
@@ -26,6 +29,7 @@ start_dynamodb() {
   .venv/bin/moto_server -H 127.0.0.1 -p "$port" >.tmp/moto_server.log 2>&1 &
   MOTO_PID=$!
   trap stop_dynamodb EXIT
+  trap 'exit 130' INT TERM
   export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$port"
   export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
   for _ in $(seq 1 100); do

@@ -223,6 +223,12 @@ async fn instance_level_calls<S: Backend, T: TokenBackend>(stores: Stores<S, T>)
         ))
         .await;
     assert_token_for(&app, &response, &alice, &[&id]).await;
+    // Clients that percent-encode the `$` reach the same operation.
+    let encoded = format!("/Subscription/{id}/%24get-ws-binding-token");
+    let response = app
+        .operation(HttpEvent::new("GET", &encoded, Some(&alice)))
+        .await;
+    assert_token_for(&app, &response, &alice, &[&id]).await;
 }
 both_stores!(instance_level_post_and_get, instance_level_calls);
 

@@ -407,20 +407,13 @@ pub fn websocket_subscription(topic: &str) -> Value {
     })
 }
 
-/// A valid R5 rest-hook Subscription.
+/// A valid R5 rest-hook Subscription (the websocket one on another channel).
 pub fn rest_hook_subscription(topic: &str) -> Value {
-    json!({
-        "resourceType": "Subscription",
-        "status": "requested",
-        "topic": topic,
-        "channelType": {
-            "system": "http://terminology.hl7.org/CodeSystem/subscription-channel-type",
-            "code": "rest-hook"
-        },
-        "endpoint": "https://client.example.org/hook",
-        "contentType": "application/fhir+json",
-        "content": "id-only"
-    })
+    let mut resource = websocket_subscription(topic);
+    resource["channelType"]["code"] = json!("rest-hook");
+    resource["endpoint"] = json!("https://client.example.org/hook");
+    resource["contentType"] = json!("application/fhir+json");
+    resource
 }
 
 /// The values of every output parameter called `name`.

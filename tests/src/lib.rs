@@ -36,15 +36,14 @@ pub struct Stores<S, T> {
 /// The embedded in-memory back end (one store serving both tables).
 pub fn memory_stores() -> Stores<Arc<MemoryStore>, Arc<MemoryStore>> {
     let store = Arc::new(MemoryStore::new());
-    Stores {
-        subscriptions: store.clone(),
-        tokens: store,
-    }
+    Stores { subscriptions: store.clone(), tokens: store }
 }
 
 fn required_env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run the tests through infra/test.sh, which starts moto_server and creates the tables")
+        panic!(
+            "{name} is not set: run the tests through infra/test.sh, which starts moto_server and creates the tables"
+        )
     })
 }
 
@@ -59,10 +58,7 @@ pub async fn dynamodb_client() -> aws_sdk_dynamodb::Client {
 pub async fn dynamodb_stores() -> Stores<DynamoSubscriptionStore, DynamoTokenStore> {
     let client = dynamodb_client().await;
     Stores {
-        subscriptions: DynamoSubscriptionStore::new(
-            client.clone(),
-            required_env("SUBSCRIPTIONS_TABLE"),
-        ),
+        subscriptions: DynamoSubscriptionStore::new(client.clone(), required_env("SUBSCRIPTIONS_TABLE")),
         tokens: DynamoTokenStore::new(client, required_env("TOKENS_TABLE")),
     }
 }
@@ -110,11 +106,8 @@ pub struct HttpEvent(Value);
 impl HttpEvent {
     /// `method` on `path_and_query` (e.g. `/Subscription?status=active`), called by `principal`.
     pub fn new(method: &str, path_and_query: &str, principal: Option<&str>) -> Self {
-        let mut event: Value =
-            serde_json::from_str(BASE_EVENT).unwrap_or_else(|e| panic!("base event: {e}"));
-        let (path, query) = path_and_query
-            .split_once('?')
-            .unwrap_or((path_and_query, ""));
+        let mut event: Value = serde_json::from_str(BASE_EVENT).unwrap_or_else(|e| panic!("base event: {e}"));
+        let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
         event["rawPath"] = json!(path);
         event["rawQueryString"] = json!(query);
         event["requestContext"]["http"]["method"] = json!(method);
@@ -138,9 +131,7 @@ impl HttpEvent {
             }
             event["queryStringParameters"] = Value::Object(params);
         }
-        let object = event
-            .as_object_mut()
-            .unwrap_or_else(|| panic!("event is an object"));
+        let object = event.as_object_mut().unwrap_or_else(|| panic!("event is an object"));
         object.remove("body");
         if let Some(headers) = object.get_mut("headers").and_then(Value::as_object_mut) {
             headers.remove("content-type");
@@ -148,9 +139,7 @@ impl HttpEvent {
         }
         let mut built = Self(event);
         match principal {
-            Some(sub) => {
-                built.0["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = json!(sub)
-            }
+            Some(sub) => built.0["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = json!(sub),
             None => {
                 if let Some(context) = built.0["requestContext"].as_object_mut() {
                     context.remove("authorizer");
@@ -202,8 +191,7 @@ impl HttpEvent {
 
     /// The request `lambda_http` hands the handler for this event.
     pub fn request(&self) -> Request {
-        lambda_http::request::from_str(&self.to_json())
-            .unwrap_or_else(|e| panic!("event does not parse: {e}"))
+        lambda_http::request::from_str(&self.to_json()).unwrap_or_else(|e| panic!("event does not parse: {e}"))
     }
 }
 
@@ -219,9 +207,7 @@ fn route_template(path: &str) -> String {
 fn path_id(path: &str) -> Option<String> {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match segments.as_slice() {
-        ["Subscription", id] | ["Subscription", id, _] if !id.starts_with('$') => {
-            Some((*id).to_owned())
-        }
+        ["Subscription", id] | ["Subscription", id, _] if !id.starts_with('$') => Some((*id).to_owned()),
         _ => None,
     }
 }
@@ -232,19 +218,14 @@ pub fn status_and_json(response: &Response<Body>) -> (u16, Value) {
     let json = if bytes.is_empty() {
         Value::Null
     } else {
-        serde_json::from_slice(bytes)
-            .unwrap_or_else(|e| panic!("response body is not JSON ({e}): {bytes:?}"))
+        serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("response body is not JSON ({e}): {bytes:?}"))
     };
     (response.status().as_u16(), json)
 }
 
 /// A response header as text.
 pub fn header(response: &Response<Body>, name: &str) -> Option<String> {
-    response
-        .headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
+    response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
 
 /// Asserts the response is an error with this status and an `OperationOutcome` body
@@ -255,10 +236,7 @@ pub fn assert_outcome(response: &Response<Body>, status: u16, code: &str) -> Val
     assert_eq!(body["resourceType"], "OperationOutcome", "{body}");
     assert_eq!(body["issue"][0]["code"], code, "{body}");
     assert_eq!(body["issue"][0]["severity"], "error", "{body}");
-    assert_eq!(
-        header(response, "content-type").as_deref(),
-        Some("application/fhir+json; charset=utf-8")
-    );
+    assert_eq!(header(response, "content-type").as_deref(), Some("application/fhir+json; charset=utf-8"));
     body
 }
 
@@ -281,9 +259,7 @@ pub fn assert_valid_r5(resources: &[Value]) {
         .map(|mut stdin| stdin.write_all(input.as_bytes()))
         .transpose()
         .unwrap_or_else(|e| panic!("cannot feed the validator: {e}"));
-    let output = child
-        .wait_with_output()
-        .unwrap_or_else(|e| panic!("validator failed to run: {e}"));
+    let output = child.wait_with_output().unwrap_or_else(|e| panic!("validator failed to run: {e}"));
     assert!(
         output.status.success(),
         "fhir.resources refused the output:\n{}\n{input}",
@@ -336,11 +312,7 @@ impl<S: Backend, T: TokenBackend> App<S, T> {
         };
         Self {
             api: SubscriptionApi::new(stores.subscriptions.clone(), &api_config),
-            operation: BindingTokenOperation::new(
-                stores.subscriptions.clone(),
-                stores.tokens.clone(),
-                &config,
-            ),
+            operation: BindingTokenOperation::new(stores.subscriptions.clone(), stores.tokens.clone(), &config),
             stores,
             config,
         }
@@ -363,32 +335,19 @@ impl<S: Backend, T: TokenBackend> App<S, T> {
 
     /// Creates a subscription through the API as `owner`; returns its id.
     pub async fn create(&self, owner: &str, resource: &Value) -> String {
-        let response = self
-            .api(HttpEvent::new("POST", "/Subscription", Some(owner)).json(resource))
-            .await;
+        let response = self.api(HttpEvent::new("POST", "/Subscription", Some(owner)).json(resource)).await;
         let (status, body) = status_and_json(&response);
         assert_eq!(status, 201, "create failed: {body}");
-        body["id"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no id in {body}"))
-            .to_owned()
+        body["id"].as_str().unwrap_or_else(|| panic!("no id in {body}")).to_owned()
     }
 
     /// Sets a subscription's status through the API (read, then update).
     pub async fn set_status(&self, owner: &str, id: &str, status: &str) {
         let path = format!("/Subscription/{id}");
-        let (_, mut resource) =
-            status_and_json(&self.api(HttpEvent::new("GET", &path, Some(owner))).await);
+        let (_, mut resource) = status_and_json(&self.api(HttpEvent::new("GET", &path, Some(owner))).await);
         resource["status"] = json!(status);
-        let response = self
-            .api(HttpEvent::new("PUT", &path, Some(owner)).json(&resource))
-            .await;
-        assert_eq!(
-            response.status().as_u16(),
-            200,
-            "{:?}",
-            status_and_json(&response)
-        );
+        let response = self.api(HttpEvent::new("PUT", &path, Some(owner)).json(&resource)).await;
+        assert_eq!(response.status().as_u16(), 200, "{:?}", status_and_json(&response));
     }
 }
 

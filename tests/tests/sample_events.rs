@@ -7,35 +7,18 @@ use fhir_ws_tests::{App, assert_outcome, memory_stores, status_and_json};
 fn event(name: &str) -> lambda_http::Request {
     let path = format!("{}/../infra/events/{name}", env!("CARGO_MANIFEST_DIR"));
     let json = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    lambda_http::request::from_str(&json)
-        .unwrap_or_else(|e| panic!("{name} is not an HTTP API event: {e}"))
+    lambda_http::request::from_str(&json).unwrap_or_else(|e| panic!("{name} is not an HTTP API event: {e}"))
 }
 
 #[tokio::test]
 async fn sample_events_drive_the_handlers_as_the_readme_says() {
     let app = App::new(memory_stores());
     let now = Utc::now();
-    let (status, created) = status_and_json(
-        &app.api
-            .handle(&event("subscription-create.json"), now)
-            .await,
-    );
+    let (status, created) = status_and_json(&app.api.handle(&event("subscription-create.json"), now).await);
     assert_eq!(status, 201, "{created}");
-    let (status, found) = status_and_json(
-        &app.api
-            .handle(&event("subscription-search.json"), now)
-            .await,
-    );
-    assert_eq!(
-        (status, &found["total"]),
-        (200, &serde_json::json!(1)),
-        "{found}"
-    );
-    let (status, token) = status_and_json(
-        &app.operation
-            .handle(&event("get-ws-binding-token-all.json"), now)
-            .await,
-    );
+    let (status, found) = status_and_json(&app.api.handle(&event("subscription-search.json"), now).await);
+    assert_eq!((status, &found["total"]), (200, &serde_json::json!(1)), "{found}");
+    let (status, token) = status_and_json(&app.operation.handle(&event("get-ws-binding-token-all.json"), now).await);
     assert_eq!(status, 200, "{token}");
     assert_eq!(token["parameter"][2]["valueString"], created["id"]);
     // These name the subscription `example`, which does not exist.
@@ -44,10 +27,6 @@ async fn sample_events_drive_the_handlers_as_the_readme_says() {
         "get-ws-binding-token-type-get.json",
         "get-ws-binding-token-instance-post.json",
     ] {
-        assert_outcome(
-            &app.operation.handle(&event(name), now).await,
-            404,
-            "not-found",
-        );
+        assert_outcome(&app.operation.handle(&event(name), now).await, 404, "not-found");
     }
 }

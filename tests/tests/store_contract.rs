@@ -5,9 +5,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveStatus};
 use chrono::{DateTime, TimeDelta, Utc};
 use fhir_ws_core::fhir::Subscription;
 use fhir_ws_core::store::{StoreError, StoredSubscription, TokenRecord, TokenStore};
-use fhir_ws_tests::{
-    Backend, Stores, TokenBackend, both_stores, dynamodb_client, tokens_table, unique_principal,
-};
+use fhir_ws_tests::{Backend, Stores, TokenBackend, both_stores, dynamodb_client, tokens_table, unique_principal};
 use serde_json::json;
 
 fn at(seconds: i64) -> DateTime<Utc> {
@@ -38,10 +36,7 @@ async fn subscriptions_round_trip<S: Backend, T: TokenBackend>(stores: Stores<S,
     let id = new_id();
     let stored = StoredSubscription::new(&owner, 1, at(1_800_000_000), subscription(&id));
     assert_eq!(store.get(&id).await, Ok(None));
-    store
-        .insert(&stored)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    store.insert(&stored).await.unwrap_or_else(|e| panic!("{e}"));
     let read = store.get(&id).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(read.as_ref(), Some(&stored));
     let read = read.unwrap_or_else(|| panic!("missing"));
@@ -49,16 +44,9 @@ async fn subscriptions_round_trip<S: Backend, T: TokenBackend>(stores: Stores<S,
     assert_eq!(json["_topic"]["extension"][0]["valueString"], "kept");
     assert_eq!(json["meta"]["versionId"], "1");
     assert_eq!(json["meta"]["lastUpdated"], "2027-01-15T08:00:00.000Z");
-    assert_eq!(
-        store.insert(&stored).await,
-        Err(StoreError::Conflict),
-        "ids are unique"
-    );
+    assert_eq!(store.insert(&stored).await, Err(StoreError::Conflict), "ids are unique");
 }
-both_stores!(
-    subscriptions_round_trip_unknown_elements_and_unique_ids,
-    subscriptions_round_trip
-);
+both_stores!(subscriptions_round_trip_unknown_elements_and_unique_ids, subscriptions_round_trip);
 
 async fn replace_is_conditional<S: Backend, T: TokenBackend>(stores: Stores<S, T>) {
     let store = stores.subscriptions;
@@ -66,21 +54,13 @@ async fn replace_is_conditional<S: Backend, T: TokenBackend>(stores: Stores<S, T
     let id = new_id();
     let v1 = StoredSubscription::new(&owner, 1, at(1_800_000_000), subscription(&id));
     let missing = StoredSubscription::new(&owner, 2, at(1_800_000_001), subscription(&new_id()));
-    assert_eq!(
-        store.replace(&missing, 1).await,
-        Err(StoreError::Conflict),
-        "missing items are not created"
-    );
+    assert_eq!(store.replace(&missing, 1).await, Err(StoreError::Conflict), "missing items are not created");
     store.insert(&v1).await.unwrap_or_else(|e| panic!("{e}"));
     let mut changed = subscription(&id);
     changed.status = Some(fhir_ws_core::fhir::SubscriptionState::Off);
     let v2 = StoredSubscription::new(&owner, 2, at(1_800_000_060), changed);
     assert_eq!(store.replace(&v2, 1).await, Ok(()));
-    assert_eq!(
-        store.replace(&v2, 1).await,
-        Err(StoreError::Conflict),
-        "stale version loses"
-    );
+    assert_eq!(store.replace(&v2, 1).await, Err(StoreError::Conflict), "stale version loses");
     let read = store.get(&id).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(read, Some(v2));
 }
@@ -93,42 +73,24 @@ async fn delete_and_list<S: Backend, T: TokenBackend>(stores: Stores<S, T>) {
     let mut alices: Vec<String> = (0..3).map(|_| new_id()).collect();
     for id in &alices {
         store
-            .insert(&StoredSubscription::new(
-                &alice,
-                1,
-                at(1_800_000_000),
-                subscription(id),
-            ))
+            .insert(&StoredSubscription::new(&alice, 1, at(1_800_000_000), subscription(id)))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
     }
     let bobs = new_id();
     store
-        .insert(&StoredSubscription::new(
-            &bob,
-            1,
-            at(1_800_000_000),
-            subscription(&bobs),
-        ))
+        .insert(&StoredSubscription::new(&bob, 1, at(1_800_000_000), subscription(&bobs)))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     alices.sort();
-    let listed: Vec<String> = store
-        .list_by_owner(&alice)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .iter()
-        .map(|s| s.id().to_owned())
-        .collect();
+    let listed: Vec<String> =
+        store.list_by_owner(&alice).await.unwrap_or_else(|e| panic!("{e}")).iter().map(|s| s.id().to_owned()).collect();
     assert_eq!(listed, alices, "only the owner's, ordered by id");
     assert_eq!(store.delete(&alices[0]).await, Ok(true));
     assert_eq!(store.delete(&alices[0]).await, Ok(false));
     assert_eq!(store.get(&alices[0]).await, Ok(None));
     assert_eq!(store.list_by_owner(&alice).await.map(|l| l.len()), Ok(2));
-    assert_eq!(
-        store.list_by_owner(&unique_principal("nobody")).await,
-        Ok(Vec::new())
-    );
+    assert_eq!(store.list_by_owner(&unique_principal("nobody")).await, Ok(Vec::new()));
 }
 both_stores!(delete_and_list_by_owner, delete_and_list);
 
@@ -149,21 +111,11 @@ async fn tokens_round_trip<S: Backend, T: TokenBackend>(stores: Stores<S, T>) {
     let record = token(1_800_001_800);
     assert_eq!(store.get_token(&record.token_id).await, Ok(None));
     assert_eq!(store.put_token(&record).await, Ok(()));
-    assert_eq!(
-        store.get_token(&record.token_id).await,
-        Ok(Some(record.clone()))
-    );
+    assert_eq!(store.get_token(&record.token_id).await, Ok(Some(record.clone())));
     assert_eq!(store.revoke_token(&record.token_id).await, Ok(true));
-    let revoked = store
-        .get_token(&record.token_id)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let revoked = store.get_token(&record.token_id).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(revoked.map(|r| r.revoked), Some(true));
-    assert_eq!(
-        store.revoke_token(&new_id()).await,
-        Ok(false),
-        "revoking a missing token creates nothing"
-    );
+    assert_eq!(store.revoke_token(&new_id()).await, Ok(false), "revoking a missing token creates nothing");
 }
 both_stores!(tokens_round_trip_and_revoke, tokens_round_trip);
 
@@ -172,31 +124,17 @@ both_stores!(tokens_round_trip_and_revoke, tokens_round_trip);
 async fn expired_rows_are_returned<S: Backend, T: TokenBackend>(stores: Stores<S, T>) {
     let past = (Utc::now() - TimeDelta::days(1)).timestamp();
     let record = token(past);
-    stores
-        .tokens
-        .put_token(&record)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        stores.tokens.get_token(&record.token_id).await,
-        Ok(Some(record))
-    );
+    stores.tokens.put_token(&record).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stores.tokens.get_token(&record.token_id).await, Ok(Some(record)));
 }
-both_stores!(
-    expired_token_rows_are_still_readable,
-    expired_rows_are_returned
-);
+both_stores!(expired_token_rows_are_still_readable, expired_rows_are_returned);
 
 /// The TTL attribute is a top-level Number holding epoch seconds, and TTL is enabled on it.
 #[tokio::test]
 async fn dynamodb_token_ttl_is_a_number_of_epoch_seconds() {
     let stores = fhir_ws_tests::dynamodb_stores().await;
     let record = token(1_800_001_800);
-    stores
-        .tokens
-        .put_token(&record)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    stores.tokens.put_token(&record).await.unwrap_or_else(|e| panic!("{e}"));
     let client = dynamodb_client().await;
     let item = client
         .get_item()
@@ -207,10 +145,7 @@ async fn dynamodb_token_ttl_is_a_number_of_epoch_seconds() {
         .unwrap_or_else(|e| panic!("{e}"))
         .item
         .unwrap_or_default();
-    assert_eq!(
-        item.get("expiresAt"),
-        Some(&AttributeValue::N("1800001800".to_owned()))
-    );
+    assert_eq!(item.get("expiresAt"), Some(&AttributeValue::N("1800001800".to_owned())));
     let ttl = client
         .describe_time_to_live()
         .table_name(tokens_table())

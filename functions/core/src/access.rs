@@ -20,14 +20,8 @@ pub enum Unbindable {
 
 /// Returns the subscription if `owner` may bind a websocket to it: it exists, belongs to
 /// `owner`, uses the websocket channel and is not `off` or `entered-in-error`.
-pub fn bindable(
-    id: &str,
-    found: Option<StoredSubscription>,
-    owner: &str,
-) -> Result<StoredSubscription, Unbindable> {
-    let subscription = found
-        .filter(|s| s.owner() == owner)
-        .ok_or_else(|| Unbindable::NotFound(id.to_owned()))?;
+pub fn bindable(id: &str, found: Option<StoredSubscription>, owner: &str) -> Result<StoredSubscription, Unbindable> {
+    let subscription = found.filter(|s| s.owner() == owner).ok_or_else(|| Unbindable::NotFound(id.to_owned()))?;
     if !subscription.resource().is_websocket() {
         return Err(Unbindable::NotWebsocket(id.to_owned()));
     }
@@ -35,8 +29,6 @@ pub fn bindable(
         status @ (SubscriptionState::Off | SubscriptionState::EnteredInError) => {
             Err(Unbindable::Inactive(id.to_owned(), status.code()))
         }
-        SubscriptionState::Requested | SubscriptionState::Active | SubscriptionState::Error => {
-            Ok(subscription)
-        }
+        SubscriptionState::Requested | SubscriptionState::Active | SubscriptionState::Error => Ok(subscription),
     }
 }

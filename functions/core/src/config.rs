@@ -2,13 +2,17 @@
 //!
 //! | variable | used by | meaning |
 //! |---|---|---|
-//! | `SUBSCRIPTIONS_TABLE` | both | subscriptions table name |
-//! | `TOKENS_TABLE` | get-ws-binding-token | tokens table name |
+//! | `SUBSCRIPTIONS_TABLE` | all but ws-disconnect | subscriptions table name |
+//! | `TOKENS_TABLE` | get-ws-binding-token, ws-connect, ws-default | tokens table name |
 //! | `WEBSOCKET_URL` | get-ws-binding-token | `wss://` URL returned as `websocket-url` |
-//! | `TOKEN_SIGNING_KEYS` | get-ws-binding-token | `keyid:secret[,keyid:secret…]`, first signs |
+//! | `TOKEN_SIGNING_KEYS` | get-ws-binding-token, ws-connect, ws-default | `keyid:secret[,keyid:secret…]`, first signs |
 //! | `TOKEN_LIFETIME_SECONDS` | get-ws-binding-token | token lifetime, default 1800 (60–86400) |
-//! | `PRINCIPAL_CLAIM` | both | JWT claim naming the caller, default `sub` |
-//! | `TENANT_CLAIM` | both | optional JWT claim naming the caller's tenant |
+//! | `PRINCIPAL_CLAIM` | HTTP functions | JWT claim naming the caller, default `sub` |
+//! | `TENANT_CLAIM` | HTTP functions | optional JWT claim naming the caller's tenant |
+//! | `BINDINGS_TABLE` | ws-* | bindings table name |
+//! | `COUNTERS_TABLE` | ws-default | event counters table name |
+//! | `WEBSOCKET_MANAGEMENT_ENDPOINT` | ws-connect, ws-default | optional Management API endpoint; default `https://{domainName}/{stage}` of the event |
+//! | `WEBSOCKET_SUBPROTOCOLS` | ws-connect | optional comma list of accepted `Sec-WebSocket-Protocol` values |
 
 use chrono::TimeDelta;
 
@@ -57,16 +61,15 @@ impl<F: Fn(&str) -> Option<String>> Source for F {
     }
 }
 
-fn required(source: &impl Source, name: &'static str) -> Result<String, ConfigError> {
+/// The value of a variable that must be set.
+pub fn required(source: &impl Source, name: &'static str) -> Result<String, ConfigError> {
     source.value(name).ok_or(ConfigError::Missing(name))
 }
 
 /// The claims that identify callers.
 pub fn identity(source: &impl Source) -> IdentityConfig {
     IdentityConfig {
-        principal_claim: source
-            .value("PRINCIPAL_CLAIM")
-            .unwrap_or_else(|| "sub".to_owned()),
+        principal_claim: source.value("PRINCIPAL_CLAIM").unwrap_or_else(|| "sub".to_owned()),
         tenant_claim: source.value("TENANT_CLAIM"),
     }
 }
@@ -83,10 +86,7 @@ pub struct SubscriptionApiConfig {
 impl SubscriptionApiConfig {
     /// Reads the configuration.
     pub fn load(source: &impl Source) -> Result<Self, ConfigError> {
-        Ok(Self {
-            subscriptions_table: required(source, "SUBSCRIPTIONS_TABLE")?,
-            identity: identity(source),
-        })
+        Ok(Self { subscriptions_table: required(source, "SUBSCRIPTIONS_TABLE")?, identity: identity(source) })
     }
 }
 
@@ -112,10 +112,7 @@ impl BindingTokenConfig {
     pub fn load(source: &impl Source) -> Result<Self, ConfigError> {
         let websocket_url = required(source, "WEBSOCKET_URL")?;
         if !(websocket_url.starts_with("wss://") || websocket_url.starts_with("ws://")) {
-            return Err(ConfigError::Invalid(
-                "WEBSOCKET_URL",
-                "must start with wss:// or ws://".to_owned(),
-            ));
+            return Err(ConfigError::Invalid("WEBSOCKET_URL", "must start with wss:// or ws://".to_owned()));
         }
         let lifetime = match source.value("TOKEN_LIFETIME_SECONDS") {
             None => DEFAULT_TOKEN_LIFETIME_SECONDS,
@@ -125,10 +122,7 @@ impl BindingTokenConfig {
                 .ok()
                 .filter(|seconds| TOKEN_LIFETIME_RANGE.contains(seconds))
                 .ok_or_else(|| {
-                    ConfigError::Invalid(
-                        "TOKEN_LIFETIME_SECONDS",
-                        "must be a whole number from 60 to 86400".to_owned(),
-                    )
+                    ConfigError::Invalid("TOKEN_LIFETIME_SECONDS", "must be a whole number from 60 to 86400".to_owned())
                 })?,
         };
         Ok(Self {
@@ -142,16 +136,53 @@ impl BindingTokenConfig {
     }
 }
 
+/// Configuration shared by the `ws-connect` and `ws-default` functions.
+#[derive(Debug, Clone)]
+pub struct WebSocketConfig {
+    /// Subscriptions table name.
+    pub subscriptions_table: String,
+    /// Tokens table name.
+    pub tokens_table: String,
+    /// Bindings table name.
+    pub bindings_table: String,
+    /// Verification keys (the same list the operation signs with).
+    pub keys: KeyRing,
+    /// Management API endpoint, when it cannot be derived from events (custom domains).
+    pub management_endpoint: Option<String>,
+    /// Accepted `Sec-WebSocket-Protocol` values.
+    pub subprotocols: Vec<String>,
+}
+
+impl WebSocketConfig {
+    /// Reads the configuration.
+    pub fn load(source: &impl Source) -> Result<Self, ConfigError> {
+        let management_endpoint = source.value("WEBSOCKET_MANAGEMENT_ENDPOINT");
+        if let Some(endpoint) = &management_endpoint
+            && !(endpoint.starts_with("https://") || endpoint.starts_with("http://"))
+        {
+            return Err(ConfigError::Invalid("WEBSOCKET_MANAGEMENT_ENDPOINT", "must be an http(s) URL".to_owned()));
+        }
+        Ok(Self {
+            subscriptions_table: required(source, "SUBSCRIPTIONS_TABLE")?,
+            tokens_table: required(source, "TOKENS_TABLE")?,
+            bindings_table: required(source, "BINDINGS_TABLE")?,
+            keys: KeyRing::parse(&required(source, "TOKEN_SIGNING_KEYS")?)?,
+            management_endpoint,
+            subprotocols: source
+                .value("WEBSOCKET_SUBPROTOCOLS")
+                .map(|list| list.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned).collect())
+                .unwrap_or_default(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         move |name: &str| map.get(name).cloned()
     }
 
@@ -165,20 +196,15 @@ mod tests {
     #[test]
     fn loads_with_defaults() {
         let config = BindingTokenConfig::load(&env(&FULL));
-        assert!(
-            matches!(&config, Ok(c) if c.token_lifetime == TimeDelta::minutes(30)
-            && c.identity.principal_claim == "sub" && c.tokens_table == "tokens")
-        );
+        assert!(matches!(&config, Ok(c) if c.token_lifetime == TimeDelta::minutes(30)
+            && c.identity.principal_claim == "sub" && c.tokens_table == "tokens"));
     }
 
     #[test]
     fn reports_missing_and_invalid_values() {
         let mut pairs = FULL.to_vec();
         pairs.retain(|(k, _)| *k != "TOKENS_TABLE");
-        assert_eq!(
-            BindingTokenConfig::load(&env(&pairs)).err(),
-            Some(ConfigError::Missing("TOKENS_TABLE"))
-        );
+        assert_eq!(BindingTokenConfig::load(&env(&pairs)).err(), Some(ConfigError::Missing("TOKENS_TABLE")));
         let mut pairs = FULL.to_vec();
         pairs.push(("TOKEN_LIFETIME_SECONDS", "5"));
         assert!(matches!(
@@ -187,9 +213,6 @@ mod tests {
         ));
         let mut pairs = FULL.to_vec();
         pairs.push(("WEBSOCKET_URL", "https://nope"));
-        assert!(matches!(
-            BindingTokenConfig::load(&env(&pairs)).err(),
-            Some(ConfigError::Invalid("WEBSOCKET_URL", _))
-        ));
+        assert!(matches!(BindingTokenConfig::load(&env(&pairs)).err(), Some(ConfigError::Invalid("WEBSOCKET_URL", _))));
     }
 }

@@ -15,12 +15,19 @@
 //! - [`store`] — storage ports (one trait per table) with DynamoDB and in-memory adapters.
 //! - [`http`] — request reading, caller identity, and errors as `OperationOutcome`s.
 //! - [`ops`] — the HTTP handlers: the Subscription API and `$get-ws-binding-token`.
+//! - [`ws`] — the WebSocket handlers (`$connect`, `$default`, `$disconnect`), the client
+//!   protocol, binding and unbinding.
+//! - [`notification`] — notification Bundles (handshake, heartbeat, event).
+//! - [`push`] — posting frames to connections through the Management API.
 //! - [`config`] — configuration from the environment `template.yaml` sets.
 
 pub mod access;
 pub mod config;
 pub mod fhir;
 pub mod http;
+pub mod notification;
 pub mod ops;
+pub mod push;
 pub mod store;
 pub mod token;
+pub mod ws;

@@ -16,8 +16,8 @@ async fn main() -> Result<(), Error> {
     let subscriptions = DynamoSubscriptionStore::new(client, &config.subscriptions_table);
     let api = SubscriptionApi::new(subscriptions, &config);
     let api = &api;
-    run(service_fn(move |request: Request| async move {
-        Ok::<_, Error>(api.handle(&request, chrono::Utc::now()).await)
-    }))
+    run(service_fn(
+        move |request: Request| async move { Ok::<_, Error>(api.handle(&request, chrono::Utc::now()).await) },
+    ))
     .await
 }

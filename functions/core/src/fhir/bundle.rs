@@ -16,9 +16,7 @@ pub struct Reference {
 impl Reference {
     /// A reference to `url`.
     pub fn to(url: impl Into<String>) -> Self {
-        Self {
-            reference: Some(url.into()),
-        }
+        Self { reference: Some(url.into()) }
     }
 }
 
@@ -176,10 +174,7 @@ mod tests {
             other: Map::new(),
         };
         let mut bundle = Bundle::new("subscription-notification");
-        bundle.entry.push(BundleEntry {
-            resource: Some(serde_json::to_value(&status)?),
-            ..BundleEntry::default()
-        });
+        bundle.entry.push(BundleEntry { resource: Some(serde_json::to_value(&status)?), ..BundleEntry::default() });
         assert_eq!(
             serde_json::to_value(&bundle)?,
             json!({

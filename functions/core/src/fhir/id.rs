@@ -3,9 +3,7 @@
 /// True when `candidate` matches the FHIR `id` regex `[A-Za-z0-9\-\.]{1,64}`.
 pub fn is_valid_id(candidate: &str) -> bool {
     (1..=64).contains(&candidate.len())
-        && candidate
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && candidate.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
 /// A new random id (UUID v4, 36 characters), valid as a FHIR `id`.

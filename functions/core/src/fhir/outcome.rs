@@ -40,12 +40,16 @@ pub enum IssueType {
     TooCostly,
     /// The content is valid but breaks a business rule.
     BusinessRule,
+    /// A security problem (e.g. a token that cannot be used).
+    Security,
     /// An edit conflict (version mismatch).
     Conflict,
     /// The server is throttled; retry later.
     Throttled,
     /// An unexpected internal error.
     Exception,
+    /// Information only (not an error).
+    Informational,
 }
 
 /// One issue of an `OperationOutcome`.
@@ -77,18 +81,10 @@ impl OperationOutcome {
     }
 
     /// An outcome with one issue of the given severity.
-    pub fn single(
-        severity: IssueSeverity,
-        code: IssueType,
-        diagnostics: impl Into<String>,
-    ) -> Self {
+    pub fn single(severity: IssueSeverity, code: IssueType, diagnostics: impl Into<String>) -> Self {
         Self {
             resource_type: "OperationOutcome".to_owned(),
-            issue: vec![OperationOutcomeIssue {
-                severity,
-                code,
-                diagnostics: Some(diagnostics.into()),
-            }],
+            issue: vec![OperationOutcomeIssue { severity, code, diagnostics: Some(diagnostics.into()) }],
         }
     }
 }

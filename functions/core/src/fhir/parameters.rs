@@ -19,10 +19,7 @@ impl Parameter {
     pub fn primitive(name: &str, value_key: &str, value: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert(value_key.to_owned(), Value::String(value.into()));
-        Self {
-            name: name.to_owned(),
-            value: map,
-        }
+        Self { name: name.to_owned(), value: map }
     }
 
     /// The string held under `value_key`, if that is what this parameter carries.
@@ -50,12 +47,7 @@ pub struct Parameters {
 
 impl Default for Parameters {
     fn default() -> Self {
-        Self {
-            resource_type: "Parameters".to_owned(),
-            id: None,
-            parameter: Vec::new(),
-            other: Map::new(),
-        }
+        Self { resource_type: "Parameters".to_owned(), id: None, parameter: Vec::new(), other: Map::new() }
     }
 }
 
@@ -82,15 +74,9 @@ mod tests {
             .with(Parameter::primitive("id", "valueId", "a"))
             .with(Parameter::primitive("id", "valueId", "b"));
         let json = serde_json::to_value(&params)?;
-        assert_eq!(
-            json["parameter"][1],
-            serde_json::json!({"name": "id", "valueId": "b"})
-        );
+        assert_eq!(json["parameter"][1], serde_json::json!({"name": "id", "valueId": "b"}));
         let back: Parameters = serde_json::from_value(json)?;
-        let ids: Vec<_> = back
-            .named("id")
-            .filter_map(|p| p.string_value("valueId"))
-            .collect();
+        let ids: Vec<_> = back.named("id").filter_map(|p| p.string_value("valueId")).collect();
         assert_eq!(ids, ["a", "b"]);
         Ok(())
     }

@@ -4,8 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// Code system of `Subscription.channelType` codes (`rest-hook`, `websocket`, …).
-pub const CHANNEL_TYPE_SYSTEM: &str =
-    "http://terminology.hl7.org/CodeSystem/subscription-channel-type";
+pub const CHANNEL_TYPE_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/subscription-channel-type";
 
 /// Channel type codes defined by [`CHANNEL_TYPE_SYSTEM`].
 const KNOWN_CHANNEL_TYPES: [&str; 4] = ["rest-hook", "websocket", "email", "message"];
@@ -40,15 +39,9 @@ impl SubscriptionState {
 
     /// Parses a FHIR code.
     pub fn from_code(code: &str) -> Option<Self> {
-        [
-            Self::Requested,
-            Self::Active,
-            Self::Error,
-            Self::Off,
-            Self::EnteredInError,
-        ]
-        .into_iter()
-        .find(|s| s.code() == code)
+        [Self::Requested, Self::Active, Self::Error, Self::Off, Self::EnteredInError]
+            .into_iter()
+            .find(|s| s.code() == code)
     }
 }
 
@@ -169,10 +162,7 @@ impl Subscription {
     pub fn is_websocket(&self) -> bool {
         self.channel_type.as_ref().is_some_and(|coding| {
             coding.code.as_deref() == Some("websocket")
-                && coding
-                    .system
-                    .as_deref()
-                    .is_none_or(|s| s == CHANNEL_TYPE_SYSTEM)
+                && coding.system.as_deref().is_none_or(|s| s == CHANNEL_TYPE_SYSTEM)
         })
     }
 
@@ -180,10 +170,7 @@ impl Subscription {
     /// Returns a message fit to show the client for the first problem found.
     pub fn validate(&self) -> Result<(), String> {
         if self.resource_type != "Subscription" {
-            return Err(format!(
-                "resourceType must be 'Subscription', not '{}'",
-                self.resource_type
-            ));
+            return Err(format!("resourceType must be 'Subscription', not '{}'", self.resource_type));
         }
         match self.topic.as_deref() {
             None => return Err("Subscription.topic is required".to_owned()),
@@ -198,10 +185,7 @@ impl Subscription {
         let Some(code) = channel.code.as_deref().filter(|c| !c.is_empty()) else {
             return Err("Subscription.channelType.code is required".to_owned());
         };
-        let standard_system = channel
-            .system
-            .as_deref()
-            .is_none_or(|s| s == CHANNEL_TYPE_SYSTEM);
+        let standard_system = channel.system.as_deref().is_none_or(|s| s == CHANNEL_TYPE_SYSTEM);
         if standard_system && !KNOWN_CHANNEL_TYPES.contains(&code) {
             return Err(format!(
                 "Subscription.channelType.code '{code}' is not one of {} in {CHANNEL_TYPE_SYSTEM}",
@@ -211,18 +195,14 @@ impl Subscription {
         if let Some(content_type) = &self.content_type
             && !content_type.contains('/')
         {
-            return Err(format!(
-                "Subscription.contentType '{content_type}' is not a media type"
-            ));
+            return Err(format!("Subscription.contentType '{content_type}' is not a media type"));
         }
         if self.max_count == Some(0) {
             return Err("Subscription.maxCount must be a positive integer".to_owned());
         }
         for (index, filter) in self.filter_by.iter().enumerate() {
             if filter.filter_parameter.as_deref().is_none_or(str::is_empty) {
-                return Err(format!(
-                    "Subscription.filterBy[{index}].filterParameter is required"
-                ));
+                return Err(format!("Subscription.filterBy[{index}].filterParameter is required"));
             }
             if filter.value.is_none() {
                 return Err(format!("Subscription.filterBy[{index}].value is required"));
@@ -268,16 +248,8 @@ mod tests {
             ("resourceType", json!("Patient"), "resourceType"),
             ("topic", Value::Null, "topic is required"),
             ("channelType", Value::Null, "channelType is required"),
-            (
-                "channelType",
-                json!({"system": CHANNEL_TYPE_SYSTEM, "code": "carrier-pigeon"}),
-                "carrier-pigeon",
-            ),
-            (
-                "channelType",
-                json!({"system": CHANNEL_TYPE_SYSTEM}),
-                "channelType.code",
-            ),
+            ("channelType", json!({"system": CHANNEL_TYPE_SYSTEM, "code": "carrier-pigeon"}), "carrier-pigeon"),
+            ("channelType", json!({"system": CHANNEL_TYPE_SYSTEM}), "channelType.code"),
             ("contentType", json!("json"), "media type"),
             ("maxCount", json!(0), "maxCount"),
             ("filterBy", json!([{"value": "x"}]), "filterParameter"),
@@ -299,8 +271,7 @@ mod tests {
     #[test]
     fn other_systems_are_not_websocket() -> Result<(), serde_json::Error> {
         let mut resource = websocket_subscription();
-        resource["channelType"] =
-            json!({"system": "http://example.org/custom", "code": "websocket"});
+        resource["channelType"] = json!({"system": "http://example.org/custom", "code": "websocket"});
         let parsed: Subscription = serde_json::from_value(resource)?;
         assert_eq!(parsed.validate(), Ok(()));
         assert!(!parsed.is_websocket());

@@ -7,6 +7,7 @@ use super::{fhir_response, set_header};
 use crate::access::Unbindable;
 use crate::fhir::{IssueType, OperationOutcome};
 use crate::store::StoreError;
+use crate::token::verify::TokenRejection;
 
 /// An error answer: HTTP status, FHIR issue type and a message safe to show the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,12 +25,7 @@ pub struct ApiError {
 impl ApiError {
     /// An error with this status, issue type and message.
     pub fn new(status: StatusCode, code: IssueType, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            extra_header: None,
-        }
+        Self { status, code, message: message.into(), extra_header: None }
     }
 
     /// 400 `invalid`: content that breaks the rules.
@@ -44,11 +40,7 @@ impl ApiError {
 
     /// 401 `login`: no authenticated caller.
     pub fn unauthenticated() -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            IssueType::Login,
-            "the request carries no authenticated identity",
-        )
+        Self::new(StatusCode::UNAUTHORIZED, IssueType::Login, "the request carries no authenticated identity")
     }
 
     /// 404 `not-found`.
@@ -83,20 +75,13 @@ impl ApiError {
 
     /// 422 `business-rule`.
     pub fn business_rule(message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            IssueType::BusinessRule,
-            message,
-        )
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, IssueType::BusinessRule, message)
     }
 
     /// 503 `throttled`, retryable after a second.
     pub fn throttled() -> Self {
-        let mut error = Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            IssueType::Throttled,
-            "the server is busy; retry shortly",
-        );
+        let mut error =
+            Self::new(StatusCode::SERVICE_UNAVAILABLE, IssueType::Throttled, "the server is busy; retry shortly");
         error.extra_header = Some((header::RETRY_AFTER, "1".to_owned()));
         error
     }
@@ -104,19 +89,12 @@ impl ApiError {
     /// 500 `exception`. The cause is logged, never sent.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(%cause, "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            IssueType::Exception,
-            "internal error; it has been logged",
-        )
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, IssueType::Exception, "internal error; it has been logged")
     }
 
     /// The response: status, `OperationOutcome` body, extra header.
     pub fn into_response(self) -> Response<Body> {
-        let mut response = fhir_response(
-            self.status,
-            &OperationOutcome::error(self.code, self.message),
-        );
+        let mut response = fhir_response(self.status, &OperationOutcome::error(self.code, self.message));
         if let Some((name, value)) = self.extra_header {
             set_header(&mut response, name, &value);
         }
@@ -138,13 +116,27 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<TokenRejection> for ApiError {
+    /// A bad token is 401 `login`; a genuine token for subscriptions that cannot be bound
+    /// is 403 `forbidden`; a store failure is what the store error says.
+    fn from(rejection: TokenRejection) -> Self {
+        match rejection {
+            TokenRejection::Invalid(_) | TokenRejection::NotIssued | TokenRejection::Revoked => {
+                Self::new(StatusCode::UNAUTHORIZED, IssueType::Login, rejection.to_string())
+            }
+            TokenRejection::Unbindable(inner) => {
+                Self::new(StatusCode::FORBIDDEN, IssueType::Forbidden, inner.to_string())
+            }
+            TokenRejection::Store(inner) => inner.into(),
+        }
+    }
+}
+
 impl From<Unbindable> for ApiError {
     fn from(error: Unbindable) -> Self {
         match error {
             Unbindable::NotFound(_) => Self::not_found(error.to_string()),
-            Unbindable::NotWebsocket(_) | Unbindable::Inactive(..) => {
-                Self::business_rule(error.to_string())
-            }
+            Unbindable::NotWebsocket(_) | Unbindable::Inactive(..) => Self::business_rule(error.to_string()),
         }
     }
 }

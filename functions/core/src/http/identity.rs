@@ -16,10 +16,7 @@ pub struct IdentityConfig {
 
 impl Default for IdentityConfig {
     fn default() -> Self {
-        Self {
-            principal_claim: "sub".to_owned(),
-            tenant_claim: None,
-        }
+        Self { principal_claim: "sub".to_owned(), tenant_claim: None }
     }
 }
 

@@ -24,11 +24,7 @@ pub fn fhir_response(status: StatusCode, body: &impl Serialize) -> Response<Body
         Ok(json) => {
             let mut response = Response::new(Body::Text(json));
             *response.status_mut() = status;
-            set_header(
-                &mut response,
-                header::CONTENT_TYPE,
-                &format!("{FHIR_JSON}; charset=utf-8"),
-            );
+            set_header(&mut response, header::CONTENT_TYPE, &format!("{FHIR_JSON}; charset=utf-8"));
             response
         }
         Err(error) => ApiError::internal(&error).into_response(),

@@ -9,11 +9,7 @@ use super::{ApiError, MAX_BODY_BYTES};
 
 /// Media types accepted for FHIR JSON bodies (the last one is the DSTU2-era spelling
 /// some clients still send).
-const JSON_MEDIA_TYPES: [&str; 3] = [
-    "application/fhir+json",
-    "application/json",
-    "application/json+fhir",
-];
+const JSON_MEDIA_TYPES: [&str; 3] = ["application/fhir+json", "application/json", "application/json+fhir"];
 
 /// Parses the request body as JSON into `T`, or `None` when the body is empty.
 /// Refuses bodies over 64 KiB (413), bodies that are not FHIR JSON by their
@@ -34,25 +30,14 @@ pub fn json_body<T: DeserializeOwned>(request: &Request) -> Result<Option<T>, Ap
         .get(header::CONTENT_TYPE)
         .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
         .unwrap_or_default();
-    let media_type = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
+    let media_type = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
     if !JSON_MEDIA_TYPES.contains(&media_type.as_str()) {
-        let shown = if content_type.is_empty() {
-            "(none)"
-        } else {
-            content_type.as_str()
-        };
+        let shown = if content_type.is_empty() { "(none)" } else { content_type.as_str() };
         return Err(ApiError::unsupported_media_type(shown));
     }
     serde_json::from_slice(bytes).map(Some).map_err(|error| {
         if error.is_data() {
-            ApiError::invalid(format!(
-                "the body does not have the expected shape: {error}"
-            ))
+            ApiError::invalid(format!("the body does not have the expected shape: {error}"))
         } else {
             ApiError::structure(format!("the body is not valid JSON: {error}"))
         }
@@ -87,21 +72,9 @@ pub fn fhir_path(request: &Request) -> Result<FhirPath, ApiError> {
     let host = uri
         .authority()
         .map(|a| a.as_str().to_owned())
-        .or_else(|| {
-            request
-                .headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_owned)
-        })
+        .or_else(|| request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned))
         .unwrap_or_else(|| "localhost".to_owned());
     let scheme = uri.scheme_str().unwrap_or("https");
-    let prefix: String = segments[..position]
-        .iter()
-        .map(|s| format!("/{s}"))
-        .collect();
-    Ok(FhirPath {
-        base: format!("{scheme}://{host}{prefix}"),
-        rest: segments.split_off(position + 1),
-    })
+    let prefix: String = segments[..position].iter().map(|s| format!("/{s}")).collect();
+    Ok(FhirPath { base: format!("{scheme}://{host}{prefix}"), rest: segments.split_off(position + 1) })
 }

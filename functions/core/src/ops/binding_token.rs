@@ -87,11 +87,7 @@ impl<S: SubscriptionStore, T: TokenStore> BindingTokenOperation<S, T> {
     }
 
     /// Checks each requested id, or picks all usable ones when none were named.
-    async fn bindable_ids(
-        &self,
-        owner: &str,
-        requested: Vec<String>,
-    ) -> Result<Vec<String>, ApiError> {
+    async fn bindable_ids(&self, owner: &str, requested: Vec<String>) -> Result<Vec<String>, ApiError> {
         if requested.is_empty() {
             let ids: Vec<String> = self
                 .subscriptions
@@ -99,18 +95,11 @@ impl<S: SubscriptionStore, T: TokenStore> BindingTokenOperation<S, T> {
                 .await?
                 .into_iter()
                 .filter(|s| s.resource().is_websocket())
-                .filter(|s| {
-                    matches!(
-                        s.status(),
-                        SubscriptionState::Active | SubscriptionState::Requested
-                    )
-                })
+                .filter(|s| matches!(s.status(), SubscriptionState::Active | SubscriptionState::Requested))
                 .map(|s| s.id().to_owned())
                 .collect();
             if ids.is_empty() {
-                return Err(ApiError::not_found(
-                    "the caller has no active or requested websocket subscriptions",
-                ));
+                return Err(ApiError::not_found("the caller has no active or requested websocket subscriptions"));
             }
             check_count(ids.len())?;
             return Ok(ids);
@@ -160,23 +149,11 @@ impl<S: SubscriptionStore, T: TokenStore> BindingTokenOperation<S, T> {
         let expiration = claims.expiry().to_rfc3339_opts(SecondsFormat::Secs, true);
         let mut parameters = Parameters::default()
             .with(Parameter::primitive("token", "valueString", token))
-            .with(Parameter::primitive(
-                "expiration",
-                "valueDateTime",
-                expiration,
-            ));
+            .with(Parameter::primitive("expiration", "valueDateTime", expiration));
         for id in &claims.subscription_ids {
-            parameters = parameters.with(Parameter::primitive(
-                "subscription",
-                "valueString",
-                id.clone(),
-            ));
+            parameters = parameters.with(Parameter::primitive("subscription", "valueString", id.clone()));
         }
-        Ok(parameters.with(Parameter::primitive(
-            "websocket-url",
-            "valueUrl",
-            self.websocket_url.clone(),
-        )))
+        Ok(parameters.with(Parameter::primitive("websocket-url", "valueUrl", self.websocket_url.clone())))
     }
 }
 
@@ -194,10 +171,7 @@ fn route(request: &Request) -> Result<Level, ApiError> {
     match path.rest.as_slice() {
         [operation] if operation == OPERATION => Ok(Level::Type),
         [id, operation] if operation == OPERATION => Ok(Level::Instance(id.clone())),
-        _ => Err(ApiError::not_found(format!(
-            "no route for {}",
-            request.uri().path()
-        ))),
+        _ => Err(ApiError::not_found(format!("no route for {}", request.uri().path()))),
     }
 }
 
@@ -240,9 +214,7 @@ fn ids_from_query(request: &Request) -> Result<Vec<String>, ApiError> {
     let mut ids = Vec::new();
     for (name, _) in query.iter() {
         if name != "id" && !IGNORED_QUERY_PARAMETERS.contains(&name) {
-            return Err(ApiError::invalid(format!(
-                "unknown parameter '{name}'; this operation takes only 'id'"
-            )));
+            return Err(ApiError::invalid(format!("unknown parameter '{name}'; this operation takes only 'id'")));
         }
     }
     for value in query.all("id").unwrap_or_default() {

@@ -17,12 +17,10 @@ use lambda_http::{Body, Request, RequestExt as _, Response};
 
 use crate::config::SubscriptionApiConfig;
 use crate::fhir::{
-    Bundle, BundleEntry, BundleLink, BundleSearch, Subscription, SubscriptionState, is_valid_id,
-    new_id,
+    Bundle, BundleEntry, BundleLink, BundleSearch, Subscription, SubscriptionState, is_valid_id, new_id,
 };
 use crate::http::{
-    ApiError, FhirPath, IdentityConfig, empty_response, fhir_path, fhir_response, json_body,
-    set_header,
+    ApiError, FhirPath, IdentityConfig, empty_response, fhir_path, fhir_response, json_body, set_header,
 };
 use crate::store::{StoredSubscription, SubscriptionStore};
 
@@ -36,24 +34,15 @@ pub struct SubscriptionApi<S> {
 impl<S: SubscriptionStore> SubscriptionApi<S> {
     /// The API over `subscriptions`, configured by `config`.
     pub fn new(subscriptions: S, config: &SubscriptionApiConfig) -> Self {
-        Self {
-            subscriptions,
-            identity: config.identity.clone(),
-        }
+        Self { subscriptions, identity: config.identity.clone() }
     }
 
     /// Answers one request at time `now`. Never fails: errors become `OperationOutcome`s.
     pub async fn handle(&self, request: &Request, now: DateTime<Utc>) -> Response<Body> {
-        self.respond(request, now)
-            .await
-            .unwrap_or_else(ApiError::into_response)
+        self.respond(request, now).await.unwrap_or_else(ApiError::into_response)
     }
 
-    async fn respond(
-        &self,
-        request: &Request,
-        now: DateTime<Utc>,
-    ) -> Result<Response<Body>, ApiError> {
+    async fn respond(&self, request: &Request, now: DateTime<Utc>) -> Result<Response<Body>, ApiError> {
         let path = fhir_path(request)?;
         let method = request.method().clone();
         match path.rest.as_slice() {
@@ -70,10 +59,7 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
             }
             [id] => {
                 if method != Method::GET && method != Method::PUT && method != Method::DELETE {
-                    return Err(ApiError::method_not_allowed(
-                        method.as_str(),
-                        "GET, PUT, DELETE",
-                    ));
+                    return Err(ApiError::method_not_allowed(method.as_str(), "GET, PUT, DELETE"));
                 }
                 let owner = self.identity.caller(request)?;
                 let current = self.owned(id, &owner).await?;
@@ -86,10 +72,7 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
                     }
                 }
             }
-            _ => Err(ApiError::not_found(format!(
-                "no route for {}",
-                request.uri().path()
-            ))),
+            _ => Err(ApiError::not_found(format!("no route for {}", request.uri().path()))),
         }
     }
 
@@ -99,11 +82,7 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
         if !is_valid_id(id) {
             return Err(not_found());
         }
-        self.subscriptions
-            .get(id)
-            .await?
-            .filter(|s| s.owner() == owner)
-            .ok_or_else(not_found)
+        self.subscriptions.get(id).await?.filter(|s| s.owner() == owner).ok_or_else(not_found)
     }
 
     async fn create(
@@ -147,34 +126,22 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
             return Err(ApiError::new(
                 StatusCode::PRECONDITION_FAILED,
                 crate::fhir::IssueType::Conflict,
-                format!(
-                    "version {expected} was expected, but the current version is {}",
-                    current.version()
-                ),
+                format!("version {expected} was expected, but the current version is {}", current.version()),
             ));
         }
         resource.status = Some(next_status(current.status(), resource.status)?);
-        let version = current.version() + 1;
-        let updated = StoredSubscription::new(current.owner(), version, now, resource);
-        self.subscriptions
-            .replace(&updated, current.version())
-            .await?;
+        let updated = current.next_version(resource, now);
+        self.subscriptions.replace(&updated, current.version()).await?;
         Ok(resource_response(StatusCode::OK, &updated))
     }
 
-    async fn search(
-        &self,
-        request: &Request,
-        path: &FhirPath,
-        owner: &str,
-    ) -> Result<Response<Body>, ApiError> {
+    async fn search(&self, request: &Request, path: &FhirPath, owner: &str) -> Result<Response<Body>, ApiError> {
         let query = request.query_string_parameters();
         let mut statuses: Vec<SubscriptionState> = Vec::new();
         for value in query.all("status").unwrap_or_default() {
             for code in value.split(',').map(str::trim).filter(|c| !c.is_empty()) {
-                let status = SubscriptionState::from_code(code).ok_or_else(|| {
-                    ApiError::invalid(format!("'{code}' is not a Subscription status"))
-                })?;
+                let status = SubscriptionState::from_code(code)
+                    .ok_or_else(|| ApiError::invalid(format!("'{code}' is not a Subscription status")))?;
                 statuses.push(status);
             }
         }
@@ -192,19 +159,12 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
             let codes: Vec<&str> = statuses.iter().map(|s| s.code()).collect();
             self_url.push_str(&format!("?status={}", codes.join(",")));
         }
-        bundle.link.push(BundleLink {
-            relation: "self".to_owned(),
-            url: self_url,
-        });
+        bundle.link.push(BundleLink { relation: "self".to_owned(), url: self_url });
         for stored in &found {
             bundle.entry.push(BundleEntry {
                 full_url: Some(format!("{}/Subscription/{}", path.base, stored.id())),
-                resource: Some(
-                    serde_json::to_value(stored.resource()).map_err(|e| ApiError::internal(&e))?,
-                ),
-                search: Some(BundleSearch {
-                    mode: "match".to_owned(),
-                }),
+                resource: Some(serde_json::to_value(stored.resource()).map_err(|e| ApiError::internal(&e))?),
+                search: Some(BundleSearch { mode: "match".to_owned() }),
             });
         }
         Ok(fhir_response(StatusCode::OK, &bundle))
@@ -213,25 +173,20 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
 
 /// Reads and validates a Subscription body (required for POST and PUT).
 fn subscription_body(request: &Request) -> Result<Subscription, ApiError> {
-    let resource: Subscription = json_body(request)?
-        .ok_or_else(|| ApiError::invalid("a Subscription resource is required in the body"))?;
+    let resource: Subscription =
+        json_body(request)?.ok_or_else(|| ApiError::invalid("a Subscription resource is required in the body"))?;
     resource.validate().map_err(ApiError::invalid)?;
     Ok(resource)
 }
 
 /// The status an update may leave: the current one, or one the client may choose.
-fn next_status(
-    current: SubscriptionState,
-    asked: Option<SubscriptionState>,
-) -> Result<SubscriptionState, ApiError> {
+fn next_status(current: SubscriptionState, asked: Option<SubscriptionState>) -> Result<SubscriptionState, ApiError> {
     match asked {
         None => Err(ApiError::invalid("Subscription.status is required")),
         Some(status) if status == current => Ok(status),
-        Some(
-            status @ (SubscriptionState::Requested
-            | SubscriptionState::Off
-            | SubscriptionState::EnteredInError),
-        ) => Ok(status),
+        Some(status @ (SubscriptionState::Requested | SubscriptionState::Off | SubscriptionState::EnteredInError)) => {
+            Ok(status)
+        }
         Some(status) => Err(ApiError::business_rule(format!(
             "status '{}' is set by the server; a client may set requested, off or entered-in-error",
             status.code()
@@ -246,26 +201,17 @@ fn if_match_version(request: &Request) -> Result<Option<u64>, ApiError> {
     };
     let text = value.to_str().unwrap_or_default().trim();
     let bare = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
-    bare.parse()
-        .map(Some)
-        .map_err(|_| ApiError::invalid(format!("If-Match must be W/\"<version>\", not '{text}'")))
+    bare.parse().map(Some).map_err(|_| ApiError::invalid(format!("If-Match must be W/\"<version>\", not '{text}'")))
 }
 
 /// The resource with its `ETag` and `Last-Modified` headers.
 fn resource_response(status: StatusCode, stored: &StoredSubscription) -> Response<Body> {
     let mut response = fhir_response(status, stored.resource());
-    set_header(
-        &mut response,
-        header::ETAG,
-        &format!("W/\"{}\"", stored.version()),
-    );
+    set_header(&mut response, header::ETAG, &format!("W/\"{}\"", stored.version()));
     set_header(
         &mut response,
         header::LAST_MODIFIED,
-        &stored
-            .last_updated()
-            .format("%a, %d %b %Y %H:%M:%S GMT")
-            .to_string(),
+        &stored.last_updated().format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
     );
     response
 }

@@ -6,57 +6,36 @@
 //!   and `resource` (the FHIR JSON text, so unknown elements survive untouched).
 //! - tokens: key `tokenId` (S); `owner`, `subscriptionIds` (L of S), `keyId`,
 //!   `issuedAt` (N), `expiresAt` (N, epoch seconds: the table's TTL attribute), `revoked` (BOOL).
+//! - bindings: key `connectionId` (S) + `subscriptionId` (S); GSI `bySubscription`
+//!   (`subscriptionId`, `connectionId`, all attributes); `tokenId`, `owner`, `callbackUrl`,
+//!   `boundAt`, `expiresAt` (TTL), `lastMessageAt` (N, epoch seconds), `handshakePending` (BOOL).
+//! - counters: key `subscriptionId` (S); `events` (N), incremented atomically.
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
 use chrono::DateTime;
 
-use super::{StoreError, StoredSubscription, SubscriptionStore, TokenRecord, TokenStore};
+use super::{
+    Binding, BindingStore, CounterStore, StoreError, StoredSubscription, SubscriptionStore, TokenRecord, TokenStore,
+};
 use crate::fhir::Subscription;
 
 /// Name of the subscriptions table's owner index.
 pub const OWNER_INDEX: &str = "byOwner";
-/// Name of the tokens table's TTL attribute (Number, epoch seconds).
-pub const TOKEN_TTL_ATTRIBUTE: &str = "expiresAt";
+/// Name of the TTL attribute of the tokens and bindings tables (Number, epoch seconds).
+pub const TTL_ATTRIBUTE: &str = "expiresAt";
+/// Name of the bindings table's index by subscription.
+pub const SUBSCRIPTION_INDEX: &str = "bySubscription";
+/// Most items one BatchWriteItem call takes.
+const BATCH_WRITE_LIMIT: usize = 25;
+/// Attempts at writing a batch's unprocessed items before giving up as throttled.
+const BATCH_WRITE_ATTEMPTS: u32 = 5;
 
 type Item = HashMap<String, AttributeValue>;
-
-/// The subscriptions table. Cloning is cheap (the SDK client is shared).
-#[derive(Debug, Clone)]
-pub struct DynamoSubscriptionStore {
-    client: Client,
-    table: String,
-}
-
-impl DynamoSubscriptionStore {
-    /// The table named `table`, through `client` (built once per Lambda instance).
-    pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-        }
-    }
-}
-
-/// The tokens table. Cloning is cheap (the SDK client is shared).
-#[derive(Debug, Clone)]
-pub struct DynamoTokenStore {
-    client: Client,
-    table: String,
-}
-
-impl DynamoTokenStore {
-    /// The table named `table`, through `client` (built once per Lambda instance).
-    pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-        }
-    }
-}
 
 /// Maps an SDK error to the domain's error, keeping the detail for logs only.
 fn classify<E, R>(error: SdkError<E, R>) -> StoreError
@@ -66,32 +45,40 @@ where
 {
     match error.code() {
         Some("ConditionalCheckFailedException") => StoreError::Conflict,
-        Some(
-            "ProvisionedThroughputExceededException"
-            | "ThrottlingException"
-            | "RequestLimitExceeded",
-        ) => StoreError::Throttled,
+        Some("ProvisionedThroughputExceededException" | "ThrottlingException" | "RequestLimitExceeded") => {
+            StoreError::Throttled
+        }
         _ => StoreError::Unavailable(DisplayErrorContext(&error).to_string()),
+    }
+}
+
+/// Runs a query to the end, following `LastEvaluatedKey` across pages.
+async fn query_all(query: QueryFluentBuilder) -> Result<Vec<Item>, StoreError> {
+    let mut items = Vec::new();
+    let mut start_key: Option<Item> = None;
+    loop {
+        let page = query.clone().set_exclusive_start_key(start_key.take()).send().await.map_err(classify)?;
+        items.extend(page.items.unwrap_or_default());
+        match page.last_evaluated_key {
+            Some(key) if !key.is_empty() => start_key = Some(key),
+            _ => return Ok(items),
+        }
     }
 }
 
 fn string(item: &Item, name: &str) -> Result<String, StoreError> {
     match item.get(name) {
         Some(AttributeValue::S(value)) => Ok(value.clone()),
-        _ => Err(StoreError::Corrupt(format!(
-            "attribute {name} is missing or not a string"
-        ))),
+        _ => Err(StoreError::Corrupt(format!("attribute {name} is missing or not a string"))),
     }
 }
 
 fn number(item: &Item, name: &str) -> Result<i64, StoreError> {
     match item.get(name) {
-        Some(AttributeValue::N(value)) => value
-            .parse()
-            .map_err(|_| StoreError::Corrupt(format!("attribute {name} is not an integer"))),
-        _ => Err(StoreError::Corrupt(format!(
-            "attribute {name} is missing or not a number"
-        ))),
+        Some(AttributeValue::N(value)) => {
+            value.parse().map_err(|_| StoreError::Corrupt(format!("attribute {name} is not an integer")))
+        }
+        _ => Err(StoreError::Corrupt(format!("attribute {name} is missing or not a number"))),
     }
 }
 
@@ -99,26 +86,11 @@ fn subscription_to_item(subscription: &StoredSubscription) -> Result<Item, Store
     let resource = subscription.resource();
     let json = serde_json::to_string(resource).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let mut item = Item::from([
-        (
-            "id".to_owned(),
-            AttributeValue::S(subscription.id().to_owned()),
-        ),
-        (
-            "owner".to_owned(),
-            AttributeValue::S(subscription.owner().to_owned()),
-        ),
-        (
-            "version".to_owned(),
-            AttributeValue::N(subscription.version().to_string()),
-        ),
-        (
-            "lastUpdated".to_owned(),
-            AttributeValue::N(subscription.last_updated().timestamp_millis().to_string()),
-        ),
-        (
-            "status".to_owned(),
-            AttributeValue::S(subscription.status().code().to_owned()),
-        ),
+        ("id".to_owned(), AttributeValue::S(subscription.id().to_owned())),
+        ("owner".to_owned(), AttributeValue::S(subscription.owner().to_owned())),
+        ("version".to_owned(), AttributeValue::N(subscription.version().to_string())),
+        ("lastUpdated".to_owned(), AttributeValue::N(subscription.last_updated().timestamp_millis().to_string())),
+        ("status".to_owned(), AttributeValue::S(subscription.status().code().to_owned())),
         ("resource".to_owned(), AttributeValue::S(json)),
     ]);
     if let Some(topic) = &resource.topic {
@@ -131,47 +103,26 @@ fn subscription_to_item(subscription: &StoredSubscription) -> Result<Item, Store
 }
 
 fn subscription_from_item(item: &Item) -> Result<StoredSubscription, StoreError> {
-    let resource: Subscription = serde_json::from_str(&string(item, "resource")?)
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let version = u64::try_from(number(item, "version")?)
-        .map_err(|_| StoreError::Corrupt("negative version".to_owned()))?;
+    let resource: Subscription =
+        serde_json::from_str(&string(item, "resource")?).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let version =
+        u64::try_from(number(item, "version")?).map_err(|_| StoreError::Corrupt("negative version".to_owned()))?;
     let last_updated = DateTime::from_timestamp_millis(number(item, "lastUpdated")?)
         .ok_or_else(|| StoreError::Corrupt("lastUpdated out of range".to_owned()))?;
-    Ok(StoredSubscription::new(
-        &string(item, "owner")?,
-        version,
-        last_updated,
-        resource,
-    ))
+    Ok(StoredSubscription::new(&string(item, "owner")?, version, last_updated, resource))
 }
 
 fn token_to_item(record: &TokenRecord) -> Item {
     Item::from([
-        (
-            "tokenId".to_owned(),
-            AttributeValue::S(record.token_id.clone()),
-        ),
+        ("tokenId".to_owned(), AttributeValue::S(record.token_id.clone())),
         ("owner".to_owned(), AttributeValue::S(record.owner.clone())),
         (
             "subscriptionIds".to_owned(),
-            AttributeValue::L(
-                record
-                    .subscription_ids
-                    .iter()
-                    .cloned()
-                    .map(AttributeValue::S)
-                    .collect(),
-            ),
+            AttributeValue::L(record.subscription_ids.iter().cloned().map(AttributeValue::S).collect()),
         ),
         ("keyId".to_owned(), AttributeValue::S(record.key_id.clone())),
-        (
-            "issuedAt".to_owned(),
-            AttributeValue::N(record.issued_at.to_string()),
-        ),
-        (
-            TOKEN_TTL_ATTRIBUTE.to_owned(),
-            AttributeValue::N(record.expires_at.to_string()),
-        ),
+        ("issuedAt".to_owned(), AttributeValue::N(record.issued_at.to_string())),
+        (TTL_ATTRIBUTE.to_owned(), AttributeValue::N(record.expires_at.to_string())),
         ("revoked".to_owned(), AttributeValue::Bool(record.revoked)),
     ])
 }
@@ -182,9 +133,7 @@ fn token_from_item(item: &Item) -> Result<TokenRecord, StoreError> {
             .iter()
             .map(|v| match v {
                 AttributeValue::S(id) => Ok(id.clone()),
-                _ => Err(StoreError::Corrupt(
-                    "subscriptionIds holds a non-string".to_owned(),
-                )),
+                _ => Err(StoreError::Corrupt("subscriptionIds holds a non-string".to_owned())),
             })
             .collect::<Result<Vec<_>, _>>()?,
         _ => return Err(StoreError::Corrupt("subscriptionIds is missing".to_owned())),
@@ -195,7 +144,7 @@ fn token_from_item(item: &Item) -> Result<TokenRecord, StoreError> {
         subscription_ids,
         key_id: string(item, "keyId")?,
         issued_at: number(item, "issuedAt")?,
-        expires_at: number(item, TOKEN_TTL_ATTRIBUTE)?,
+        expires_at: number(item, TTL_ATTRIBUTE)?,
         revoked: matches!(item.get("revoked"), Some(AttributeValue::Bool(true))),
     })
 }
@@ -226,21 +175,14 @@ impl SubscriptionStore for DynamoSubscriptionStore {
         output.item.as_ref().map(subscription_from_item).transpose()
     }
 
-    async fn replace(
-        &self,
-        subscription: &StoredSubscription,
-        expected_version: u64,
-    ) -> Result<(), StoreError> {
+    async fn replace(&self, subscription: &StoredSubscription, expected_version: u64) -> Result<(), StoreError> {
         self.client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(subscription_to_item(subscription)?))
             .condition_expression("#version = :expected")
             .expression_attribute_names("#version", "version")
-            .expression_attribute_values(
-                ":expected",
-                AttributeValue::N(expected_version.to_string()),
-            )
+            .expression_attribute_values(":expected", AttributeValue::N(expected_version.to_string()))
             .send()
             .await
             .map_err(classify)?;
@@ -261,30 +203,15 @@ impl SubscriptionStore for DynamoSubscriptionStore {
     }
 
     async fn list_by_owner(&self, owner: &str) -> Result<Vec<StoredSubscription>, StoreError> {
-        let mut found = Vec::new();
-        let mut start_key: Option<Item> = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(OWNER_INDEX)
-                .key_condition_expression("#owner = :owner")
-                .expression_attribute_names("#owner", "owner")
-                .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()))
-                .set_exclusive_start_key(start_key.take())
-                .send()
-                .await
-                .map_err(classify)?;
-            for item in page.items() {
-                found.push(subscription_from_item(item)?);
-            }
-            match page.last_evaluated_key {
-                Some(key) if !key.is_empty() => start_key = Some(key),
-                _ => break,
-            }
-        }
-        Ok(found)
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(OWNER_INDEX)
+            .key_condition_expression("#owner = :owner")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()));
+        query_all(query).await?.iter().map(subscription_from_item).collect()
     }
 }
 
@@ -329,5 +256,239 @@ impl TokenStore for DynamoTokenStore {
             Err(StoreError::Conflict) => Ok(false),
             Err(other) => Err(other),
         }
+    }
+}
+
+/// Generates a table adapter: a client and a table name, cheap to clone.
+macro_rules! table_adapter {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        pub struct $name {
+            client: Client,
+            table: String,
+        }
+
+        impl $name {
+            /// The table named `table`, through `client` (built once per Lambda instance).
+            pub fn new(client: Client, table: impl Into<String>) -> Self {
+                Self {
+                    client,
+                    table: table.into(),
+                }
+            }
+        }
+    };
+}
+
+table_adapter!(
+    /// The subscriptions table.
+    DynamoSubscriptionStore
+);
+table_adapter!(
+    /// The tokens table.
+    DynamoTokenStore
+);
+table_adapter!(
+    /// The bindings table.
+    DynamoBindingStore
+);
+table_adapter!(
+    /// The counters table.
+    DynamoCounterStore
+);
+
+fn binding_to_item(binding: &Binding) -> Item {
+    Item::from([
+        ("connectionId".to_owned(), AttributeValue::S(binding.connection_id.clone())),
+        ("subscriptionId".to_owned(), AttributeValue::S(binding.subscription_id.clone())),
+        ("tokenId".to_owned(), AttributeValue::S(binding.token_id.clone())),
+        ("owner".to_owned(), AttributeValue::S(binding.owner.clone())),
+        ("callbackUrl".to_owned(), AttributeValue::S(binding.callback_url.clone())),
+        ("boundAt".to_owned(), AttributeValue::N(binding.bound_at.to_string())),
+        (TTL_ATTRIBUTE.to_owned(), AttributeValue::N(binding.expires_at.to_string())),
+        ("lastMessageAt".to_owned(), AttributeValue::N(binding.last_message_at.to_string())),
+        ("handshakePending".to_owned(), AttributeValue::Bool(binding.handshake_pending)),
+    ])
+}
+
+fn binding_from_item(item: &Item) -> Result<Binding, StoreError> {
+    Ok(Binding {
+        connection_id: string(item, "connectionId")?,
+        subscription_id: string(item, "subscriptionId")?,
+        token_id: string(item, "tokenId")?,
+        owner: string(item, "owner")?,
+        callback_url: string(item, "callbackUrl")?,
+        bound_at: number(item, "boundAt")?,
+        expires_at: number(item, TTL_ATTRIBUTE)?,
+        last_message_at: number(item, "lastMessageAt")?,
+        handshake_pending: matches!(item.get("handshakePending"), Some(AttributeValue::Bool(true))),
+    })
+}
+
+impl DynamoBindingStore {
+    /// Writes put or delete requests in batches of 25, retrying unprocessed items with
+    /// a short growing pause; throttled if some are still unprocessed after that.
+    async fn batch_write(&self, requests: Vec<WriteRequest>) -> Result<(), StoreError> {
+        for chunk in requests.chunks(BATCH_WRITE_LIMIT) {
+            let mut pending = chunk.to_vec();
+            for attempt in 0..BATCH_WRITE_ATTEMPTS {
+                if attempt > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(25 << attempt)).await;
+                }
+                let output = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(classify)?;
+                pending = output.unprocessed_items.and_then(|mut items| items.remove(&self.table)).unwrap_or_default();
+                if pending.is_empty() {
+                    break;
+                }
+            }
+            if !pending.is_empty() {
+                return Err(StoreError::Throttled);
+            }
+        }
+        Ok(())
+    }
+
+    fn key(connection_id: &str, subscription_id: &str) -> Item {
+        Item::from([
+            ("connectionId".to_owned(), AttributeValue::S(connection_id.to_owned())),
+            ("subscriptionId".to_owned(), AttributeValue::S(subscription_id.to_owned())),
+        ])
+    }
+}
+
+impl BindingStore for DynamoBindingStore {
+    async fn put_bindings(&self, bindings: &[Binding]) -> Result<(), StoreError> {
+        let requests = bindings
+            .iter()
+            .map(|b| {
+                PutRequest::builder()
+                    .set_item(Some(binding_to_item(b)))
+                    .build()
+                    .map(|put| WriteRequest::builder().put_request(put).build())
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.batch_write(requests).await
+    }
+
+    async fn bindings_of_connection(&self, connection_id: &str) -> Result<Vec<Binding>, StoreError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("connectionId = :c")
+            .expression_attribute_values(":c", AttributeValue::S(connection_id.to_owned()))
+            .consistent_read(true);
+        query_all(query).await?.iter().map(binding_from_item).collect()
+    }
+
+    async fn bindings_of_subscription(&self, subscription_id: &str) -> Result<Vec<Binding>, StoreError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(SUBSCRIPTION_INDEX)
+            .key_condition_expression("subscriptionId = :s")
+            .expression_attribute_values(":s", AttributeValue::S(subscription_id.to_owned()));
+        query_all(query).await?.iter().map(binding_from_item).collect()
+    }
+
+    async fn delete_bindings(&self, connection_id: &str, token_id: Option<&str>) -> Result<usize, StoreError> {
+        let bindings = self.bindings_of_connection(connection_id).await?;
+        let Some(token_id) = token_id else {
+            let requests = bindings
+                .iter()
+                .map(|b| {
+                    DeleteRequest::builder()
+                        .set_key(Some(Self::key(&b.connection_id, &b.subscription_id)))
+                        .build()
+                        .map(|delete| WriteRequest::builder().delete_request(delete).build())
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            self.batch_write(requests).await?;
+            return Ok(bindings.len());
+        };
+        let mut deleted = 0;
+        for binding in bindings.iter().filter(|b| b.token_id == token_id) {
+            // Conditional, so a rebind with another token between read and delete survives.
+            let result = self
+                .client
+                .delete_item()
+                .table_name(&self.table)
+                .set_key(Some(Self::key(&binding.connection_id, &binding.subscription_id)))
+                .condition_expression("tokenId = :t")
+                .expression_attribute_values(":t", AttributeValue::S(token_id.to_owned()))
+                .send()
+                .await;
+            match result.map_err(classify) {
+                Ok(_) => deleted += 1,
+                Err(StoreError::Conflict) => {}
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(deleted)
+    }
+
+    async fn record_message(&self, connection_id: &str, subscription_id: &str, at: i64) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(connection_id, subscription_id)))
+            .update_expression("SET lastMessageAt = :at, handshakePending = :false")
+            .condition_expression("attribute_exists(connectionId)")
+            .expression_attribute_values(":at", AttributeValue::N(at.to_string()))
+            .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .send()
+            .await;
+        match result.map_err(classify) {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict) => Ok(false),
+            Err(other) => Err(other),
+        }
+    }
+}
+
+impl CounterStore for DynamoCounterStore {
+    async fn events_since_start(&self, subscription_id: &str) -> Result<u64, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("subscriptionId", AttributeValue::S(subscription_id.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(classify)?;
+        match output.item {
+            None => Ok(0),
+            Some(item) => u64::try_from(number(&item, "events")?)
+                .map_err(|_| StoreError::Corrupt("negative event count".to_owned())),
+        }
+    }
+
+    async fn next_event_number(&self, subscription_id: &str) -> Result<u64, StoreError> {
+        let output = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("subscriptionId", AttributeValue::S(subscription_id.to_owned()))
+            .update_expression("ADD events :one")
+            .expression_attribute_values(":one", AttributeValue::N("1".to_owned()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(classify)?;
+        let attributes = output.attributes.unwrap_or_default();
+        u64::try_from(number(&attributes, "events")?)
+            .map_err(|_| StoreError::Corrupt("negative event count".to_owned()))
     }
 }

@@ -1,6 +1,7 @@
 //! Storage ports: what the handlers need from the subscriptions and tokens tables.
 //!
-//! One trait per table, with only the operations the domain uses. Two adapters implement
+//! One trait per table (subscriptions, tokens, bindings, counters), with only the
+//! operations the domain uses. Two adapters implement
 //! them: [`dynamodb::DynamoSubscriptionStore`] and [`dynamodb::DynamoTokenStore`] (production, and tests against a DynamoDB-compatible
 //! server) and [`memory::MemoryStore`] (the local stack's embedded default and unit
 //! tests). Both pass the same contract tests (`functions/core/tests/store_contract.rs`).
@@ -43,21 +44,17 @@ pub struct StoredSubscription {
 impl StoredSubscription {
     /// Wraps `resource` (whose `id` must be set) and stamps `meta.versionId` and
     /// `meta.lastUpdated` so the stored resource always agrees with the record.
-    pub fn new(
-        owner: &str,
-        version: u64,
-        last_updated: DateTime<Utc>,
-        mut resource: Subscription,
-    ) -> Self {
+    pub fn new(owner: &str, version: u64, last_updated: DateTime<Utc>, mut resource: Subscription) -> Self {
         let meta = resource.meta.get_or_insert_with(Meta::default);
         meta.version_id = Some(version.to_string());
         meta.last_updated = Some(last_updated.to_rfc3339_opts(SecondsFormat::Millis, true));
-        Self {
-            owner: owner.to_owned(),
-            version,
-            last_updated,
-            resource,
-        }
+        Self { owner: owner.to_owned(), version, last_updated, resource }
+    }
+
+    /// The next version of this subscription: `resource` (its id is kept) written at `now`.
+    pub fn next_version(&self, mut resource: Subscription, now: DateTime<Utc>) -> Self {
+        resource.id = self.resource.id.clone();
+        Self::new(&self.owner, self.version + 1, now, resource)
     }
 
     /// The logical id.
@@ -110,19 +107,36 @@ pub struct TokenRecord {
     pub revoked: bool,
 }
 
+/// One WebSocket connection bound to one subscription (a row of the bindings table).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// API Gateway connection id.
+    pub connection_id: String,
+    /// The bound subscription.
+    pub subscription_id: String,
+    /// Token that made (or last renewed) this binding; unbinding names it.
+    pub token_id: String,
+    /// Principal the token was issued to.
+    pub owner: String,
+    /// Management API endpoint (`https://{domain}/{stage}`) to post to this connection.
+    pub callback_url: String,
+    /// When the binding was made, epoch seconds.
+    pub bound_at: i64,
+    /// The token's expiry, epoch seconds; nothing is sent after it. Also the TTL attribute.
+    pub expires_at: i64,
+    /// When the connection was last sent something for this subscription, epoch seconds.
+    pub last_message_at: i64,
+    /// A handshake is owed: set when bound, cleared once the handshake was posted.
+    pub handshake_pending: bool,
+}
+
 /// The subscriptions table.
 pub trait SubscriptionStore: Send + Sync {
     /// Stores a new subscription; [`StoreError::Conflict`] if the id is taken.
-    fn insert(
-        &self,
-        subscription: &StoredSubscription,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn insert(&self, subscription: &StoredSubscription) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Reads one subscription (strongly consistent).
-    fn get(
-        &self,
-        id: &str,
-    ) -> impl Future<Output = Result<Option<StoredSubscription>, StoreError>> + Send;
+    fn get(&self, id: &str) -> impl Future<Output = Result<Option<StoredSubscription>, StoreError>> + Send;
 
     /// Replaces a subscription if its stored version is still `expected_version`;
     /// otherwise (or if it is gone) [`StoreError::Conflict`].
@@ -136,46 +150,76 @@ pub trait SubscriptionStore: Send + Sync {
     fn delete(&self, id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Every subscription of one owner, ordered by id.
-    fn list_by_owner(
-        &self,
-        owner: &str,
-    ) -> impl Future<Output = Result<Vec<StoredSubscription>, StoreError>> + Send;
+    fn list_by_owner(&self, owner: &str) -> impl Future<Output = Result<Vec<StoredSubscription>, StoreError>> + Send;
 }
 
 /// The tokens table.
 pub trait TokenStore: Send + Sync {
     /// Writes a newly issued token's row.
-    fn put_token(
-        &self,
-        record: &TokenRecord,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn put_token(&self, record: &TokenRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Reads a token's row (strongly consistent). Rows may outlive their expiry
     /// (TTL deletion is lazy): callers check `expires_at` against the clock.
-    fn get_token(
-        &self,
-        token_id: &str,
-    ) -> impl Future<Output = Result<Option<TokenRecord>, StoreError>> + Send;
+    fn get_token(&self, token_id: &str) -> impl Future<Output = Result<Option<TokenRecord>, StoreError>> + Send;
 
     /// Marks a token revoked; `true` if it existed.
-    fn revoke_token(&self, token_id: &str)
-    -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn revoke_token(&self, token_id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// The bindings table: one row per (connection, subscription).
+pub trait BindingStore: Send + Sync {
+    /// Writes bindings, replacing rows for the same (connection, subscription).
+    fn put_bindings(&self, bindings: &[Binding]) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Every binding of one connection (strongly consistent), ordered by subscription id.
+    fn bindings_of_connection(
+        &self,
+        connection_id: &str,
+    ) -> impl Future<Output = Result<Vec<Binding>, StoreError>> + Send;
+
+    /// Every binding of one subscription, across connections (a secondary index:
+    /// eventually consistent).
+    fn bindings_of_subscription(
+        &self,
+        subscription_id: &str,
+    ) -> impl Future<Output = Result<Vec<Binding>, StoreError>> + Send;
+
+    /// Deletes a connection's bindings; with `token_id`, only those that token made.
+    /// Returns how many were deleted.
+    fn delete_bindings(
+        &self,
+        connection_id: &str,
+        token_id: Option<&str>,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+
+    /// Records that the connection was sent something for the subscription at `at`
+    /// (epoch seconds), clearing a pending handshake. A binding deleted meanwhile stays
+    /// deleted; returns whether it still existed.
+    fn record_message(
+        &self,
+        connection_id: &str,
+        subscription_id: &str,
+        at: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// The counters table: events delivered per subscription.
+pub trait CounterStore: Send + Sync {
+    /// Events counted so far for the subscription (0 when none).
+    fn events_since_start(&self, subscription_id: &str) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Atomically counts one more event and returns its number (1 for the first).
+    fn next_event_number(&self, subscription_id: &str) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
 
 // Handlers own their stores; these let several handlers share one store (as the
 // local stack and the tests do) through an `Arc`.
 impl<S: SubscriptionStore> SubscriptionStore for std::sync::Arc<S> {
-    fn insert(
-        &self,
-        subscription: &StoredSubscription,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+    fn insert(&self, subscription: &StoredSubscription) -> impl Future<Output = Result<(), StoreError>> + Send {
         (**self).insert(subscription)
     }
 
-    fn get(
-        &self,
-        id: &str,
-    ) -> impl Future<Output = Result<Option<StoredSubscription>, StoreError>> + Send {
+    fn get(&self, id: &str) -> impl Future<Output = Result<Option<StoredSubscription>, StoreError>> + Send {
         (**self).get(id)
     }
 
@@ -191,33 +235,68 @@ impl<S: SubscriptionStore> SubscriptionStore for std::sync::Arc<S> {
         (**self).delete(id)
     }
 
-    fn list_by_owner(
-        &self,
-        owner: &str,
-    ) -> impl Future<Output = Result<Vec<StoredSubscription>, StoreError>> + Send {
+    fn list_by_owner(&self, owner: &str) -> impl Future<Output = Result<Vec<StoredSubscription>, StoreError>> + Send {
         (**self).list_by_owner(owner)
     }
 }
 
-impl<T: TokenStore> TokenStore for std::sync::Arc<T> {
-    fn put_token(
+impl<B: BindingStore> BindingStore for std::sync::Arc<B> {
+    fn put_bindings(&self, bindings: &[Binding]) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).put_bindings(bindings)
+    }
+
+    fn bindings_of_connection(
         &self,
-        record: &TokenRecord,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        connection_id: &str,
+    ) -> impl Future<Output = Result<Vec<Binding>, StoreError>> + Send {
+        (**self).bindings_of_connection(connection_id)
+    }
+
+    fn bindings_of_subscription(
+        &self,
+        subscription_id: &str,
+    ) -> impl Future<Output = Result<Vec<Binding>, StoreError>> + Send {
+        (**self).bindings_of_subscription(subscription_id)
+    }
+
+    fn delete_bindings(
+        &self,
+        connection_id: &str,
+        token_id: Option<&str>,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send {
+        (**self).delete_bindings(connection_id, token_id)
+    }
+
+    fn record_message(
+        &self,
+        connection_id: &str,
+        subscription_id: &str,
+        at: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).record_message(connection_id, subscription_id, at)
+    }
+}
+
+impl<C: CounterStore> CounterStore for std::sync::Arc<C> {
+    fn events_since_start(&self, subscription_id: &str) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        (**self).events_since_start(subscription_id)
+    }
+
+    fn next_event_number(&self, subscription_id: &str) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        (**self).next_event_number(subscription_id)
+    }
+}
+
+impl<T: TokenStore> TokenStore for std::sync::Arc<T> {
+    fn put_token(&self, record: &TokenRecord) -> impl Future<Output = Result<(), StoreError>> + Send {
         (**self).put_token(record)
     }
 
-    fn get_token(
-        &self,
-        token_id: &str,
-    ) -> impl Future<Output = Result<Option<TokenRecord>, StoreError>> + Send {
+    fn get_token(&self, token_id: &str) -> impl Future<Output = Result<Option<TokenRecord>, StoreError>> + Send {
         (**self).get_token(token_id)
     }
 
-    fn revoke_token(
-        &self,
-        token_id: &str,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+    fn revoke_token(&self, token_id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send {
         (**self).revoke_token(token_id)
     }
 }

@@ -27,8 +27,7 @@ impl SigningKey {
     /// A fresh MAC keyed with this key's secret.
     pub(crate) fn mac(&self, data: &[u8]) -> HmacSha256 {
         // HMAC accepts keys of any length, so this never falls back in practice.
-        let mut mac = HmacSha256::new_from_slice(&self.secret)
-            .unwrap_or_else(|_| HmacSha256::new(&Default::default()));
+        let mut mac = HmacSha256::new_from_slice(&self.secret).unwrap_or_else(|_| HmacSha256::new(&Default::default()));
         hmac::Mac::update(&mut mac, data);
         mac
     }
@@ -67,19 +66,10 @@ impl KeyRing {
     /// their UTF-8 bytes, must be at least 32 bytes and may not contain commas.
     pub fn parse(spec: &str) -> Result<Self, KeyRingError> {
         let mut keys: Vec<SigningKey> = Vec::new();
-        for (index, entry) in spec
-            .split(',')
-            .map(str::trim)
-            .filter(|e| !e.is_empty())
-            .enumerate()
-        {
-            let (id, secret) = entry
-                .split_once(':')
-                .ok_or(KeyRingError::NotAPair(index + 1))?;
-            let id_ok = (1..=32).contains(&id.len())
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        for (index, entry) in spec.split(',').map(str::trim).filter(|e| !e.is_empty()).enumerate() {
+            let (id, secret) = entry.split_once(':').ok_or(KeyRingError::NotAPair(index + 1))?;
+            let id_ok =
+                (1..=32).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
             if !id_ok {
                 return Err(KeyRingError::BadKeyId(id.to_owned()));
             }
@@ -89,17 +79,11 @@ impl KeyRing {
             if keys.iter().any(|k| k.id == id) {
                 return Err(KeyRingError::DuplicateKeyId(id.to_owned()));
             }
-            keys.push(SigningKey {
-                id: id.to_owned(),
-                secret: secret.as_bytes().to_vec(),
-            });
+            keys.push(SigningKey { id: id.to_owned(), secret: secret.as_bytes().to_vec() });
         }
         let mut keys = keys.into_iter();
         let signing = keys.next().ok_or(KeyRingError::Empty)?;
-        Ok(Self {
-            signing,
-            verify_only: keys.collect(),
-        })
+        Ok(Self { signing, verify_only: keys.collect() })
     }
 
     /// The key that signs new tokens.
@@ -109,19 +93,14 @@ impl KeyRing {
 
     /// The key with this id, if it is still accepted.
     pub fn verifying_key(&self, id: &str) -> Option<&SigningKey> {
-        std::iter::once(&self.signing)
-            .chain(&self.verify_only)
-            .find(|k| k.id == id)
+        std::iter::once(&self.signing).chain(&self.verify_only).find(|k| k.id == id)
     }
 }
 
 impl fmt::Debug for KeyRing {
     // Never print secrets, not even in debug logs.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ids: Vec<&str> = std::iter::once(&self.signing)
-            .chain(&self.verify_only)
-            .map(|k| k.id.as_str())
-            .collect();
+        let ids: Vec<&str> = std::iter::once(&self.signing).chain(&self.verify_only).map(|k| k.id.as_str()).collect();
         f.debug_struct("KeyRing").field("key_ids", &ids).finish()
     }
 }
@@ -134,22 +113,11 @@ mod tests {
     fn parses_and_refuses_key_specs() {
         let secret = "0123456789abcdef0123456789abcdef";
         let ring = KeyRing::parse(&format!("a:{secret}, b:{secret}x"));
-        assert!(
-            matches!(&ring, Ok(r) if r.signing_key().id() == "a" && r.verifying_key("b").is_some())
-        );
+        assert!(matches!(&ring, Ok(r) if r.signing_key().id() == "a" && r.verifying_key("b").is_some()));
         assert_eq!(KeyRing::parse("").err(), Some(KeyRingError::Empty));
-        assert_eq!(
-            KeyRing::parse("nocolon").err(),
-            Some(KeyRingError::NotAPair(1))
-        );
-        assert_eq!(
-            KeyRing::parse("a:short").err(),
-            Some(KeyRingError::ShortSecret("a".into()))
-        );
-        assert_eq!(
-            KeyRing::parse(&format!("a.b:{secret}")).err(),
-            Some(KeyRingError::BadKeyId("a.b".into()))
-        );
+        assert_eq!(KeyRing::parse("nocolon").err(), Some(KeyRingError::NotAPair(1)));
+        assert_eq!(KeyRing::parse("a:short").err(), Some(KeyRingError::ShortSecret("a".into())));
+        assert_eq!(KeyRing::parse(&format!("a.b:{secret}")).err(), Some(KeyRingError::BadKeyId("a.b".into())));
         assert_eq!(
             KeyRing::parse(&format!("a:{secret},a:{secret}")).err(),
             Some(KeyRingError::DuplicateKeyId("a".into()))

@@ -91,19 +91,11 @@ pub fn decode(token: &str, keys: &KeyRing, now: DateTime<Utc>) -> Result<TokenCl
     else {
         return Err(DecodeError::Malformed);
     };
-    let mac = URL_SAFE_NO_PAD
-        .decode(mac_text)
-        .map_err(|_| DecodeError::Malformed)?;
-    let key = keys
-        .verifying_key(key_id)
-        .ok_or(DecodeError::BadSignature)?;
-    key.mac(unsigned.as_bytes())
-        .verify_slice(&mac)
-        .map_err(|_| DecodeError::BadSignature)?;
+    let mac = URL_SAFE_NO_PAD.decode(mac_text).map_err(|_| DecodeError::Malformed)?;
+    let key = keys.verifying_key(key_id).ok_or(DecodeError::BadSignature)?;
+    key.mac(unsigned.as_bytes()).verify_slice(&mac).map_err(|_| DecodeError::BadSignature)?;
     // Only signed bytes are parsed from here on.
-    let json = URL_SAFE_NO_PAD
-        .decode(claims_text)
-        .map_err(|_| DecodeError::Malformed)?;
+    let json = URL_SAFE_NO_PAD.decode(claims_text).map_err(|_| DecodeError::Malformed)?;
     let claims: TokenClaims = serde_json::from_slice(&json).map_err(|_| DecodeError::Malformed)?;
     if now.timestamp() >= claims.expires_at {
         return Err(DecodeError::Expired);
@@ -153,10 +145,7 @@ mod tests {
             for replacement in ALPHABET.chars().filter(|c| *c != original) {
                 let mut tampered = token.clone();
                 tampered.replace_range(index..index + 1, &replacement.to_string());
-                assert!(
-                    decode(&tampered, &keys, now()).is_err(),
-                    "accepted {tampered}"
-                );
+                assert!(decode(&tampered, &keys, now()).is_err(), "accepted {tampered}");
                 tried += 1;
             }
         }
@@ -177,15 +166,11 @@ mod tests {
     fn rotation_verifies_old_keys_until_they_are_retired() {
         let old = ring("old:0123456789abcdef0123456789abcdef");
         let token = sign(&claims(now()), &old);
-        let rotated =
-            ring("new:fedcba9876543210fedcba9876543210,old:0123456789abcdef0123456789abcdef");
+        let rotated = ring("new:fedcba9876543210fedcba9876543210,old:0123456789abcdef0123456789abcdef");
         assert!(decode(&token, &rotated, now()).is_ok());
         assert!(sign(&claims(now()), &rotated).starts_with("fws1.new."));
         let retired = ring("new:fedcba9876543210fedcba9876543210");
-        assert_eq!(
-            decode(&token, &retired, now()),
-            Err(DecodeError::BadSignature)
-        );
+        assert_eq!(decode(&token, &retired, now()), Err(DecodeError::BadSignature));
     }
 
     #[test]
@@ -193,24 +178,15 @@ mod tests {
         let keys = ring("a:0123456789abcdef0123456789abcdef,b:fedcba9876543210fedcba9876543210");
         let token = sign(&claims(now()), &keys);
         let swapped = token.replacen("fws1.a.", "fws1.b.", 1);
-        assert_eq!(
-            decode(&swapped, &keys, now()),
-            Err(DecodeError::BadSignature)
-        );
+        assert_eq!(decode(&swapped, &keys, now()), Err(DecodeError::BadSignature));
     }
 
     #[test]
     fn garbage_is_malformed() {
         let keys = ring("k1:0123456789abcdef0123456789abcdef");
-        for garbage in [
-            "",
-            ".",
-            "fws1",
-            "fws1.k1.x",
-            "fws1.k1.x.y.z",
-            "fws2.k1.e30.AAAA",
-            &"a".repeat(MAX_TOKEN_LENGTH + 1),
-        ] {
+        for garbage in
+            ["", ".", "fws1", "fws1.k1.x", "fws1.k1.x.y.z", "fws2.k1.e30.AAAA", &"a".repeat(MAX_TOKEN_LENGTH + 1)]
+        {
             assert!(decode(garbage, &keys, now()).is_err(), "{garbage}");
         }
     }

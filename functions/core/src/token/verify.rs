@@ -61,10 +61,7 @@ where
     T: TokenStore,
 {
     let claims = decode(token, keys, now)?;
-    let record = tokens
-        .get_token(&claims.token_id)
-        .await?
-        .ok_or(TokenRejection::NotIssued)?;
+    let record = tokens.get_token(&claims.token_id).await?.ok_or(TokenRejection::NotIssued)?;
     let matches_claims = record.owner == claims.owner
         && record.subscription_ids == claims.subscription_ids
         && record.expires_at == claims.expires_at;
@@ -79,8 +76,5 @@ where
         let found = subscriptions.get(id).await?;
         bound.push(bindable(id, found, &claims.owner)?);
     }
-    Ok(VerifiedToken {
-        claims,
-        subscriptions: bound,
-    })
+    Ok(VerifiedToken { claims, subscriptions: bound })
 }

@@ -1,0 +1,45 @@
+//! Sending frames to WebSocket connections: the [`Pusher`] port and its adapter for the
+//! API Gateway Management API (`POST @connections/{id}`).
+
+mod management_api;
+
+use std::future::Future;
+
+pub use management_api::ManagementApiPusher;
+
+/// Why a post to a connection failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PushError {
+    /// 410: the connection no longer exists; its bindings should be deleted.
+    #[error("the connection is gone")]
+    Gone,
+    /// 429: throttled, or the client's buffer is full; retry later.
+    #[error("throttled by the Management API")]
+    Throttled,
+    /// Anything else (detail for logs only).
+    #[error("post failed: {0}")]
+    Failed(String),
+}
+
+/// Posts one frame to one connection.
+pub trait Pusher: Send + Sync {
+    /// Posts `payload` as one text frame to `connection_id`, through the Management API
+    /// endpoint `callback_url` (`https://{domain}/{stage}`).
+    fn post(
+        &self,
+        callback_url: &str,
+        connection_id: &str,
+        payload: &[u8],
+    ) -> impl Future<Output = Result<(), PushError>> + Send;
+}
+
+impl<P: Pusher> Pusher for std::sync::Arc<P> {
+    fn post(
+        &self,
+        callback_url: &str,
+        connection_id: &str,
+        payload: &[u8],
+    ) -> impl Future<Output = Result<(), PushError>> + Send {
+        (**self).post(callback_url, connection_id, payload)
+    }
+}

@@ -1,0 +1,21 @@
+//! Lambda `ws-connect`: the WebSocket API's `$connect` route. Accepts connections, and
+//! with `?token=` verifies the token and binds before the upgrade completes. Logic:
+//! `fhir_ws_core::ws::ConnectHandler`.
+
+use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+use fhir_ws_core::config::{ProcessEnv, WebSocketConfig};
+use fhir_ws_core::ws::{Binder, ConnectHandler};
+use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = WebSocketConfig::load(&ProcessEnv)?;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await);
+    let binder = Binder::on_dynamodb(&dynamodb, &config);
+    let handler = &ConnectHandler::new(binder, config.management_endpoint, config.subprotocols);
+    run(service_fn(move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
+        Ok::<_, Error>(handler.handle(&event.payload, chrono::Utc::now()).await)
+    }))
+    .await
+}

@@ -1,0 +1,24 @@
+//! Lambda `ws-default`: the WebSocket API's `$default` route. Reads client frames (bind,
+//! unbind, ping) and answers through the Management API (`fhir_ws_core::ws::MessageHandler`).
+
+use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+use fhir_ws_core::config::{ProcessEnv, WebSocketConfig, required};
+use fhir_ws_core::push::ManagementApiPusher;
+use fhir_ws_core::store::dynamodb::DynamoCounterStore;
+use fhir_ws_core::ws::{Binder, MessageHandler};
+use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = WebSocketConfig::load(&ProcessEnv)?;
+    let aws = aws_config::load_from_env().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
+    let counters = DynamoCounterStore::new(dynamodb.clone(), required(&ProcessEnv, "COUNTERS_TABLE")?);
+    let binder = Binder::on_dynamodb(&dynamodb, &config);
+    let handler = &MessageHandler::new(binder, counters, ManagementApiPusher::new(&aws), config.management_endpoint);
+    run(service_fn(move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
+        Ok::<_, Error>(handler.handle(&event.payload, chrono::Utc::now()).await)
+    }))
+    .await
+}

@@ -37,7 +37,7 @@ start_dynamodb() {
     sleep 0.1
   done
   .venv/bin/python infra/local_tables.py --endpoint "$AWS_ENDPOINT_URL_DYNAMODB"
-  export SUBSCRIPTIONS_TABLE=SubscriptionsTable TOKENS_TABLE=TokensTable
+  export SUBSCRIPTIONS_TABLE=SubscriptionsTable TOKENS_TABLE=TokensTable BINDINGS_TABLE=BindingsTable COUNTERS_TABLE=CountersTable
   echo "== moto_server (DynamoDB) at $AWS_ENDPOINT_URL_DYNAMODB, pid $MOTO_PID"
 }
 

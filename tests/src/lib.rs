@@ -6,6 +6,9 @@
 //! `AWS_ENDPOINT_URL_DYNAMODB`, `SUBSCRIPTIONS_TABLE` and `TOKENS_TABLE`. Tests that need
 //! it fail (they do not skip) when it is missing.
 
+pub mod management_api;
+pub mod websocket;
+
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -14,7 +17,9 @@ use chrono::{DateTime, Utc};
 use fhir_ws_core::config::{BindingTokenConfig, SubscriptionApiConfig};
 use fhir_ws_core::ops::binding_token::BindingTokenOperation;
 use fhir_ws_core::ops::subscription_api::SubscriptionApi;
-use fhir_ws_core::store::dynamodb::{DynamoSubscriptionStore, DynamoTokenStore};
+use fhir_ws_core::store::dynamodb::{
+    DynamoBindingStore, DynamoCounterStore, DynamoSubscriptionStore, DynamoTokenStore,
+};
 use fhir_ws_core::store::memory::MemoryStore;
 use fhir_ws_core::store::{SubscriptionStore, TokenStore};
 use lambda_http::{Body, Request, Response};
@@ -74,6 +79,40 @@ impl<S: SubscriptionStore + Clone + 'static> Backend for S {}
 /// Marker for token back ends the generic tests accept.
 pub trait TokenBackend: TokenStore + Clone + 'static {}
 impl<T: TokenStore + Clone + 'static> TokenBackend for T {}
+
+/// The bindings and counters tables in memory.
+pub fn memory_ws_stores() -> websocket::WsStores<Arc<MemoryStore>, Arc<MemoryStore>> {
+    let store = Arc::new(MemoryStore::new());
+    websocket::WsStores { bindings: store.clone(), counters: store }
+}
+
+/// The bindings and counters tables `infra/test.sh` created in moto_server.
+pub async fn dynamodb_ws_stores() -> websocket::WsStores<DynamoBindingStore, DynamoCounterStore> {
+    let client = dynamodb_client().await;
+    websocket::WsStores {
+        bindings: DynamoBindingStore::new(client.clone(), required_env("BINDINGS_TABLE")),
+        counters: DynamoCounterStore::new(client, required_env("COUNTERS_TABLE")),
+    }
+}
+
+/// Runs an async test body once per back end with all four tables:
+/// `all_stores!(name, body_fn)` defines `name::memory` and `name::dynamodb`.
+#[macro_export]
+macro_rules! all_stores {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn memory() {
+                super::$body($crate::memory_stores(), $crate::memory_ws_stores()).await;
+            }
+
+            #[tokio::test]
+            async fn dynamodb() {
+                super::$body($crate::dynamodb_stores().await, $crate::dynamodb_ws_stores().await).await;
+            }
+        }
+    };
+}
 
 /// Runs an async test body once per back end: `both_stores!(name, body_fn)` defines
 /// `name::memory` and `name::dynamodb`.
@@ -266,6 +305,9 @@ pub fn assert_valid_r5(resources: &[Value]) {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// The topic the tests' subscriptions use.
+pub const TOPIC: &str = "http://example.org/fhir/SubscriptionTopic/encounter-start";
 
 /// Signing keys the tests configure (`keyid:secret`, first signs).
 pub const TEST_SIGNING_KEYS: &str = "test-2026:test-secret-0123456789abcdef0123456789";

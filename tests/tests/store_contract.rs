@@ -4,8 +4,13 @@
 use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveStatus};
 use chrono::{DateTime, TimeDelta, Utc};
 use fhir_ws_core::fhir::Subscription;
-use fhir_ws_core::store::{StoreError, StoredSubscription, TokenRecord, TokenStore};
-use fhir_ws_tests::{Backend, Stores, TokenBackend, both_stores, dynamodb_client, tokens_table, unique_principal};
+use fhir_ws_core::store::{
+    Binding, BindingStore, CounterStore, StoreError, StoredSubscription, TokenRecord, TokenStore,
+};
+use fhir_ws_tests::websocket::WsStores;
+use fhir_ws_tests::{
+    Backend, Stores, TokenBackend, all_stores, both_stores, dynamodb_client, tokens_table, unique_principal,
+};
 use serde_json::json;
 
 fn at(seconds: i64) -> DateTime<Utc> {
@@ -154,6 +159,128 @@ async fn dynamodb_token_ttl_is_a_number_of_epoch_seconds() {
         .unwrap_or_else(|e| panic!("{e}"))
         .time_to_live_description
         .unwrap_or_else(|| panic!("no TTL description"));
+    assert_eq!(ttl.attribute_name(), Some("expiresAt"));
+    assert_eq!(ttl.time_to_live_status(), Some(&TimeToLiveStatus::Enabled));
+}
+
+fn binding(connection: &str, subscription: &str, token: &str, expires_at: i64) -> Binding {
+    Binding {
+        connection_id: connection.to_owned(),
+        subscription_id: subscription.to_owned(),
+        token_id: token.to_owned(),
+        owner: "owner".to_owned(),
+        callback_url: "https://w1x2y3z4a5.execute-api.eu-west-1.amazonaws.com/live".to_owned(),
+        bound_at: expires_at - 1800,
+        expires_at,
+        last_message_at: expires_at - 1800,
+        handshake_pending: true,
+    }
+}
+
+async fn bindings_contract<S: Backend, T: TokenBackend, B: BindingStore, C: CounterStore>(
+    _: Stores<S, T>,
+    ws: WsStores<B, C>,
+) {
+    let store = ws.bindings;
+    let (a, b) = (format!("{}=", new_id()), format!("{}=", new_id()));
+    let (s1, s2) = (new_id(), new_id());
+    let (low, high) = if s1 < s2 { (s1.clone(), s2.clone()) } else { (s2.clone(), s1.clone()) };
+    store
+        .put_bindings(&[binding(&a, &high, "t1", 1_800_001_800), binding(&a, &low, "t1", 1_800_001_800)])
+        .await
+        .unwrap();
+    store.put_bindings(&[binding(&b, &s1, "t2", 1_800_001_800)]).await.unwrap();
+    let on_a: Vec<String> =
+        store.bindings_of_connection(&a).await.unwrap().into_iter().map(|x| x.subscription_id).collect();
+    assert_eq!(on_a, vec![low.clone(), high.clone()], "ordered by subscription id");
+    let mut expected = vec![a.clone(), b.clone()];
+    expected.sort();
+    let on_s1: Vec<String> =
+        store.bindings_of_subscription(&s1).await.unwrap().into_iter().map(|x| x.connection_id).collect();
+    assert_eq!(on_s1, expected, "every connection bound to the subscription, ordered by connection id");
+
+    // A rebind replaces the row: new token, later expiry.
+    let renewed = binding(&a, &s1, "t3", 1_800_003_600);
+    store.put_bindings(&[renewed.clone()]).await.unwrap();
+    let rows = store.bindings_of_connection(&a).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(rows.contains(&renewed));
+
+    assert_eq!(store.record_message(&a, &s2, 1_800_000_100).await, Ok(true));
+    let row = store.bindings_of_connection(&a).await.unwrap().into_iter().find(|x| x.subscription_id == s2).unwrap();
+    assert_eq!((row.last_message_at, row.handshake_pending), (1_800_000_100, false));
+    assert_eq!(store.record_message(&a, &new_id(), 1).await, Ok(false), "never creates a binding");
+    assert_eq!(store.bindings_of_connection(&a).await.unwrap().len(), 2);
+
+    // Unbinding names a token: only t1's remaining row (s2) goes.
+    assert_eq!(store.delete_bindings(&a, Some("t1")).await, Ok(1));
+    assert_eq!(store.bindings_of_connection(&a).await.unwrap(), vec![renewed]);
+    assert_eq!(store.delete_bindings(&a, None).await, Ok(1));
+    assert_eq!(store.bindings_of_connection(&a).await, Ok(Vec::new()));
+    assert_eq!(store.bindings_of_connection(&b).await.unwrap().len(), 1, "other connections untouched");
+}
+all_stores!(bindings_put_list_renew_record_and_delete, bindings_contract);
+
+async fn many_bindings<S: Backend, T: TokenBackend, B: BindingStore, C: CounterStore>(
+    _: Stores<S, T>,
+    ws: WsStores<B, C>,
+) {
+    let connection = new_id();
+    let rows: Vec<Binding> = (0..60).map(|_| binding(&connection, &new_id(), "t", 1_800_001_800)).collect();
+    ws.bindings.put_bindings(&rows).await.unwrap();
+    assert_eq!(ws.bindings.bindings_of_connection(&connection).await.unwrap().len(), 60);
+    assert_eq!(ws.bindings.delete_bindings(&connection, None).await, Ok(60));
+    assert_eq!(ws.bindings.bindings_of_connection(&connection).await, Ok(Vec::new()));
+}
+all_stores!(more_bindings_than_one_batch_write, many_bindings);
+
+async fn counters_contract<S: Backend, T: TokenBackend, B: BindingStore, C: CounterStore + Clone + 'static>(
+    _: Stores<S, T>,
+    ws: WsStores<B, C>,
+) {
+    let subscription = new_id();
+    assert_eq!(ws.counters.events_since_start(&subscription).await, Ok(0));
+    assert_eq!(ws.counters.next_event_number(&subscription).await, Ok(1));
+    assert_eq!(ws.counters.next_event_number(&subscription).await, Ok(2));
+    assert_eq!(ws.counters.events_since_start(&subscription).await, Ok(2));
+    // Concurrent increments never hand out the same number twice.
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let counters = ws.counters.clone();
+            let id = subscription.clone();
+            tokio::spawn(async move { counters.next_event_number(&id).await.unwrap() })
+        })
+        .collect();
+    let mut numbers = Vec::new();
+    for task in tasks {
+        numbers.push(task.await.unwrap());
+    }
+    numbers.sort_unstable();
+    assert_eq!(numbers, (3..=22).collect::<Vec<u64>>());
+    assert_eq!(ws.counters.events_since_start(&new_id()).await, Ok(0), "counters are per subscription");
+}
+all_stores!(event_counters_are_atomic_and_per_subscription, counters_contract);
+
+/// The bindings table's TTL attribute is a Number of epoch seconds, with TTL enabled.
+#[tokio::test]
+async fn dynamodb_binding_ttl_is_a_number_of_epoch_seconds() {
+    let ws = fhir_ws_tests::dynamodb_ws_stores().await;
+    let connection = new_id();
+    ws.bindings.put_bindings(&[binding(&connection, "s", "t", 1_800_001_800)]).await.unwrap();
+    let client = dynamodb_client().await;
+    let table = std::env::var("BINDINGS_TABLE").unwrap();
+    let item = client
+        .get_item()
+        .table_name(&table)
+        .key("connectionId", AttributeValue::S(connection))
+        .key("subscriptionId", AttributeValue::S("s".to_owned()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap_or_default();
+    assert_eq!(item.get("expiresAt"), Some(&AttributeValue::N("1800001800".to_owned())));
+    let ttl = client.describe_time_to_live().table_name(&table).send().await.unwrap().time_to_live_description.unwrap();
     assert_eq!(ttl.attribute_name(), Some("expiresAt"));
     assert_eq!(ttl.time_to_live_status(), Some(&TimeToLiveStatus::Enabled));
 }

@@ -1,0 +1,198 @@
+//! WebSocket test support: API Gateway WebSocket events built from the samples in
+//! `infra/events/`, and a harness wiring the three WebSocket handlers to a back end and
+//! to the Management API stub, as the template wires the Lambdas.
+
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use chrono::{DateTime, Utc};
+use fhir_ws_core::config::WebSocketConfig;
+use fhir_ws_core::push::ManagementApiPusher;
+use fhir_ws_core::store::{Binding, BindingStore, CounterStore};
+use fhir_ws_core::ws::{Binder, ConnectHandler, MessageHandler, disconnect};
+use serde_json::{Value, json};
+
+use crate::management_api::ManagementApiStub;
+use crate::{App, Backend, HttpEvent, Stores, TEST_SIGNING_KEYS, TokenBackend, output_values, status_and_json};
+
+const CONNECT: &str = include_str!("../../infra/events/ws-connect.json");
+const MESSAGE: &str = include_str!("../../infra/events/ws-default-bind.json");
+const DISCONNECT: &str = include_str!("../../infra/events/ws-disconnect.json");
+
+/// The bindings and counters tables of one back end.
+#[derive(Clone)]
+pub struct WsStores<B, C> {
+    /// The bindings table.
+    pub bindings: B,
+    /// The counters table.
+    pub counters: C,
+}
+
+/// Builder for API Gateway WebSocket events.
+#[derive(Debug, Clone)]
+pub struct WsEvent(Value);
+
+impl WsEvent {
+    fn from_sample(sample: &str, connection_id: &str) -> Self {
+        let mut event: Value = serde_json::from_str(sample).expect("sample event");
+        event["requestContext"]["connectionId"] = json!(connection_id);
+        Self(event)
+    }
+
+    /// `$connect`, with `?token=` when given.
+    pub fn connect(connection_id: &str, token: Option<&str>) -> Self {
+        let mut event = Self::from_sample(CONNECT, connection_id);
+        if let Some(token) = token {
+            event.0["queryStringParameters"] = json!({ "token": token });
+            event.0["multiValueQueryStringParameters"] = json!({ "token": [token] });
+        }
+        event
+    }
+
+    /// `$default` carrying a text frame.
+    pub fn message(connection_id: &str, text: &str) -> Self {
+        let mut event = Self::from_sample(MESSAGE, connection_id);
+        event.0["body"] = json!(text);
+        event.0["isBase64Encoded"] = json!(false);
+        event
+    }
+
+    /// `$default` carrying a binary frame (API Gateway base64-encodes it).
+    pub fn binary(connection_id: &str, bytes: &[u8]) -> Self {
+        use base64::Engine as _;
+        let mut event = Self::from_sample(MESSAGE, connection_id);
+        event.0["body"] = json!(base64::engine::general_purpose::STANDARD.encode(bytes));
+        event.0["isBase64Encoded"] = json!(true);
+        event
+    }
+
+    /// `$disconnect`.
+    pub fn disconnect(connection_id: &str) -> Self {
+        Self::from_sample(DISCONNECT, connection_id)
+    }
+
+    /// Sets a header (e.g. `Sec-WebSocket-Protocol`).
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.0["headers"][name] = json!(value);
+        self.0["multiValueHeaders"][name] = json!([value]);
+        self
+    }
+
+    /// The event as the Lambda runtime deserializes it.
+    pub fn event(&self) -> ApiGatewayWebsocketProxyRequest {
+        serde_json::from_value(self.0.clone()).expect("a WebSocket event")
+    }
+}
+
+/// The WebSocket handlers, the HTTP handlers and the Management API stub over one back end.
+pub struct WsHarness<S, T, B, C> {
+    /// The HTTP handlers (to create subscriptions and get tokens).
+    pub app: App<S, T>,
+    /// The bindings and counters tables.
+    pub ws_stores: WsStores<B, C>,
+    /// The Management API stand-in.
+    pub management: ManagementApiStub,
+    connect: ConnectHandler<S, T, B>,
+    message: MessageHandler<S, T, B, C, ManagementApiPusher>,
+}
+
+/// Subprotocols the harness's `$connect` accepts.
+pub const TEST_SUBPROTOCOLS: &str = "fhir-notifications.v1";
+
+impl<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: CounterStore + Clone> WsHarness<S, T, B, C> {
+    /// Wires everything; the functions are configured with the stub's endpoint for stage `live`.
+    pub async fn new(stores: Stores<S, T>, ws_stores: WsStores<B, C>) -> Self {
+        let management = ManagementApiStub::start().await;
+        let endpoint = management.endpoint("live");
+        let env = |name: &str| match name {
+            "SUBSCRIPTIONS_TABLE" | "TOKENS_TABLE" | "BINDINGS_TABLE" => Some("unused-by-these-tests".to_owned()),
+            "TOKEN_SIGNING_KEYS" => Some(TEST_SIGNING_KEYS.to_owned()),
+            "WEBSOCKET_MANAGEMENT_ENDPOINT" => Some(endpoint.clone()),
+            "WEBSOCKET_SUBPROTOCOLS" => Some(TEST_SUBPROTOCOLS.to_owned()),
+            _ => None,
+        };
+        let config = WebSocketConfig::load(&env).expect("websocket config");
+        let binder = || {
+            Binder::new(
+                stores.subscriptions.clone(),
+                stores.tokens.clone(),
+                ws_stores.bindings.clone(),
+                config.keys.clone(),
+            )
+        };
+        let aws = aws_config::load_from_env().await;
+        let connect = ConnectHandler::new(binder(), config.management_endpoint.clone(), config.subprotocols.clone());
+        let message = MessageHandler::new(
+            binder(),
+            ws_stores.counters.clone(),
+            ManagementApiPusher::new(&aws),
+            config.management_endpoint.clone(),
+        );
+        Self { app: App::new(stores), ws_stores, management, connect, message }
+    }
+
+    /// Creates `count` websocket subscriptions for `owner` and gets one token for all of them.
+    pub async fn subscriptions_and_token(&self, owner: &str, count: usize) -> (Vec<String>, String) {
+        let mut ids = Vec::new();
+        for _ in 0..count {
+            ids.push(self.app.create(owner, &crate::websocket_subscription(crate::TOPIC)).await);
+        }
+        let token = self.token(owner, &ids).await;
+        (ids, token)
+    }
+
+    /// A token for these subscriptions of `owner`, issued now.
+    pub async fn token(&self, owner: &str, ids: &[String]) -> String {
+        self.token_at(owner, ids, Utc::now()).await
+    }
+
+    /// A token for these subscriptions of `owner`, issued at `now`.
+    pub async fn token_at(&self, owner: &str, ids: &[String], now: DateTime<Utc>) -> String {
+        let query: Vec<String> = ids.iter().map(|id| format!("id={id}")).collect();
+        let path = format!("/Subscription/$get-ws-binding-token?{}", query.join("&"));
+        let response = self.app.operation_at(HttpEvent::new("GET", &path, Some(owner)), now).await;
+        let (status, body) = status_and_json(&response);
+        assert_eq!(status, 200, "{body}");
+        output_values(&body, "token")[0]["valueString"].as_str().expect("token").to_owned()
+    }
+
+    /// Sends `$connect` now.
+    pub async fn connect(&self, event: WsEvent) -> ApiGatewayProxyResponse {
+        self.connect_at(event, Utc::now()).await
+    }
+
+    /// Sends `$connect` at `now`.
+    pub async fn connect_at(&self, event: WsEvent, now: DateTime<Utc>) -> ApiGatewayProxyResponse {
+        self.connect.handle(&event.event(), now).await
+    }
+
+    /// Sends a text frame on a connection.
+    pub async fn send(&self, connection_id: &str, text: &str) -> ApiGatewayProxyResponse {
+        self.message.handle(&WsEvent::message(connection_id, text).event(), Utc::now()).await
+    }
+
+    /// Sends any `$default` event.
+    pub async fn send_event(&self, event: WsEvent) -> ApiGatewayProxyResponse {
+        self.message.handle(&event.event(), Utc::now()).await
+    }
+
+    /// Sends `$disconnect`.
+    pub async fn disconnect(&self, connection_id: &str) -> ApiGatewayProxyResponse {
+        disconnect(&self.ws_stores.bindings, &WsEvent::disconnect(connection_id).event()).await
+    }
+
+    /// The connection's bindings.
+    pub async fn bindings(&self, connection_id: &str) -> Vec<Binding> {
+        self.ws_stores.bindings.bindings_of_connection(connection_id).await.expect("bindings")
+    }
+
+    /// The frames posted to a connection, as JSON (text frames become JSON strings).
+    pub fn frames(&self, connection_id: &str) -> Vec<Value> {
+        self.management
+            .posts_to(connection_id)
+            .iter()
+            .map(|p| match p.json() {
+                Value::Null => Value::String(p.text()),
+                json => json,
+            })
+            .collect()
+    }
+}

@@ -176,7 +176,22 @@ impl<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: CounterStore + Clo
 
     /// Sends `$disconnect`.
     pub async fn disconnect(&self, connection_id: &str) -> ApiGatewayProxyResponse {
-        disconnect(&self.ws_stores.bindings, &WsEvent::disconnect(connection_id).event()).await
+        self.disconnect_raw(&WsEvent::disconnect(connection_id).event()).await
+    }
+
+    /// Sends a ready-made `$connect` event, now.
+    pub async fn connect_raw(&self, event: &ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
+        self.connect.handle(event, Utc::now()).await
+    }
+
+    /// Sends a ready-made `$default` event, now.
+    pub async fn send_raw(&self, event: &ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
+        self.message.handle(event, Utc::now()).await
+    }
+
+    /// Sends a ready-made `$disconnect` event.
+    pub async fn disconnect_raw(&self, event: &ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
+        disconnect(&self.ws_stores.bindings, event).await
     }
 
     /// The connection's bindings.

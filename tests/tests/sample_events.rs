@@ -30,3 +30,25 @@ async fn sample_events_drive_the_handlers_as_the_readme_says() {
         assert_outcome(&app.operation.handle(&event(name), now).await, 404, "not-found");
     }
 }
+
+fn ws_event(name: &str) -> aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest {
+    let path = format!("{}/../infra/events/{name}", env!("CARGO_MANIFEST_DIR"));
+    let json = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&json).unwrap_or_else(|e| panic!("{name} is not a WebSocket event: {e}"))
+}
+
+/// The WebSocket samples carry a demo token (not signed by any configured key).
+#[tokio::test]
+async fn websocket_sample_events_drive_the_handlers() {
+    use fhir_ws_tests::websocket::WsHarness;
+    let ws = WsHarness::new(memory_stores(), fhir_ws_tests::memory_ws_stores()).await;
+    let connect = ws_event("ws-connect.json");
+    assert_eq!(connect.request_context.connection_id.as_deref(), Some("L0SM9cOFvHcCIhw="));
+    assert_eq!(ws.connect_raw(&connect).await.status_code, 200);
+    assert_eq!(ws.connect_raw(&ws_event("ws-connect-with-token.json")).await.status_code, 401);
+    assert_eq!(ws.send_raw(&ws_event("ws-default-bind.json")).await.status_code, 200);
+    let frames = ws.frames("L0SM9cOFvHcCIhw=");
+    assert_eq!(frames.len(), 1);
+    assert_eq!(frames[0]["issue"][0]["code"], "login");
+    assert_eq!(ws.disconnect_raw(&ws_event("ws-disconnect.json")).await.status_code, 200);
+}

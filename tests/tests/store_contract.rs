@@ -201,7 +201,7 @@ async fn bindings_contract<S: Backend, T: TokenBackend, B: BindingStore, C: Coun
 
     // A rebind replaces the row: new token, later expiry.
     let renewed = binding(&a, &s1, "t3", 1_800_003_600);
-    store.put_bindings(&[renewed.clone()]).await.unwrap();
+    store.put_bindings(std::slice::from_ref(&renewed)).await.unwrap();
     let rows = store.bindings_of_connection(&a).await.unwrap();
     assert_eq!(rows.len(), 2);
     assert!(rows.contains(&renewed));

@@ -193,3 +193,38 @@ impl<S: SubscriptionStore, T: TokenStore, B: BindingStore> Binder<S, T, B> {
         Ok(current)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(domain: Option<&str>, stage: Option<&str>) -> ApiGatewayWebsocketProxyRequest {
+        let mut context = json!({
+            "connectionId": "L0SM9cOFvHcCIhw=", "connectedAt": 1_795_586_400_000_i64,
+            "requestTimeEpoch": 1_795_586_400_123_i64, "routeKey": "$default"
+        });
+        if let Some(domain) = domain {
+            context["domainName"] = json!(domain);
+        }
+        if let Some(stage) = stage {
+            context["stage"] = json!(stage);
+        }
+        serde_json::from_value(json!({ "requestContext": context, "isBase64Encoded": false }))
+            .unwrap_or_else(|e| unreachable!("test event: {e}"))
+    }
+
+    #[test]
+    fn the_endpoint_comes_from_configuration_or_from_the_event() {
+        let from_event =
+            Connection::from_event(&event(Some("abc.execute-api.eu-west-1.amazonaws.com"), Some("live")), None);
+        assert_eq!(
+            from_event.map(|c| c.callback_url),
+            Some("https://abc.execute-api.eu-west-1.amazonaws.com/live".to_owned())
+        );
+        let configured =
+            Connection::from_event(&event(Some("ws.example.org"), Some("live")), Some("https://mgmt/live/"));
+        assert_eq!(configured.map(|c| c.callback_url), Some("https://mgmt/live".to_owned()));
+        assert_eq!(Connection::from_event(&event(None, Some("live")), None), None, "nothing to post to");
+    }
+}

@@ -5,7 +5,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveStatus};
 use chrono::{DateTime, TimeDelta, Utc};
 use fhir_ws_core::fhir::Subscription;
 use fhir_ws_core::store::{
-    Binding, BindingStore, CounterStore, StoreError, StoredSubscription, TokenRecord, TokenStore,
+    Binding, BindingStore, CounterStore, EventCounter, HEARTBEAT_SHARDS, StoreError, StoredSubscription, TokenRecord,
+    TokenStore, heartbeat_shard,
 };
 use fhir_ws_tests::websocket::WsStores;
 use fhir_ws_tests::{
@@ -174,6 +175,8 @@ fn binding(connection: &str, subscription: &str, token: &str, expires_at: i64) -
         expires_at,
         last_message_at: expires_at - 1800,
         handshake_pending: true,
+        heartbeat_period: Some(60),
+        heartbeat_due_at: Some(expires_at - 1800),
     }
 }
 
@@ -206,10 +209,17 @@ async fn bindings_contract<S: Backend, T: TokenBackend, B: BindingStore, C: Coun
     assert_eq!(rows.len(), 2);
     assert!(rows.contains(&renewed));
 
-    assert_eq!(store.record_message(&a, &s2, 1_800_000_100).await, Ok(true));
+    assert_eq!(store.record_message(&a, &s2, 1_800_000_100, Some(1_800_000_160)).await, Ok(true));
     let row = store.bindings_of_connection(&a).await.unwrap().into_iter().find(|x| x.subscription_id == s2).unwrap();
-    assert_eq!((row.last_message_at, row.handshake_pending), (1_800_000_100, false));
-    assert_eq!(store.record_message(&a, &new_id(), 1).await, Ok(false), "never creates a binding");
+    assert_eq!(
+        (row.last_message_at, row.handshake_pending, row.heartbeat_due_at),
+        (1_800_000_100, false, Some(1_800_000_160))
+    );
+    assert_eq!(store.record_message(&a, &s2, 1_800_000_200, None).await, Ok(true));
+    let row = store.bindings_of_connection(&a).await.unwrap().into_iter().find(|x| x.subscription_id == s2).unwrap();
+    assert_eq!(row.heartbeat_due_at, None, "no heartbeat wanted: out of the index");
+    assert_eq!(store.record_message(&a, &new_id(), 1, None).await, Ok(false), "never creates a binding");
+    assert_eq!(store.reschedule_heartbeat(&a, &new_id(), 1).await, Ok(false), "never creates a binding");
     assert_eq!(store.bindings_of_connection(&a).await.unwrap().len(), 2);
 
     // Unbinding names a token: only t1's remaining row (s2) goes.
@@ -239,16 +249,23 @@ async fn counters_contract<S: Backend, T: TokenBackend, B: BindingStore, C: Coun
     ws: WsStores<B, C>,
 ) {
     let subscription = new_id();
-    assert_eq!(ws.counters.events_since_start(&subscription).await, Ok(0));
-    assert_eq!(ws.counters.next_event_number(&subscription).await, Ok(1));
-    assert_eq!(ws.counters.next_event_number(&subscription).await, Ok(2));
-    assert_eq!(ws.counters.events_since_start(&subscription).await, Ok(2));
-    // Concurrent increments never hand out the same number twice.
-    let tasks: Vec<_> = (0..20)
-        .map(|_| {
+    assert_eq!(ws.counters.counter(&subscription).await, Ok(EventCounter::default()));
+    assert_eq!(ws.counters.number_event(&subscription, "m:1", 1_800_000_000).await, Ok(1));
+    assert_eq!(ws.counters.number_event(&subscription, "m:2", 1_800_000_005).await, Ok(2));
+    // A redelivery keeps its number and counts nothing.
+    assert_eq!(ws.counters.number_event(&subscription, "m:1", 1_800_000_009).await, Ok(1));
+    assert_eq!(
+        ws.counters.counter(&subscription).await,
+        Ok(EventCounter { events: 2, last_event_at: Some(1_800_000_005) })
+    );
+    // Concurrent numbering never hands out a number twice, redeliveries included.
+    let tasks: Vec<_> = (0..40)
+        .map(|n| {
             let counters = ws.counters.clone();
             let id = subscription.clone();
-            tokio::spawn(async move { counters.next_event_number(&id).await.unwrap() })
+            tokio::spawn(
+                async move { counters.number_event(&id, &format!("c:{}", n % 20), 1_800_000_010).await.unwrap() },
+            )
         })
         .collect();
     let mut numbers = Vec::new();
@@ -256,10 +273,89 @@ async fn counters_contract<S: Backend, T: TokenBackend, B: BindingStore, C: Coun
         numbers.push(task.await.unwrap());
     }
     numbers.sort_unstable();
-    assert_eq!(numbers, (3..=22).collect::<Vec<u64>>());
-    assert_eq!(ws.counters.events_since_start(&new_id()).await, Ok(0), "counters are per subscription");
+    numbers.dedup();
+    assert_eq!(numbers, (3..=22).collect::<Vec<u64>>(), "20 distinct events, numbers without gaps");
+    assert_eq!(ws.counters.counter(&subscription).await.map(|c| c.events), Ok(22));
+    assert_eq!(ws.counters.counter(&new_id()).await.map(|c| c.events), Ok(0), "per subscription");
 }
-all_stores!(event_counters_are_atomic_and_per_subscription, counters_contract);
+all_stores!(event_counters_are_atomic_idempotent_and_per_subscription, counters_contract);
+
+async fn remembered_window<S: Backend, T: TokenBackend, B: BindingStore, C: CounterStore>(
+    _: Stores<S, T>,
+    ws: WsStores<B, C>,
+) {
+    let subscription = new_id();
+    for n in 1..=260_u64 {
+        assert_eq!(ws.counters.number_event(&subscription, &format!("m:{n}"), 1_800_000_000).await, Ok(n));
+    }
+    // Keys within the window still get their number back after pruning has run.
+    for n in [161_u64, 200, 260] {
+        assert_eq!(ws.counters.number_event(&subscription, &format!("m:{n}"), 1_800_000_001).await, Ok(n));
+    }
+    assert_eq!(ws.counters.counter(&subscription).await.map(|c| c.events), Ok(260));
+}
+all_stores!(redeliveries_within_the_window_keep_their_number, remembered_window);
+
+async fn heartbeat_index<S: Backend, T: TokenBackend, B: BindingStore, C: CounterStore>(
+    _: Stores<S, T>,
+    ws: WsStores<B, C>,
+) {
+    let store = ws.bindings;
+    // Connections spread over shards; find rows of every shard we create.
+    let mut rows = Vec::new();
+    for _ in 0..40 {
+        let mut row = binding(&new_id(), &new_id(), "t", 1_900_000_000);
+        row.heartbeat_due_at = Some(1_800_000_000);
+        rows.push(row);
+    }
+    rows[0].heartbeat_due_at = Some(1_800_000_500); // not yet due
+    rows[1].heartbeat_due_at = None; // nothing due: not in the index
+    store.put_bindings(&rows).await.unwrap();
+    let mut found = Vec::new();
+    for shard in 0..HEARTBEAT_SHARDS {
+        for row in store.due_for_heartbeat(shard, 1_800_000_100).await.unwrap() {
+            assert_eq!(heartbeat_shard(&row.connection_id), shard);
+            found.push(row.connection_id);
+        }
+    }
+    for (index, row) in rows.iter().enumerate() {
+        assert_eq!(found.contains(&row.connection_id), index >= 2, "row {index}");
+    }
+    assert_eq!(
+        store.reschedule_heartbeat(&rows[2].connection_id, &rows[2].subscription_id, 1_800_000_900).await,
+        Ok(true)
+    );
+    let shard = heartbeat_shard(&rows[2].connection_id);
+    let due: Vec<String> =
+        store.due_for_heartbeat(shard, 1_800_000_100).await.unwrap().into_iter().map(|r| r.connection_id).collect();
+    assert!(!due.contains(&rows[2].connection_id), "rescheduled past now");
+}
+all_stores!(heartbeat_index_holds_only_due_bindings, heartbeat_index);
+
+async fn by_topic<S: Backend, T: TokenBackend, B: BindingStore, C: CounterStore>(
+    stores: Stores<S, T>,
+    _: WsStores<B, C>,
+) {
+    let topic = format!("http://example.org/topics/{}", new_id());
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let id = new_id();
+        let mut resource = subscription(&id);
+        resource.topic = Some(topic.clone());
+        stores.subscriptions.insert(&StoredSubscription::new("owner", 1, at(1_800_000_000), resource)).await.unwrap();
+        ids.push(id);
+    }
+    stores
+        .subscriptions
+        .insert(&StoredSubscription::new("owner", 1, at(1_800_000_000), subscription(&new_id())))
+        .await
+        .unwrap();
+    ids.sort();
+    let listed: Vec<String> =
+        stores.subscriptions.list_by_topic(&topic).await.unwrap().iter().map(|s| s.id().to_owned()).collect();
+    assert_eq!(listed, ids);
+}
+all_stores!(subscriptions_are_listed_by_topic, by_topic);
 
 /// The bindings table's TTL attribute is a Number of epoch seconds, with TTL enabled.
 #[tokio::test]

@@ -158,6 +158,10 @@ impl<S: SubscriptionStore> SubscriptionStore for Counting<S> {
         self.reads.fetch_add(1, Ordering::SeqCst);
         self.inner.list_by_owner(owner).await
     }
+    async fn list_by_topic(&self, topic: &str) -> Result<Vec<StoredSubscription>, StoreError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.list_by_topic(topic).await
+    }
 }
 
 impl<T: TokenStore> TokenStore for Counting<T> {

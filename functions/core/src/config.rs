@@ -13,6 +13,7 @@
 //! | `COUNTERS_TABLE` | ws-default | event counters table name |
 //! | `WEBSOCKET_MANAGEMENT_ENDPOINT` | ws-connect, ws-default | optional Management API endpoint; default `https://{domainName}/{stage}` of the event |
 //! | `WEBSOCKET_SUBPROTOCOLS` | ws-connect | optional comma list of accepted `Sec-WebSocket-Protocol` values |
+//! | `FHIR_BASE_URL` | fanout | base URL of the FHIR server the events' resources live on |
 
 use chrono::TimeDelta;
 
@@ -174,6 +175,37 @@ impl WebSocketConfig {
                 .unwrap_or_default(),
         })
     }
+}
+
+/// Configuration of the `fanout` and `heartbeat` functions.
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// Subscriptions table name.
+    pub subscriptions_table: String,
+    /// Bindings table name.
+    pub bindings_table: String,
+    /// Counters table name.
+    pub counters_table: String,
+}
+
+impl DeliveryConfig {
+    /// Reads the configuration.
+    pub fn load(source: &impl Source) -> Result<Self, ConfigError> {
+        Ok(Self {
+            subscriptions_table: required(source, "SUBSCRIPTIONS_TABLE")?,
+            bindings_table: required(source, "BINDINGS_TABLE")?,
+            counters_table: required(source, "COUNTERS_TABLE")?,
+        })
+    }
+}
+
+/// `FHIR_BASE_URL`: the FHIR server's base URL, for absolute references in notifications.
+pub fn fhir_base_url(source: &impl Source) -> Result<String, ConfigError> {
+    let url = required(source, "FHIR_BASE_URL")?;
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err(ConfigError::Invalid("FHIR_BASE_URL", "must be an http(s) URL".to_owned()));
+    }
+    Ok(url.trim_end_matches('/').to_owned())
 }
 
 #[cfg(test)]

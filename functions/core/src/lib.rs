@@ -18,13 +18,21 @@
 //! - [`ws`] — the WebSocket handlers (`$connect`, `$default`, `$disconnect`), the client
 //!   protocol, binding and unbinding.
 //! - [`notification`] — notification Bundles (handshake, heartbeat, event).
-//! - [`push`] — posting frames to connections through the Management API.
+//! - [`fanout`] — the event contract, filters, and delivery of events to bound connections.
+//! - [`heartbeat`] — heartbeats and owed handshakes on a schedule.
+//! - [`push`] — posting frames to connections through the Management API, with retries.
+//! - [`delivery`] — sending to bound connections: retries, 410 clean-up, status notifications.
+//! - [`metrics`] — CloudWatch Embedded Metric Format lines.
 //! - [`config`] — configuration from the environment `template.yaml` sets.
 
 pub mod access;
 pub mod config;
+pub mod delivery;
+pub mod fanout;
 pub mod fhir;
+pub mod heartbeat;
 pub mod http;
+pub mod metrics;
 pub mod notification;
 pub mod ops;
 pub mod push;

@@ -17,7 +17,7 @@ use lambda_http::{Body, Request, RequestExt as _, Response};
 
 use crate::config::SubscriptionApiConfig;
 use crate::fhir::{
-    Bundle, BundleEntry, BundleLink, BundleSearch, Subscription, SubscriptionState, is_valid_id, new_id,
+    Bundle, BundleEntry, BundleLink, BundleSearch, IssueType, Subscription, SubscriptionState, is_valid_id, new_id,
 };
 use crate::http::{
     ApiError, FhirPath, IdentityConfig, empty_response, fhir_path, fhir_response, json_body, set_header,
@@ -125,7 +125,7 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
         {
             return Err(ApiError::new(
                 StatusCode::PRECONDITION_FAILED,
-                crate::fhir::IssueType::Conflict,
+                IssueType::Conflict,
                 format!("version {expected} was expected, but the current version is {}", current.version()),
             ));
         }
@@ -176,6 +176,10 @@ fn subscription_body(request: &Request) -> Result<Subscription, ApiError> {
     let resource: Subscription =
         json_body(request)?.ok_or_else(|| ApiError::invalid("a Subscription resource is required in the body"))?;
     resource.validate().map_err(ApiError::invalid)?;
+    for filter in &resource.filter_by {
+        crate::fanout::filter::check_supported(filter)
+            .map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, IssueType::NotSupported, message))?;
+    }
     Ok(resource)
 }
 

@@ -4,6 +4,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use aws_config::SdkConfig;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
 use aws_sdk_apigatewaymanagement::Client;
 use aws_sdk_apigatewaymanagement::config::http::HttpResponse;
 use aws_sdk_apigatewaymanagement::error::{DisplayErrorContext, SdkError};
@@ -11,6 +13,9 @@ use aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectio
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 
 use super::{PushError, Pusher};
+
+/// Longest a single post may take.
+const ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Posts through the Management API. One SDK client per endpoint, built on first use
 /// and kept for the life of the Lambda instance (clients share one connection pool).
@@ -31,8 +36,12 @@ impl ManagementApiPusher {
         clients
             .entry(callback_url.to_owned())
             .or_insert_with(|| {
+                // Retries are ours (`post_with_retry`, with jitter and a 410 short-cut), so
+                // the SDK makes one attempt, bounded in time.
                 let config = aws_sdk_apigatewaymanagement::config::Builder::from(&self.config)
                     .endpoint_url(callback_url)
+                    .retry_config(RetryConfig::disabled())
+                    .timeout_config(TimeoutConfig::builder().operation_attempt_timeout(ATTEMPT_TIMEOUT).build())
                     .build();
                 Client::from_conf(config)
             })

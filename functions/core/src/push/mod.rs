@@ -2,10 +2,12 @@
 //! API Gateway Management API (`POST @connections/{id}`).
 
 mod management_api;
+mod retry;
 
 use std::future::Future;
 
 pub use management_api::ManagementApiPusher;
+pub use retry::{PostOutcome, RetryPolicy, post_with_retry};
 
 /// Why a post to a connection failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -9,7 +9,12 @@
 //! - bindings: key `connectionId` (S) + `subscriptionId` (S); GSI `bySubscription`
 //!   (`subscriptionId`, `connectionId`, all attributes); `tokenId`, `owner`, `callbackUrl`,
 //!   `boundAt`, `expiresAt` (TTL), `lastMessageAt` (N, epoch seconds), `handshakePending` (BOOL).
-//! - counters: key `subscriptionId` (S); `events` (N), incremented atomically.
+//!   Also `heartbeatPeriod` (N), and `dueShard` (S) + `heartbeatDueAt` (N, only while a
+//!   heartbeat or handshake is due) keying the sparse GSI `byHeartbeatDue`.
+//! - subscriptions also have GSI `byTopic` (`topic`, `id`, all attributes).
+//! - counters: key `subscriptionId` (S); `events` (N), `lastEventAt` (N), and one
+//!   `k:<event key>` (N) per recently numbered event, all changed by one conditional
+//!   update so numbering is atomic and idempotent.
 
 use std::collections::HashMap;
 
@@ -20,7 +25,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRe
 use chrono::DateTime;
 
 use super::{
-    Binding, BindingStore, CounterStore, StoreError, StoredSubscription, SubscriptionStore, TokenRecord, TokenStore,
+    Binding, BindingStore, CounterStore, EventCounter, REMEMBERED_EVENT_KEYS, StoreError, StoredSubscription,
+    SubscriptionStore, TokenRecord, TokenStore, heartbeat_shard,
 };
 use crate::fhir::Subscription;
 
@@ -30,6 +36,14 @@ pub const OWNER_INDEX: &str = "byOwner";
 pub const TTL_ATTRIBUTE: &str = "expiresAt";
 /// Name of the bindings table's index by subscription.
 pub const SUBSCRIPTION_INDEX: &str = "bySubscription";
+/// Name of the subscriptions table's index by topic.
+pub const TOPIC_INDEX: &str = "byTopic";
+/// Name of the bindings table's sparse index of heartbeat times (`dueShard`, `heartbeatDueAt`).
+pub const HEARTBEAT_INDEX: &str = "byHeartbeatDue";
+/// Prefix of the counter item's attributes that remember numbered event keys.
+const EVENT_KEY_PREFIX: &str = "k:";
+/// Every this many events, the counter item forgets keys older than the window.
+const PRUNE_EVERY: u64 = 50;
 /// Most items one BatchWriteItem call takes.
 const BATCH_WRITE_LIMIT: usize = 25;
 /// Attempts at writing a batch's unprocessed items before giving up as throttled.
@@ -213,6 +227,17 @@ impl SubscriptionStore for DynamoSubscriptionStore {
             .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()));
         query_all(query).await?.iter().map(subscription_from_item).collect()
     }
+
+    async fn list_by_topic(&self, topic: &str) -> Result<Vec<StoredSubscription>, StoreError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(TOPIC_INDEX)
+            .key_condition_expression("topic = :topic")
+            .expression_attribute_values(":topic", AttributeValue::S(topic.to_owned()));
+        query_all(query).await?.iter().map(subscription_from_item).collect()
+    }
 }
 
 impl TokenStore for DynamoTokenStore {
@@ -299,7 +324,7 @@ table_adapter!(
 );
 
 fn binding_to_item(binding: &Binding) -> Item {
-    Item::from([
+    let mut item = Item::from([
         ("connectionId".to_owned(), AttributeValue::S(binding.connection_id.clone())),
         ("subscriptionId".to_owned(), AttributeValue::S(binding.subscription_id.clone())),
         ("tokenId".to_owned(), AttributeValue::S(binding.token_id.clone())),
@@ -309,7 +334,22 @@ fn binding_to_item(binding: &Binding) -> Item {
         (TTL_ATTRIBUTE.to_owned(), AttributeValue::N(binding.expires_at.to_string())),
         ("lastMessageAt".to_owned(), AttributeValue::N(binding.last_message_at.to_string())),
         ("handshakePending".to_owned(), AttributeValue::Bool(binding.handshake_pending)),
-    ])
+        ("dueShard".to_owned(), AttributeValue::S(heartbeat_shard(&binding.connection_id).to_string())),
+    ]);
+    if let Some(period) = binding.heartbeat_period {
+        item.insert("heartbeatPeriod".to_owned(), AttributeValue::N(period.to_string()));
+    }
+    if let Some(due) = binding.heartbeat_due_at {
+        item.insert("heartbeatDueAt".to_owned(), AttributeValue::N(due.to_string()));
+    }
+    item
+}
+
+fn optional_number(item: &Item, name: &str) -> Result<Option<i64>, StoreError> {
+    match item.get(name) {
+        None | Some(AttributeValue::Null(_)) => Ok(None),
+        Some(_) => number(item, name).map(Some),
+    }
 }
 
 fn binding_from_item(item: &Item) -> Result<Binding, StoreError> {
@@ -323,6 +363,10 @@ fn binding_from_item(item: &Item) -> Result<Binding, StoreError> {
         expires_at: number(item, TTL_ATTRIBUTE)?,
         last_message_at: number(item, "lastMessageAt")?,
         handshake_pending: matches!(item.get("handshakePending"), Some(AttributeValue::Bool(true))),
+        heartbeat_period: optional_number(item, "heartbeatPeriod")?
+            .map(|p| u32::try_from(p).map_err(|_| StoreError::Corrupt("heartbeatPeriod out of range".to_owned())))
+            .transpose()?,
+        heartbeat_due_at: optional_number(item, "heartbeatDueAt")?,
     })
 }
 
@@ -437,58 +481,168 @@ impl BindingStore for DynamoBindingStore {
         Ok(deleted)
     }
 
-    async fn record_message(&self, connection_id: &str, subscription_id: &str, at: i64) -> Result<bool, StoreError> {
+    async fn record_message(
+        &self,
+        connection_id: &str,
+        subscription_id: &str,
+        at: i64,
+        next_heartbeat_due: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(connection_id, subscription_id)))
+            .condition_expression("attribute_exists(connectionId)")
+            .expression_attribute_values(":at", AttributeValue::N(at.to_string()))
+            .expression_attribute_values(":false", AttributeValue::Bool(false));
+        let update = match next_heartbeat_due {
+            Some(due) => update
+                .update_expression("SET lastMessageAt = :at, handshakePending = :false, heartbeatDueAt = :due")
+                .expression_attribute_values(":due", AttributeValue::N(due.to_string())),
+            None => {
+                update.update_expression("SET lastMessageAt = :at, handshakePending = :false REMOVE heartbeatDueAt")
+            }
+        };
+        existed(update.send().await.map(|_| ()).map_err(classify))
+    }
+
+    async fn reschedule_heartbeat(
+        &self,
+        connection_id: &str,
+        subscription_id: &str,
+        due_at: i64,
+    ) -> Result<bool, StoreError> {
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::key(connection_id, subscription_id)))
-            .update_expression("SET lastMessageAt = :at, handshakePending = :false")
+            .update_expression("SET heartbeatDueAt = :due")
             .condition_expression("attribute_exists(connectionId)")
-            .expression_attribute_values(":at", AttributeValue::N(at.to_string()))
-            .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .expression_attribute_values(":due", AttributeValue::N(due_at.to_string()))
             .send()
             .await;
-        match result.map_err(classify) {
-            Ok(_) => Ok(true),
-            Err(StoreError::Conflict) => Ok(false),
-            Err(other) => Err(other),
-        }
+        existed(result.map(|_| ()).map_err(classify))
+    }
+
+    async fn due_for_heartbeat(&self, shard: u32, now: i64) -> Result<Vec<Binding>, StoreError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(HEARTBEAT_INDEX)
+            .key_condition_expression("dueShard = :shard AND heartbeatDueAt <= :now")
+            .expression_attribute_values(":shard", AttributeValue::S(shard.to_string()))
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()));
+        query_all(query).await?.iter().map(binding_from_item).collect()
     }
 }
 
-impl CounterStore for DynamoCounterStore {
-    async fn events_since_start(&self, subscription_id: &str) -> Result<u64, StoreError> {
+/// A conditional write on an existing item: `Conflict` means the item was gone.
+fn existed(result: Result<(), StoreError>) -> Result<bool, StoreError> {
+    match result {
+        Ok(()) => Ok(true),
+        Err(StoreError::Conflict) => Ok(false),
+        Err(other) => Err(other),
+    }
+}
+
+impl DynamoCounterStore {
+    fn key(subscription_id: &str) -> Item {
+        Item::from([("subscriptionId".to_owned(), AttributeValue::S(subscription_id.to_owned()))])
+    }
+
+    /// The whole counter item (strongly consistent), if any.
+    async fn item(&self, subscription_id: &str) -> Result<Option<Item>, StoreError> {
         let output = self
             .client
             .get_item()
             .table_name(&self.table)
-            .key("subscriptionId", AttributeValue::S(subscription_id.to_owned()))
+            .set_key(Some(Self::key(subscription_id)))
             .consistent_read(true)
             .send()
             .await
             .map_err(classify)?;
-        match output.item {
-            None => Ok(0),
-            Some(item) => u64::try_from(number(&item, "events")?)
-                .map_err(|_| StoreError::Corrupt("negative event count".to_owned())),
-        }
+        Ok(output.item)
     }
 
-    async fn next_event_number(&self, subscription_id: &str) -> Result<u64, StoreError> {
-        let output = self
+    /// Removes remembered event keys that fell out of the window ending at `latest`.
+    async fn forget_old_keys(&self, subscription_id: &str, latest: u64) -> Result<(), StoreError> {
+        let Some(item) = self.item(subscription_id).await? else { return Ok(()) };
+        let oldest_kept = latest.saturating_sub(REMEMBERED_EVENT_KEYS);
+        let stale: Vec<&String> = item
+            .iter()
+            .filter(|(name, value)| {
+                name.starts_with(EVENT_KEY_PREFIX)
+                    && matches!(value, AttributeValue::N(n) if n.parse::<u64>().is_ok_and(|n| n <= oldest_kept))
+            })
+            .map(|(name, _)| name)
+            .collect();
+        if stale.is_empty() {
+            return Ok(());
+        }
+        let mut update = self.client.update_item().table_name(&self.table).set_key(Some(Self::key(subscription_id)));
+        let mut placeholders = Vec::with_capacity(stale.len());
+        for (index, name) in stale.iter().enumerate() {
+            let placeholder = format!("#k{index}");
+            update = update.expression_attribute_names(&placeholder, name.as_str());
+            placeholders.push(placeholder);
+        }
+        update.update_expression(format!("REMOVE {}", placeholders.join(", "))).send().await.map_err(classify)?;
+        Ok(())
+    }
+}
+
+impl CounterStore for DynamoCounterStore {
+    async fn counter(&self, subscription_id: &str) -> Result<EventCounter, StoreError> {
+        let Some(item) = self.item(subscription_id).await? else { return Ok(EventCounter::default()) };
+        Ok(EventCounter {
+            events: u64::try_from(number(&item, "events")?)
+                .map_err(|_| StoreError::Corrupt("negative event count".to_owned()))?,
+            last_event_at: optional_number(&item, "lastEventAt")?,
+        })
+    }
+
+    async fn number_event(&self, subscription_id: &str, event_key: &str, at: i64) -> Result<u64, StoreError> {
+        let key_attribute = format!("{EVENT_KEY_PREFIX}{event_key}");
+        // One conditional update: count the event, stamp it, and remember its key with
+        // its number. SET operands read the item as it was, so both get the same value.
+        let result = self
             .client
             .update_item()
             .table_name(&self.table)
-            .key("subscriptionId", AttributeValue::S(subscription_id.to_owned()))
-            .update_expression("ADD events :one")
+            .set_key(Some(Self::key(subscription_id)))
+            .update_expression(
+                "SET events = if_not_exists(events, :zero) + :one, lastEventAt = :at, \
+                 #key = if_not_exists(events, :zero) + :one",
+            )
+            .condition_expression("attribute_not_exists(#key)")
+            .expression_attribute_names("#key", &key_attribute)
+            .expression_attribute_values(":zero", AttributeValue::N("0".to_owned()))
             .expression_attribute_values(":one", AttributeValue::N("1".to_owned()))
+            .expression_attribute_values(":at", AttributeValue::N(at.to_string()))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
             .send()
             .await
-            .map_err(classify)?;
-        let attributes = output.attributes.unwrap_or_default();
-        u64::try_from(number(&attributes, "events")?)
-            .map_err(|_| StoreError::Corrupt("negative event count".to_owned()))
+            .map_err(classify);
+        match result {
+            Ok(output) => {
+                let attributes = output.attributes.unwrap_or_default();
+                let number = u64::try_from(number(&attributes, "events")?)
+                    .map_err(|_| StoreError::Corrupt("negative event count".to_owned()))?;
+                if number % PRUNE_EVERY == 0 {
+                    self.forget_old_keys(subscription_id, number).await?;
+                }
+                Ok(number)
+            }
+            // Numbered before (a redelivery): answer the number it got then.
+            Err(StoreError::Conflict) => {
+                let item = self.item(subscription_id).await?.unwrap_or_default();
+                u64::try_from(number(&item, &key_attribute)?)
+                    .map_err(|_| StoreError::Corrupt("negative event number".to_owned()))
+            }
+            Err(other) => Err(other),
+        }
     }
 }

@@ -4,7 +4,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use super::{
-    Binding, BindingStore, CounterStore, StoreError, StoredSubscription, SubscriptionStore, TokenRecord, TokenStore,
+    Binding, BindingStore, CounterStore, EventCounter, REMEMBERED_EVENT_KEYS, StoreError, StoredSubscription,
+    SubscriptionStore, TokenRecord, TokenStore, heartbeat_shard,
 };
 
 /// Every table in process memory. Cheap to create; shared through an `Arc`.
@@ -14,7 +15,14 @@ pub struct MemoryStore {
     tokens: Mutex<HashMap<String, TokenRecord>>,
     /// Keyed by (connection id, subscription id), like the table.
     bindings: Mutex<BTreeMap<(String, String), Binding>>,
-    counters: Mutex<HashMap<String, u64>>,
+    counters: Mutex<HashMap<String, MemoryCounter>>,
+}
+
+/// A counter with the event keys it has numbered.
+#[derive(Debug, Default)]
+struct MemoryCounter {
+    state: EventCounter,
+    numbered: HashMap<String, u64>,
 }
 
 impl MemoryStore {
@@ -62,6 +70,14 @@ impl SubscriptionStore for MemoryStore {
     async fn list_by_owner(&self, owner: &str) -> Result<Vec<StoredSubscription>, StoreError> {
         Ok(lock(&self.subscriptions).values().filter(|s| s.owner() == owner).cloned().collect())
     }
+
+    async fn list_by_topic(&self, topic: &str) -> Result<Vec<StoredSubscription>, StoreError> {
+        Ok(lock(&self.subscriptions)
+            .values()
+            .filter(|s| s.resource().topic.as_deref() == Some(topic))
+            .cloned()
+            .collect())
+    }
 }
 
 impl TokenStore for MemoryStore {
@@ -107,7 +123,13 @@ impl BindingStore for MemoryStore {
         Ok(before - table.len())
     }
 
-    async fn record_message(&self, connection_id: &str, subscription_id: &str, at: i64) -> Result<bool, StoreError> {
+    async fn record_message(
+        &self,
+        connection_id: &str,
+        subscription_id: &str,
+        at: i64,
+        next_heartbeat_due: Option<i64>,
+    ) -> Result<bool, StoreError> {
         let mut table = lock(&self.bindings);
         let key = (connection_id.to_owned(), subscription_id.to_owned());
         Ok(table
@@ -115,20 +137,49 @@ impl BindingStore for MemoryStore {
             .map(|binding| {
                 binding.last_message_at = at;
                 binding.handshake_pending = false;
+                binding.heartbeat_due_at = next_heartbeat_due;
             })
             .is_some())
+    }
+
+    async fn reschedule_heartbeat(
+        &self,
+        connection_id: &str,
+        subscription_id: &str,
+        due_at: i64,
+    ) -> Result<bool, StoreError> {
+        let mut table = lock(&self.bindings);
+        let key = (connection_id.to_owned(), subscription_id.to_owned());
+        Ok(table.get_mut(&key).map(|binding| binding.heartbeat_due_at = Some(due_at)).is_some())
+    }
+
+    async fn due_for_heartbeat(&self, shard: u32, now: i64) -> Result<Vec<Binding>, StoreError> {
+        Ok(lock(&self.bindings)
+            .values()
+            .filter(|b| b.heartbeat_due_at.is_some_and(|due| due <= now) && heartbeat_shard(&b.connection_id) == shard)
+            .cloned()
+            .collect())
     }
 }
 
 impl CounterStore for MemoryStore {
-    async fn events_since_start(&self, subscription_id: &str) -> Result<u64, StoreError> {
-        Ok(lock(&self.counters).get(subscription_id).copied().unwrap_or(0))
+    async fn counter(&self, subscription_id: &str) -> Result<EventCounter, StoreError> {
+        Ok(lock(&self.counters).get(subscription_id).map(|c| c.state).unwrap_or_default())
     }
 
-    async fn next_event_number(&self, subscription_id: &str) -> Result<u64, StoreError> {
+    async fn number_event(&self, subscription_id: &str, event_key: &str, at: i64) -> Result<u64, StoreError> {
         let mut table = lock(&self.counters);
-        let counter = table.entry(subscription_id.to_owned()).or_insert(0);
-        *counter += 1;
-        Ok(*counter)
+        let counter = table.entry(subscription_id.to_owned()).or_default();
+        if let Some(number) = counter.numbered.get(event_key) {
+            return Ok(*number);
+        }
+        counter.state.events += 1;
+        counter.state.last_event_at = Some(at);
+        let number = counter.state.events;
+        counter.numbered.insert(event_key.to_owned(), number);
+        // Forget keys older than the remembered window, as the DynamoDB adapter does.
+        let oldest_kept = number.saturating_sub(REMEMBERED_EVENT_KEYS);
+        counter.numbered.retain(|_, n| *n > oldest_kept);
+        Ok(number)
     }
 }

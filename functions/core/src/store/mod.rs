@@ -128,7 +128,51 @@ pub struct Binding {
     pub last_message_at: i64,
     /// A handshake is owed: set when bound, cleared once the handshake was posted.
     pub handshake_pending: bool,
+    /// The subscription's `heartbeatPeriod` when bound, in seconds.
+    pub heartbeat_period: Option<u32>,
+    /// When the heartbeat run should next look at this binding (epoch seconds): now for
+    /// a pending handshake, else the last message plus the heartbeat period; `None`
+    /// when neither applies (the binding then costs the heartbeat nothing).
+    pub heartbeat_due_at: Option<i64>,
 }
+
+/// Longest pause between messages on a connection with heartbeats: API Gateway closes
+/// connections idle for 10 minutes, and the heartbeat run comes once a minute, so a
+/// longer `heartbeatPeriod` is shortened to this to keep the connection open.
+pub const MAX_HEARTBEAT_SECONDS: u32 = 8 * 60;
+
+impl Binding {
+    /// When the next heartbeat is due after a message at `at`, if heartbeats are wanted.
+    pub fn heartbeat_due_after(&self, at: i64) -> Option<i64> {
+        self.heartbeat_period.map(|period| at + i64::from(period.min(MAX_HEARTBEAT_SECONDS)))
+    }
+}
+
+/// How many shards the heartbeat index is spread over, so no single index partition
+/// takes every binding's writes.
+pub const HEARTBEAT_SHARDS: u32 = 16;
+
+/// The heartbeat shard of a connection (a stable hash of its id).
+pub fn heartbeat_shard(connection_id: &str) -> u32 {
+    // FNV-1a: stable across processes and releases, unlike the std hasher.
+    let hash =
+        connection_id.bytes().fold(0x811c_9dc5_u32, |hash, byte| (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193));
+    hash % HEARTBEAT_SHARDS
+}
+
+/// A subscription's event counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EventCounter {
+    /// Events numbered so far (`eventsSinceSubscriptionStart`).
+    pub events: u64,
+    /// When the last event was numbered, epoch seconds.
+    pub last_event_at: Option<i64>,
+}
+
+/// How many recent event keys a counter remembers, so that a redelivered event gets
+/// the number it was given the first time. Redeliveries come within minutes (SQS
+/// visibility timeout × receive count); the window keeps the DynamoDB counter item small.
+pub const REMEMBERED_EVENT_KEYS: u64 = 100;
 
 /// The subscriptions table.
 pub trait SubscriptionStore: Send + Sync {
@@ -151,6 +195,9 @@ pub trait SubscriptionStore: Send + Sync {
 
     /// Every subscription of one owner, ordered by id.
     fn list_by_owner(&self, owner: &str) -> impl Future<Output = Result<Vec<StoredSubscription>, StoreError>> + Send;
+
+    /// Every subscription to one topic, ordered by id (a secondary index: eventually consistent).
+    fn list_by_topic(&self, topic: &str) -> impl Future<Output = Result<Vec<StoredSubscription>, StoreError>> + Send;
 }
 
 /// The tokens table.
@@ -193,23 +240,45 @@ pub trait BindingStore: Send + Sync {
     ) -> impl Future<Output = Result<usize, StoreError>> + Send;
 
     /// Records that the connection was sent something for the subscription at `at`
-    /// (epoch seconds), clearing a pending handshake. A binding deleted meanwhile stays
-    /// deleted; returns whether it still existed.
+    /// (epoch seconds): clears a pending handshake and sets the next heartbeat time
+    /// (`None`: no heartbeat). A binding deleted meanwhile stays deleted; returns
+    /// whether it still existed.
     fn record_message(
         &self,
         connection_id: &str,
         subscription_id: &str,
         at: i64,
+        next_heartbeat_due: Option<i64>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Moves a binding's next heartbeat time; returns whether the binding still existed.
+    fn reschedule_heartbeat(
+        &self,
+        connection_id: &str,
+        subscription_id: &str,
+        due_at: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The bindings of one heartbeat shard whose heartbeat time is at or before `now`
+    /// (a sparse secondary index: only due rows are read).
+    fn due_for_heartbeat(&self, shard: u32, now: i64) -> impl Future<Output = Result<Vec<Binding>, StoreError>> + Send;
 }
 
-/// The counters table: events delivered per subscription.
+/// The counters table: events numbered per subscription.
 pub trait CounterStore: Send + Sync {
-    /// Events counted so far for the subscription (0 when none).
-    fn events_since_start(&self, subscription_id: &str) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// The subscription's counter (zero when it has had no events).
+    fn counter(&self, subscription_id: &str) -> impl Future<Output = Result<EventCounter, StoreError>> + Send;
 
-    /// Atomically counts one more event and returns its number (1 for the first).
-    fn next_event_number(&self, subscription_id: &str) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Numbers an event for the subscription, atomically: the first call for `event_key`
+    /// counts one more event and returns its number (1 for the first event); a repeat
+    /// call with the same key (a redelivery) returns the same number and counts nothing.
+    /// Keys are remembered for the last [`REMEMBERED_EVENT_KEYS`] events.
+    fn number_event(
+        &self,
+        subscription_id: &str,
+        event_key: &str,
+        at: i64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
 
 // Handlers own their stores; these let several handlers share one store (as the
@@ -237,6 +306,10 @@ impl<S: SubscriptionStore> SubscriptionStore for std::sync::Arc<S> {
 
     fn list_by_owner(&self, owner: &str) -> impl Future<Output = Result<Vec<StoredSubscription>, StoreError>> + Send {
         (**self).list_by_owner(owner)
+    }
+
+    fn list_by_topic(&self, topic: &str) -> impl Future<Output = Result<Vec<StoredSubscription>, StoreError>> + Send {
+        (**self).list_by_topic(topic)
     }
 }
 
@@ -272,18 +345,37 @@ impl<B: BindingStore> BindingStore for std::sync::Arc<B> {
         connection_id: &str,
         subscription_id: &str,
         at: i64,
+        next_heartbeat_due: Option<i64>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        (**self).record_message(connection_id, subscription_id, at)
+        (**self).record_message(connection_id, subscription_id, at, next_heartbeat_due)
+    }
+
+    fn reschedule_heartbeat(
+        &self,
+        connection_id: &str,
+        subscription_id: &str,
+        due_at: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).reschedule_heartbeat(connection_id, subscription_id, due_at)
+    }
+
+    fn due_for_heartbeat(&self, shard: u32, now: i64) -> impl Future<Output = Result<Vec<Binding>, StoreError>> + Send {
+        (**self).due_for_heartbeat(shard, now)
     }
 }
 
 impl<C: CounterStore> CounterStore for std::sync::Arc<C> {
-    fn events_since_start(&self, subscription_id: &str) -> impl Future<Output = Result<u64, StoreError>> + Send {
-        (**self).events_since_start(subscription_id)
+    fn counter(&self, subscription_id: &str) -> impl Future<Output = Result<EventCounter, StoreError>> + Send {
+        (**self).counter(subscription_id)
     }
 
-    fn next_event_number(&self, subscription_id: &str) -> impl Future<Output = Result<u64, StoreError>> + Send {
-        (**self).next_event_number(subscription_id)
+    fn number_event(
+        &self,
+        subscription_id: &str,
+        event_key: &str,
+        at: i64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        (**self).number_event(subscription_id, event_key, at)
     }
 }
 

@@ -5,12 +5,12 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 
 use super::protocol::{ClientMessage, ProtocolError, parse, pong};
-use super::{Binder, Connection, forget_connection, response};
-use crate::access::bindable;
+use super::{Binder, Connection, response};
+use crate::delivery::{Delivery, DeliveryError};
 use crate::fhir::{IssueSeverity, IssueType, NotificationType, OperationOutcome};
 use crate::http::ApiError;
-use crate::notification::status_notification;
-use crate::push::{PushError, Pusher};
+use crate::metrics::Metrics;
+use crate::push::{PushError, Pusher, RetryPolicy};
 use crate::store::{BindingStore, CounterStore, SubscriptionStore, TokenStore};
 
 /// Answers `$default`.
@@ -20,6 +20,7 @@ pub struct MessageHandler<S, T, B, C, P> {
     counters: C,
     pusher: P,
     management_endpoint: Option<String>,
+    retry: RetryPolicy,
 }
 
 /// What to send back for one client frame.
@@ -42,7 +43,7 @@ where
 {
     /// `management_endpoint` overrides the endpoint derived from events.
     pub fn new(binder: Binder<S, T, B>, counters: C, pusher: P, management_endpoint: Option<String>) -> Self {
-        Self { binder, counters, pusher, management_endpoint }
+        Self { binder, counters, pusher, management_endpoint, retry: RetryPolicy::default() }
     }
 
     /// Sends handshakes still owed to the connection, then reads the frame and answers
@@ -53,7 +54,8 @@ where
             tracing::warn!("message event without a connection id or endpoint");
             return response(400, None);
         };
-        if !self.send_pending_handshakes(&connection, now).await {
+        let metrics = Metrics::new("ws-default");
+        if !self.send_pending_handshakes(&connection, now, &metrics).await {
             return response(200, None);
         }
         let reply = match read_frame(event) {
@@ -61,7 +63,7 @@ where
                 tracing::info!(connection_id = connection.id, %error, "refused message");
                 Reply::Outcome(protocol_outcome(&error))
             }
-            Ok(message) => self.act(message, &connection, now).await,
+            Ok(message) => self.act(message, &connection, now, &metrics).await,
         };
         let frame = match reply {
             Reply::Nothing => None,
@@ -69,18 +71,26 @@ where
             Reply::Outcome(outcome) => serde_json::to_string(&outcome).ok(),
         };
         if let Some(frame) = frame {
-            self.post(&connection, frame.as_bytes()).await;
+            // A failure is logged and counted by `post`; a gone connection is forgotten.
+            let _ = self.delivery().post(&connection.callback_url, &connection.id, frame.as_bytes(), &metrics).await;
         }
+        metrics.emit(now);
         response(200, None)
     }
 
-    async fn act(&self, message: ClientMessage, connection: &Connection, now: DateTime<Utc>) -> Reply {
+    async fn act(
+        &self,
+        message: ClientMessage,
+        connection: &Connection,
+        now: DateTime<Utc>,
+        metrics: &Metrics,
+    ) -> Reply {
         match message {
             ClientMessage::Ping(dialect) => Reply::Text(pong(dialect)),
             ClientMessage::Bind(token) => match self.binder.bind(&token, connection, now).await {
                 Ok(bound) => {
                     tracing::info!(connection_id = connection.id, subscriptions = bound.len(), "bound");
-                    self.send_pending_handshakes(connection, now).await;
+                    self.send_pending_handshakes(connection, now, metrics).await;
                     Reply::Nothing
                 }
                 Err(rejection) => rejection_outcome(rejection, connection),
@@ -99,9 +109,19 @@ where
         }
     }
 
+    fn delivery(&self) -> Delivery<'_, S, B, C, P> {
+        Delivery {
+            subscriptions: self.binder.subscriptions(),
+            bindings: self.binder.bindings(),
+            counters: &self.counters,
+            pusher: &self.pusher,
+            retry: &self.retry,
+        }
+    }
+
     /// Posts a handshake for every unexpired binding of the connection that still owes
     /// one, and marks it sent. Returns false when the connection turned out to be gone.
-    async fn send_pending_handshakes(&self, connection: &Connection, now: DateTime<Utc>) -> bool {
+    async fn send_pending_handshakes(&self, connection: &Connection, now: DateTime<Utc>, metrics: &Metrics) -> bool {
         let bindings = match self.binder.bindings().bindings_of_connection(&connection.id).await {
             Ok(bindings) => bindings,
             Err(error) => {
@@ -109,57 +129,16 @@ where
                 return true;
             }
         };
-        let owed = bindings.into_iter().filter(|b| b.handshake_pending && b.expires_at > now.timestamp());
+        let owed = bindings.iter().filter(|b| b.handshake_pending && b.expires_at > now.timestamp());
         for binding in owed {
-            let subscription = match self.binder.subscriptions().get(&binding.subscription_id).await {
-                Ok(found) => match bindable(&binding.subscription_id, found, &binding.owner) {
-                    Ok(subscription) => subscription,
-                    // Deleted or switched off since the bind: nothing to shake hands about.
-                    Err(_) => continue,
-                },
-                Err(error) => {
-                    tracing::error!(%error, "could not read a subscription for its handshake");
-                    continue;
-                }
-            };
-            let events = match self.counters.events_since_start(subscription.id()).await {
-                Ok(events) => events,
-                Err(error) => {
-                    tracing::error!(%error, "could not read the event counter");
-                    continue;
-                }
-            };
-            let bundle = status_notification(NotificationType::Handshake, &subscription, events, now);
-            let Ok(frame) = serde_json::to_vec(&bundle) else {
-                continue;
-            };
-            if !self.post(connection, &frame).await {
-                return false;
-            }
-            if let Err(error) =
-                self.binder.bindings().record_message(&connection.id, subscription.id(), now.timestamp()).await
-            {
-                tracing::error!(%error, "could not mark a handshake sent; it will be sent again");
+            match self.delivery().send_status(binding, NotificationType::Handshake, now, metrics).await {
+                Ok(()) => {}
+                Err(DeliveryError::Push(PushError::Gone)) => return false,
+                // Left pending: the next frame or the heartbeat run tries again.
+                Err(error) => tracing::warn!(connection_id = connection.id, %error, "handshake not sent"),
             }
         }
         true
-    }
-
-    /// Posts one frame. On 410 the connection's bindings are deleted and false returned.
-    async fn post(&self, connection: &Connection, frame: &[u8]) -> bool {
-        match self.pusher.post(&connection.callback_url, &connection.id, frame).await {
-            Ok(()) => true,
-            Err(PushError::Gone) => {
-                if let Err(error) = forget_connection(self.binder.bindings(), &connection.id).await {
-                    tracing::error!(connection_id = connection.id, %error, "could not forget a gone connection");
-                }
-                false
-            }
-            Err(error) => {
-                tracing::warn!(connection_id = connection.id, %error, "could not post to the connection");
-                true
-            }
-        }
     }
 }
 

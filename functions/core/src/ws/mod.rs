@@ -144,6 +144,9 @@ impl<S: SubscriptionStore, T: TokenStore, B: BindingStore> Binder<S, T, B> {
                 expires_at: verified.claims.expires_at,
                 last_message_at: now.timestamp(),
                 handshake_pending: true,
+                heartbeat_period: subscription.resource().heartbeat_period,
+                // Due at once: if no frame arrives to flush the handshake, the heartbeat run sends it.
+                heartbeat_due_at: Some(now.timestamp()),
             })
             .collect();
         self.bindings.put_bindings(&rows).await?;

@@ -1,0 +1,192 @@
+//! The fan-out: events from the SQS queue become notification Bundles posted to every
+//! connection bound to each matching subscription.
+//!
+//! Per message: parse ([`event`]); find the active websocket subscriptions of the
+//! topic whose filters match ([`filter`]); per subscription, number the event once
+//! (idempotently, keyed by `eventId` or the SQS message id, so a redelivery keeps its
+//! number), build the Bundle for the subscription's content level, and post it to every
+//! unexpired binding, at most [`MAX_IN_FLIGHT`] posts at a time. A 410 deletes that
+//! connection's bindings; throttled or failing posts are retried with backoff and jitter,
+//! and if some still fail the SQS record is reported failed, so SQS redelivers it (and
+//! after the queue's `maxReceiveCount`, moves it to the dead-letter queue). Invalid
+//! messages are reported failed the same way and end in the dead-letter queue.
+//! Delivery is at least once: a redelivered event reaches every binding again, with the
+//! same event number.
+
+pub mod event;
+pub mod filter;
+
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use chrono::{DateTime, Utc};
+use futures::StreamExt as _;
+use sha2::Digest as _;
+
+use crate::delivery::Delivery;
+use crate::fhir::SubscriptionState;
+use crate::metrics::Metrics;
+use crate::notification::{EventContent, event_frame};
+use crate::push::{PushError, Pusher, RetryPolicy};
+use crate::store::{BindingStore, CounterStore, StoreError, StoredSubscription, SubscriptionStore};
+use event::{Audience, Event};
+
+/// Most posts in flight at once per event.
+pub const MAX_IN_FLIGHT: usize = 64;
+
+/// Why a message was not (fully) delivered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FanOutError {
+    /// The message is not a valid event; retrying cannot help.
+    #[error("invalid event: {0}")]
+    Invalid(String),
+    /// A store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Some posts still failed after retries.
+    #[error("{0} post(s) failed after retries")]
+    Undelivered(usize),
+}
+
+/// The fan-out with its stores and client; built once per Lambda instance.
+#[derive(Debug)]
+pub struct FanOut<S, B, C, P> {
+    subscriptions: S,
+    bindings: B,
+    counters: C,
+    pusher: P,
+    retry: RetryPolicy,
+    fhir_base_url: String,
+}
+
+impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, P: Pusher> FanOut<S, B, C, P> {
+    /// A fan-out over these stores, posting through `pusher`; resource references and
+    /// `fullUrl`s are made absolute with `fhir_base_url`.
+    pub fn new(subscriptions: S, bindings: B, counters: C, pusher: P, fhir_base_url: &str) -> Self {
+        Self {
+            subscriptions,
+            bindings,
+            counters,
+            pusher,
+            retry: RetryPolicy::default(),
+            fhir_base_url: fhir_base_url.to_owned(),
+        }
+    }
+
+    /// Uses `retry` instead of the default policy.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Handles an SQS batch; failed records are reported so SQS redelivers only them.
+    /// Emits one EMF metrics line per batch.
+    pub async fn handle_batch(&self, batch: &SqsEvent, now: DateTime<Utc>) -> SqsBatchResponse {
+        let metrics = Metrics::new("fanout");
+        for name in ["Delivered", "Gone", "Retried", "Failed", "OversizeDowngraded", "Invalid"] {
+            metrics.add(name, 0);
+        }
+        let mut response = SqsBatchResponse::default();
+        for record in &batch.records {
+            let message_id = record.message_id.clone().unwrap_or_default();
+            if let Err(error) = self.handle_record(record, now, &metrics).await {
+                tracing::warn!(message_id, %error, "event not delivered; reported for redelivery");
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = message_id;
+                response.batch_item_failures.push(failure);
+            }
+        }
+        metrics.emit(now);
+        response
+    }
+
+    async fn handle_record(
+        &self,
+        record: &SqsMessage,
+        now: DateTime<Utc>,
+        metrics: &Metrics,
+    ) -> Result<(), FanOutError> {
+        let body = record.body.as_deref().unwrap_or_default();
+        let event = event::parse(body, now).map_err(|reason| {
+            metrics.add("Invalid", 1);
+            FanOutError::Invalid(reason)
+        })?;
+        // Producer id first; else the SQS message id; else (never seen) the body's hash.
+        let key = match (&event.event_id, &record.message_id) {
+            (Some(id), _) => format!("e:{id}"),
+            (None, Some(id)) => format!("m:{id}"),
+            (None, None) => {
+                let digest = sha2::Sha256::digest(body.as_bytes());
+                format!("h:{}", digest.iter().map(|b| format!("{b:02x}")).collect::<String>())
+            }
+        };
+        self.deliver(&event, &key, now, metrics).await
+    }
+
+    /// Delivers one event to every matching subscription's bindings.
+    pub async fn deliver(
+        &self,
+        event: &Event,
+        key: &str,
+        now: DateTime<Utc>,
+        metrics: &Metrics,
+    ) -> Result<(), FanOutError> {
+        let mut undelivered = 0;
+        for subscription in self.matching(event).await? {
+            undelivered += self.deliver_to(&subscription, event, key, now, metrics).await?;
+        }
+        if undelivered > 0 {
+            return Err(FanOutError::Undelivered(undelivered));
+        }
+        Ok(())
+    }
+
+    async fn matching(&self, event: &Event) -> Result<Vec<StoredSubscription>, StoreError> {
+        let candidates = match &event.audience {
+            Audience::Topic(topic) => self.subscriptions.list_by_topic(topic).await?,
+            Audience::Subscription(id) => self.subscriptions.get(id).await?.into_iter().collect(),
+        };
+        Ok(candidates
+            .into_iter()
+            .filter(|s| s.resource().is_websocket() && s.status() == SubscriptionState::Active)
+            .filter(|s| filter::matches_all(&s.resource().filter_by, &event.focus))
+            .collect())
+    }
+
+    /// Numbers the event for one subscription and posts it to its bindings; returns how
+    /// many posts failed after retries.
+    async fn deliver_to(
+        &self,
+        subscription: &StoredSubscription,
+        event: &Event,
+        key: &str,
+        now: DateTime<Utc>,
+        metrics: &Metrics,
+    ) -> Result<usize, FanOutError> {
+        let number = self.counters.number_event(subscription.id(), key, now.timestamp()).await?;
+        let content = EventContent {
+            focus: &event.focus,
+            additional_context: &event.additional_context,
+            timestamp: event.timestamp,
+            fhir_base_url: &self.fhir_base_url,
+        };
+        let (frame, downgraded) = event_frame(subscription, number, content, now)
+            .map_err(|e| FanOutError::Invalid(format!("cannot serialize the notification: {e}")))?;
+        if downgraded {
+            metrics.add("OversizeDowngraded", 1);
+        }
+        let bindings = self.bindings.bindings_of_subscription(subscription.id()).await?;
+        let delivery = Delivery {
+            subscriptions: &self.subscriptions,
+            bindings: &self.bindings,
+            counters: &self.counters,
+            pusher: &self.pusher,
+            retry: &self.retry,
+        };
+        let results: Vec<Result<(), PushError>> =
+            futures::stream::iter(bindings.iter().filter(|b| b.expires_at > now.timestamp()))
+                .map(|binding| delivery.post(&binding.callback_url, &binding.connection_id, &frame, metrics))
+                .buffer_unordered(MAX_IN_FLIGHT)
+                .collect()
+                .await;
+        Ok(results.iter().filter(|r| matches!(r, Err(PushError::Throttled | PushError::Failed(_)))).count())
+    }
+}

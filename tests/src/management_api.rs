@@ -22,6 +22,8 @@ pub struct RecordedPost {
     pub connection_id: String,
     /// The frame.
     pub body: Vec<u8>,
+    /// The status the stub answered.
+    pub status: u16,
 }
 
 impl RecordedPost {
@@ -74,9 +76,14 @@ impl ManagementApiStub {
         self.state.lock().expect("recorder").posts.clone()
     }
 
-    /// Posts to one connection.
+    /// Posts to one connection (every attempt, whatever it was answered).
     pub fn posts_to(&self, connection_id: &str) -> Vec<RecordedPost> {
         self.posts().into_iter().filter(|p| p.connection_id == connection_id).collect()
+    }
+
+    /// Posts to one connection that were accepted (200): what the client received.
+    pub fn delivered_to(&self, connection_id: &str) -> Vec<RecordedPost> {
+        self.posts_to(connection_id).into_iter().filter(|p| p.status == 200).collect()
     }
 
     /// From now on, posts to this connection answer 410 Gone.
@@ -120,8 +127,9 @@ async fn record(
         return error(StatusCode::GONE, "GoneException");
     }
     let scripted = recorder.scripted.get_mut(&connection_id).and_then(VecDeque::pop_front);
-    recorder.posts.push(RecordedPost { stage, connection_id, body: body.to_vec() });
-    match scripted.and_then(|s| StatusCode::from_u16(s).ok()) {
+    let status = scripted.unwrap_or(200);
+    recorder.posts.push(RecordedPost { stage, connection_id, body: body.to_vec(), status });
+    match StatusCode::from_u16(status).ok() {
         Some(StatusCode::TOO_MANY_REQUESTS) => error(StatusCode::TOO_MANY_REQUESTS, "LimitExceededException"),
         Some(status) if !status.is_success() => error(status, "InternalServerErrorException"),
         _ => StatusCode::OK.into_response(),

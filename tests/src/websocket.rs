@@ -5,7 +5,11 @@
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use chrono::{DateTime, Utc};
 use fhir_ws_core::config::WebSocketConfig;
-use fhir_ws_core::push::ManagementApiPusher;
+use std::time::Duration;
+
+use fhir_ws_core::fanout::FanOut;
+use fhir_ws_core::heartbeat::Heartbeat;
+use fhir_ws_core::push::{ManagementApiPusher, RetryPolicy};
 use fhir_ws_core::store::{Binding, BindingStore, CounterStore};
 use fhir_ws_core::ws::{Binder, ConnectHandler, MessageHandler, disconnect};
 use serde_json::{Value, json};
@@ -16,6 +20,44 @@ use crate::{App, Backend, HttpEvent, Stores, TEST_SIGNING_KEYS, TokenBackend, ou
 const CONNECT: &str = include_str!("../../infra/events/ws-connect.json");
 const MESSAGE: &str = include_str!("../../infra/events/ws-default-bind.json");
 const DISCONNECT: &str = include_str!("../../infra/events/ws-disconnect.json");
+const SQS: &str = include_str!("../../infra/events/fanout-sqs.json");
+
+/// Builder for SQS batches as the event source mapping delivers them to `fanout`.
+#[derive(Debug, Clone)]
+pub struct SqsBatch(Value);
+
+impl Default for SqsBatch {
+    fn default() -> Self {
+        let mut batch: Value = serde_json::from_str(SQS).expect("sample SQS event");
+        batch["Records"] = json!([]);
+        Self(batch)
+    }
+}
+
+impl SqsBatch {
+    /// Adds a record with this message id and body (receive count 1).
+    pub fn message(self, message_id: &str, body: &Value) -> Self {
+        self.raw(message_id, &body.to_string(), 1)
+    }
+
+    /// Adds a record with any body text and receive count.
+    pub fn raw(mut self, message_id: &str, body: &str, receive_count: u32) -> Self {
+        let sample: Value = serde_json::from_str(SQS).expect("sample SQS event");
+        let mut record = sample["Records"][0].clone();
+        record["messageId"] = json!(message_id);
+        record["body"] = json!(body);
+        record["attributes"]["ApproximateReceiveCount"] = json!(receive_count.to_string());
+        if let Some(records) = self.0["Records"].as_array_mut() {
+            records.push(record);
+        }
+        self
+    }
+
+    /// The event as the Lambda runtime deserializes it.
+    pub fn event(&self) -> aws_lambda_events::sqs::SqsEvent {
+        serde_json::from_value(self.0.clone()).expect("an SQS event")
+    }
+}
 
 /// The bindings and counters tables of one back end.
 #[derive(Clone)]
@@ -92,7 +134,14 @@ pub struct WsHarness<S, T, B, C> {
     pub management: ManagementApiStub,
     connect: ConnectHandler<S, T, B>,
     message: MessageHandler<S, T, B, C, ManagementApiPusher>,
+    /// The fan-out, as the `fanout` Lambda wires it (fast retries for tests).
+    pub fanout: FanOut<S, B, C, ManagementApiPusher>,
+    /// The heartbeat, as the `heartbeat` Lambda wires it.
+    pub heartbeat: Heartbeat<S, B, C, ManagementApiPusher>,
 }
+
+/// The FHIR server base URL the harness's fan-out uses.
+pub const TEST_FHIR_BASE: &str = "https://fhir.example.org/r5";
 
 /// Subprotocols the harness's `$connect` accepts.
 pub const TEST_SUBPROTOCOLS: &str = "fhir-notifications.v1";
@@ -126,7 +175,23 @@ impl<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: CounterStore + Clo
             ManagementApiPusher::new(&aws),
             config.management_endpoint.clone(),
         );
-        Self { app: App::new(stores), ws_stores, management, connect, message }
+        let retry =
+            RetryPolicy { attempts: 4, base_delay: Duration::from_millis(5), max_delay: Duration::from_millis(20) };
+        let fanout = FanOut::new(
+            stores.subscriptions.clone(),
+            ws_stores.bindings.clone(),
+            ws_stores.counters.clone(),
+            ManagementApiPusher::new(&aws),
+            TEST_FHIR_BASE,
+        )
+        .with_retry(retry);
+        let heartbeat = Heartbeat::new(
+            stores.subscriptions.clone(),
+            ws_stores.bindings.clone(),
+            ws_stores.counters.clone(),
+            ManagementApiPusher::new(&aws),
+        );
+        Self { app: App::new(stores), ws_stores, management, connect, message, fanout, heartbeat }
     }
 
     /// Creates `count` websocket subscriptions for `owner` and gets one token for all of them.
@@ -174,6 +239,32 @@ impl<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: CounterStore + Clo
         self.message.handle(&event.event(), Utc::now()).await
     }
 
+    /// Runs the fan-out on a batch at `now`; returns the ids of records reported failed.
+    pub async fn fan_out_at(&self, batch: &SqsBatch, now: DateTime<Utc>) -> Vec<String> {
+        let response = self.fanout.handle_batch(&batch.event(), now).await;
+        response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect()
+    }
+
+    /// Runs the fan-out on a batch now.
+    pub async fn fan_out(&self, batch: &SqsBatch) -> Vec<String> {
+        self.fan_out_at(batch, Utc::now()).await
+    }
+
+    /// Binds a new connection with `token` through `$default` (handshakes sent); returns its id.
+    pub async fn bound_connection(&self, token: &str) -> String {
+        let connection = format!("{}=", &uuid::Uuid::new_v4().simple().to_string()[..15]);
+        self.send(&connection, &format!("bind-with-token {token}")).await;
+        connection
+    }
+
+    /// Creates a subscription from `resource` for `owner`, gets a token and binds a new
+    /// connection; returns (subscription id, connection id).
+    pub async fn subscribe(&self, owner: &str, resource: &Value) -> (String, String) {
+        let id = self.app.create(owner, resource).await;
+        let token = self.token(owner, std::slice::from_ref(&id)).await;
+        (id, self.bound_connection(&token).await)
+    }
+
     /// Sends `$disconnect`.
     pub async fn disconnect(&self, connection_id: &str) -> ApiGatewayProxyResponse {
         self.disconnect_raw(&WsEvent::disconnect(connection_id).event()).await
@@ -202,7 +293,7 @@ impl<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: CounterStore + Clo
     /// The frames posted to a connection, as JSON (text frames become JSON strings).
     pub fn frames(&self, connection_id: &str) -> Vec<Value> {
         self.management
-            .posts_to(connection_id)
+            .delivered_to(connection_id)
             .iter()
             .map(|p| match p.json() {
                 Value::Null => Value::String(p.text()),

@@ -52,3 +52,28 @@ async fn websocket_sample_events_drive_the_handlers() {
     assert_eq!(frames[0]["issue"][0]["code"], "login");
     assert_eq!(ws.disconnect_raw(&ws_event("ws-disconnect.json")).await.status_code, 200);
 }
+
+/// The SQS and EventBridge samples (for `sam local invoke` of fanout and heartbeat)
+/// parse as the runtime parses them and drive the handlers.
+#[tokio::test]
+async fn fanout_and_heartbeat_sample_events_drive_the_handlers() {
+    use fhir_ws_tests::websocket::WsHarness;
+    let ws = WsHarness::new(memory_stores(), fhir_ws_tests::memory_ws_stores()).await;
+    let owner = fhir_ws_tests::unique_principal("alice");
+    // The sample's topic and focus, bound on one connection.
+    let (_, connection) = ws.subscribe(&owner, &fhir_ws_tests::websocket_subscription(fhir_ws_tests::TOPIC)).await;
+    let path = format!("{}/../infra/events/fanout-sqs.json", env!("CARGO_MANIFEST_DIR"));
+    let sqs: aws_lambda_events::sqs::SqsEvent =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).expect("SQS sample");
+    let response = ws.fanout.handle_batch(&sqs, Utc::now()).await;
+    assert!(response.batch_item_failures.is_empty());
+    let delivered = ws.frames(&connection);
+    assert_eq!(delivered.last().unwrap()["entry"][0]["resource"]["type"], "event-notification");
+
+    let path = format!("{}/../infra/events/heartbeat-schedule.json", env!("CARGO_MANIFEST_DIR"));
+    let schedule: aws_lambda_events::eventbridge::EventBridgeEvent<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).expect("EventBridge sample");
+    assert_eq!(schedule.detail_type, "Scheduled Event");
+    let metrics = ws.heartbeat.run(Utc::now()).await;
+    assert_eq!(metrics.get("HeartbeatsSent"), 0, "nothing due right after binding");
+}

@@ -22,6 +22,8 @@ if [ -z "${TOKEN_SIGNING_KEYS:-}" ]; then
   TOKEN_SIGNING_KEYS="local-dev:$(.venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(32))')"
   export TOKEN_SIGNING_KEYS
 fi
+# Base of the FHIR server whose resources events carry (used by fanout for references).
+export FHIR_BASE_URL="${FHIR_BASE_URL:-http://127.0.0.1:8080/fhir}"
 export AWS_LAMBDA_LOG_LEVEL="${AWS_LAMBDA_LOG_LEVEL:-info}"
 port="${PORT:-9000}"
 

@@ -1,0 +1,140 @@
+//! Fan-out benchmark: one event to 1,000 and 10,000 bound connections, through the real
+//! Management API client (SigV4, HTTP/1.1 pool) against a local HTTP endpoint standing
+//! in for API Gateway, which runs in a child process so its CPU is not counted.
+//!
+//! Run: `cargo bench -p fhir-ws-tests --bench fanout` (release profile). Prints, per
+//! size, posts per second, CPU time per post (user + system, this process), and peak
+//! resident memory. Bindings and counters are in the in-memory store, so the figures
+//! are the fan-out's own cost, not DynamoDB's.
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::Utc;
+use fhir_ws_core::fanout::FanOut;
+use fhir_ws_core::fhir::Subscription;
+use fhir_ws_core::push::ManagementApiPusher;
+use fhir_ws_core::store::memory::MemoryStore;
+use fhir_ws_core::store::{Binding, BindingStore, StoredSubscription, SubscriptionStore};
+use fhir_ws_tests::management_api::ManagementApiStub;
+use fhir_ws_tests::websocket::SqsBatch;
+use serde_json::json;
+
+const TOPIC: &str = "http://example.org/fhir/SubscriptionTopic/bench";
+const ROUNDS: usize = 3;
+
+/// CPU seconds (user + system) this process has used, from /proc (clock ticks of 10 ms).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    ticks as f64 / 100.0
+}
+
+/// Peak resident set size of this process, in MiB.
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+fn main() {
+    if std::env::var_os("FANOUT_BENCH_STUB").is_some() {
+        return serve_stub();
+    }
+    // `cargo bench` passes `--bench`; nothing else to parse.
+    let mut child = Command::new(std::env::current_exe().expect("own path"))
+        .env("FANOUT_BENCH_STUB", "1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the stub process");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stub stdout")).read_line(&mut line).expect("stub URL");
+    let endpoint = line.trim().to_owned();
+
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        // SigV4 needs credentials and a region; these are local stand-ins.
+        let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("eu-west-1"))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("bench", "bench", None, None, "bench"))
+            .load()
+            .await;
+        println!("fan-out of one event, {ROUNDS} rounds per size, median shown");
+        println!("{:>11} {:>12} {:>16} {:>15}", "connections", "posts/s", "CPU µs per post", "peak RSS MiB");
+        for size in [1_000_usize, 10_000] {
+            let mut results = Vec::new();
+            for _ in 0..ROUNDS {
+                results.push(round(&aws, &endpoint, size).await);
+            }
+            results.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let (rate, cpu) = results[ROUNDS / 2];
+            println!("{size:>11} {rate:>12.0} {cpu:>16.1} {:>15.1}", peak_rss_mib());
+        }
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// One event to `size` connections; returns (posts per second, CPU µs per post).
+async fn round(aws: &aws_config::SdkConfig, endpoint: &str, size: usize) -> (f64, f64) {
+    let store = Arc::new(MemoryStore::new());
+    let subscription_id = fhir_ws_core::fhir::new_id();
+    let resource: Subscription = serde_json::from_value(json!({
+        "resourceType": "Subscription", "id": subscription_id, "status": "active", "topic": TOPIC,
+        "channelType": {"system": "http://terminology.hl7.org/CodeSystem/subscription-channel-type", "code": "websocket"},
+        "content": "id-only"
+    }))
+    .expect("subscription");
+    store.insert(&StoredSubscription::new("bench", 1, Utc::now(), resource)).await.expect("insert");
+    let expires = Utc::now().timestamp() + 3600;
+    let bindings: Vec<Binding> = (0..size)
+        .map(|n| Binding {
+            connection_id: format!("conn-{n:06}="),
+            subscription_id: subscription_id.clone(),
+            token_id: "bench".to_owned(),
+            owner: "bench".to_owned(),
+            callback_url: endpoint.to_owned(),
+            bound_at: expires - 3600,
+            expires_at: expires,
+            last_message_at: expires - 3600,
+            handshake_pending: false,
+            heartbeat_period: None,
+            heartbeat_due_at: None,
+        })
+        .collect();
+    store.put_bindings(&bindings).await.expect("bindings");
+    let fanout = FanOut::new(
+        store.clone(),
+        store.clone(),
+        store.clone(),
+        ManagementApiPusher::new(aws),
+        "https://fhir.example.org/r5",
+    );
+    let event = json!({"topic": TOPIC, "focus": {"resourceType": "Encounter", "id": "e1", "status": "finished"}});
+    let batch = SqsBatch::default().message(&fhir_ws_core::fhir::new_id(), &event).event();
+
+    let (cpu_before, started) = (cpu_seconds(), Instant::now());
+    let response = fanout.handle_batch(&batch, Utc::now()).await;
+    let (elapsed, cpu) = (started.elapsed().as_secs_f64(), cpu_seconds() - cpu_before);
+    assert!(response.batch_item_failures.is_empty(), "every post must succeed");
+    (size as f64 / elapsed, cpu * 1e6 / size as f64)
+}
+
+/// The child: serve the Management API stand-in and print its endpoint.
+fn serve_stub() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let stub = ManagementApiStub::start().await;
+        println!("{}", stub.endpoint("live"));
+        // Serve until the parent kills us.
+        std::future::pending::<()>().await;
+    });
+}

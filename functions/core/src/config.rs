@@ -18,6 +18,7 @@
 use chrono::TimeDelta;
 
 use crate::http::IdentityConfig;
+use crate::store::dynamodb::{DynamoBindingStore, DynamoCounterStore, DynamoSubscriptionStore};
 use crate::token::{KeyRing, KeyRingError};
 
 /// Default token lifetime: 30 minutes.
@@ -196,6 +197,20 @@ impl DeliveryConfig {
             bindings_table: required(source, "BINDINGS_TABLE")?,
             counters_table: required(source, "COUNTERS_TABLE")?,
         })
+    }
+}
+
+impl DeliveryConfig {
+    /// The three tables, through one shared DynamoDB client.
+    pub fn dynamodb_stores(
+        &self,
+        client: &aws_sdk_dynamodb::Client,
+    ) -> (DynamoSubscriptionStore, DynamoBindingStore, DynamoCounterStore) {
+        (
+            DynamoSubscriptionStore::new(client.clone(), &self.subscriptions_table),
+            DynamoBindingStore::new(client.clone(), &self.bindings_table),
+            DynamoCounterStore::new(client.clone(), &self.counters_table),
+        )
     }
 }
 

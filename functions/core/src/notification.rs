@@ -17,12 +17,23 @@ pub fn status_notification(
     events_since_start: u64,
     now: DateTime<Utc>,
 ) -> Bundle {
+    notification_bundle(subscription, kind, events_since_start, Vec::new(), now)
+}
+
+/// A `subscription-notification` Bundle whose first entry is the `SubscriptionStatus`.
+fn notification_bundle(
+    subscription: &StoredSubscription,
+    kind: NotificationType,
+    events_since_start: u64,
+    notification_event: Vec<NotificationEvent>,
+    now: DateTime<Utc>,
+) -> Bundle {
     let status = SubscriptionStatus {
         resource_type: "SubscriptionStatus".to_owned(),
         status: Some(subscription.status()),
         notification_type: kind,
         events_since_subscription_start: Some(events_since_start.to_string()),
-        notification_event: Vec::new(),
+        notification_event,
         subscription: Reference::to(format!("Subscription/{}", subscription.id())),
         topic: subscription.resource().topic.clone(),
         other: Map::new(),
@@ -83,24 +94,8 @@ pub fn event_notification(
             Vec::new()
         },
     };
-    let status = SubscriptionStatus {
-        resource_type: "SubscriptionStatus".to_owned(),
-        status: Some(subscription.status()),
-        notification_type: NotificationType::EventNotification,
-        events_since_subscription_start: Some(event_number.to_string()),
-        notification_event: vec![event],
-        subscription: Reference::to(format!("Subscription/{}", subscription.id())),
-        topic: subscription.resource().topic.clone(),
-        other: Map::new(),
-    };
-    let mut bundle = Bundle::new("subscription-notification");
-    bundle.id = Some(new_id());
-    bundle.timestamp = Some(now.to_rfc3339_opts(SecondsFormat::Millis, true));
-    bundle.entry.push(BundleEntry {
-        full_url: Some(format!("urn:uuid:{}", new_id())),
-        resource: serde_json::to_value(&status).ok(),
-        search: None,
-    });
+    let mut bundle =
+        notification_bundle(subscription, NotificationType::EventNotification, event_number, vec![event], now);
     if level == ContentLevel::FullResource {
         for resource in std::iter::once(content.focus).chain(content.additional_context) {
             bundle.entry.push(BundleEntry {

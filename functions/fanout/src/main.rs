@@ -7,7 +7,6 @@ use aws_lambda_events::sqs::SqsEvent;
 use fhir_ws_core::config::{DeliveryConfig, ProcessEnv, fhir_base_url};
 use fhir_ws_core::fanout::FanOut;
 use fhir_ws_core::push::ManagementApiPusher;
-use fhir_ws_core::store::dynamodb::{DynamoBindingStore, DynamoCounterStore, DynamoSubscriptionStore};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
 #[tokio::main]
@@ -15,14 +14,9 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = DeliveryConfig::load(&ProcessEnv)?;
     let aws = aws_config::load_from_env().await;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
-    let fanout = &FanOut::new(
-        DynamoSubscriptionStore::new(dynamodb.clone(), &config.subscriptions_table),
-        DynamoBindingStore::new(dynamodb.clone(), &config.bindings_table),
-        DynamoCounterStore::new(dynamodb, &config.counters_table),
-        ManagementApiPusher::new(&aws),
-        &fhir_base_url(&ProcessEnv)?,
-    );
+    let (subscriptions, bindings, counters) = config.dynamodb_stores(&aws_sdk_dynamodb::Client::new(&aws));
+    let fanout =
+        &FanOut::new(subscriptions, bindings, counters, ManagementApiPusher::new(&aws), &fhir_base_url(&ProcessEnv)?);
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, Error>(fanout.handle_batch(&event.payload, chrono::Utc::now()).await)
     }))

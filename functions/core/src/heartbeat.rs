@@ -18,9 +18,8 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt as _;
 
-use crate::delivery::{Delivery, DeliveryError};
+use crate::delivery::{Delivery, DeliveryError, bounded};
 use crate::fhir::NotificationType;
 use crate::metrics::Metrics;
 use crate::push::{Pusher, RetryPolicy};
@@ -74,11 +73,11 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, P: Pusher> Heartbea
             }
         }
         let counters = &counters;
-        let results: Vec<Result<(), DeliveryError>> = futures::stream::iter(&due)
-            .map(|binding| self.visit(binding, counters.get(binding.subscription_id.as_str()).copied(), now, metrics))
-            .buffer_unordered(MAX_IN_FLIGHT)
-            .collect()
-            .await;
+        let mut visits = Vec::with_capacity(due.len());
+        for binding in &due {
+            visits.push(self.visit(binding, counters.get(binding.subscription_id.as_str()).copied(), now, metrics));
+        }
+        let results: Vec<Result<(), DeliveryError>> = bounded(visits, MAX_IN_FLIGHT).await;
         for error in results.into_iter().filter_map(Result::err) {
             tracing::warn!(shard, %error, "heartbeat step failed; it stays due");
         }

@@ -18,10 +18,9 @@ pub mod filter;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::{DateTime, Utc};
-use futures::StreamExt as _;
 use sha2::Digest as _;
 
-use crate::delivery::Delivery;
+use crate::delivery::{Delivery, bounded};
 use crate::fhir::SubscriptionState;
 use crate::metrics::Metrics;
 use crate::notification::{EventContent, event_frame};
@@ -181,12 +180,15 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, P: Pusher> FanOut<S
             pusher: &self.pusher,
             retry: &self.retry,
         };
-        let results: Vec<Result<(), PushError>> =
-            futures::stream::iter(bindings.iter().filter(|b| b.expires_at > now.timestamp()))
-                .map(|binding| delivery.post(&binding.callback_url, &binding.connection_id, &frame, metrics))
-                .buffer_unordered(MAX_IN_FLIGHT)
-                .collect()
-                .await;
+        // Futures built in a plain loop (no combinator closures) keep the whole future
+        // `Send` for callers that spawn it.
+        let mut posts = Vec::with_capacity(bindings.len());
+        for binding in &bindings {
+            if binding.expires_at > now.timestamp() {
+                posts.push(delivery.post(&binding.callback_url, &binding.connection_id, &frame, metrics));
+            }
+        }
+        let results: Vec<Result<(), PushError>> = bounded(posts, MAX_IN_FLIGHT).await;
         Ok(results.iter().filter(|r| matches!(r, Err(PushError::Throttled | PushError::Failed(_)))).count())
     }
 }

@@ -1,0 +1,218 @@
+//! The `fhir-ws` command line: `serve`, `subscribe`, `notify`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+
+use crate::client::{Api, describe, subscribe};
+use crate::gateway::{Options, Users, serve};
+
+/// FHIR topic-based Subscriptions over WebSockets, on one machine.
+#[derive(Debug, Parser)]
+#[command(name = "fhir-ws", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the whole stack on 127.0.0.1: HTTP API, WebSocket API, Management API,
+    /// an SQS stand-in and the heartbeat schedule.
+    Serve {
+        /// Port to listen on (0: any free port).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Use a DynamoDB-compatible server instead of the embedded store (tables from
+        /// template.yaml are created if missing).
+        #[arg(long, env = "AWS_ENDPOINT_URL_DYNAMODB")]
+        dynamodb_endpoint: Option<String>,
+        /// Extra bearer token for the local authorizer stand-in, as TOKEN=PRINCIPAL
+        /// (alice-token=alice and bob-token=bob are always there).
+        #[arg(long = "user", value_name = "TOKEN=PRINCIPAL")]
+        users: Vec<String>,
+        /// Binding token lifetime in seconds.
+        #[arg(long, default_value_t = 1800)]
+        token_lifetime: i64,
+        /// Seconds between heartbeat runs.
+        #[arg(long, default_value_t = 60)]
+        heartbeat_seconds: u64,
+        /// Base URL of the FHIR server your events' resources live on.
+        #[arg(long, default_value = "http://localhost:8080/fhir")]
+        fhir_base_url: String,
+        /// Signing keys (keyid:secret[,…]); default: a random key per run.
+        #[arg(long, env = "TOKEN_SIGNING_KEYS")]
+        signing_keys: Option<String>,
+    },
+    /// Create (or use) a websocket Subscription, bind to it and print notifications.
+    Subscribe {
+        /// FHIR base URL of the server.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// Bearer token (locally: alice-token or bob-token).
+        #[arg(long, default_value = "alice-token")]
+        token: String,
+        /// Create a Subscription to this topic…
+        #[arg(long, conflicts_with = "subscription", required_unless_present = "subscription")]
+        topic: Option<String>,
+        /// …or use this existing Subscription id.
+        #[arg(long)]
+        subscription: Option<String>,
+        /// Content level of a created Subscription: empty, id-only or full-resource.
+        #[arg(long, default_value = "id-only")]
+        content: String,
+        /// heartbeatPeriod of a created Subscription, in seconds.
+        #[arg(long)]
+        heartbeat_period: Option<u32>,
+        /// Print whole notification Bundles, not one line each.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send an event (a focus resource from a file) to the local stack's fan-out.
+    Notify {
+        /// Base URL of the local stack.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// The SubscriptionTopic canonical URL…
+        #[arg(long, conflicts_with = "subscription", required_unless_present = "subscription")]
+        topic: Option<String>,
+        /// …or one Subscription id.
+        #[arg(long)]
+        subscription: Option<String>,
+        /// File holding the focus resource (FHIR JSON).
+        #[arg(long)]
+        focus: PathBuf,
+        /// Files holding additional context resources.
+        #[arg(long)]
+        context: Vec<PathBuf>,
+    },
+}
+
+fn read_resource(path: &PathBuf) -> Result<Value, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))
+}
+
+/// Runs the command line; the exit code says whether it worked.
+pub fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("fhir-ws: cannot start: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("fhir-ws: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<(), String> {
+    match command {
+        Command::Serve {
+            port,
+            dynamodb_endpoint,
+            users,
+            token_lifetime,
+            heartbeat_seconds,
+            fhir_base_url,
+            signing_keys,
+        } => {
+            let mut known = Users::default();
+            for user in &users {
+                let (token, principal) =
+                    user.split_once('=').ok_or(format!("--user {user}: expected TOKEN=PRINCIPAL"))?;
+                known.add(token, principal);
+            }
+            let listener =
+                tokio::net::TcpListener::bind(("127.0.0.1", port)).await.map_err(|e| format!("port {port}: {e}"))?;
+            let address = listener.local_addr().map_err(|e| e.to_string())?;
+            let store =
+                dynamodb_endpoint.as_deref().map_or("embedded (in memory)".to_owned(), |e| format!("DynamoDB at {e}"));
+            println!(
+                "fhir-ws local stack on http://{address}\n  \
+                 HTTP API (FHIR base):  http://{address}/Subscription…\n  \
+                 WebSocket API:         ws://{address}/ws\n  \
+                 Management API:        http://{address}/local/@connections/{{id}}\n  \
+                 events (SQS stand-in): POST http://{address}/local/events\n  \
+                 store:                 {store}\n  \
+                 bearer tokens:         alice-token (alice), bob-token (bob){}\n\n\
+                 Quick start, in another terminal:\n  \
+                 cargo run -p fhir-ws-local -- subscribe --server http://{address} --topic http://example.org/topics/encounter-start\n\
+                 and in a third:\n  \
+                 cargo run -p fhir-ws-local -- notify --server http://{address} --topic http://example.org/topics/encounter-start --focus infra/examples/encounter.json\n\
+                 Ctrl-C stops the server.",
+                if users.is_empty() { String::new() } else { format!(", and {} more", users.len()) }
+            );
+            let options = Options {
+                dynamodb_endpoint,
+                users: known,
+                signing_keys,
+                token_lifetime_seconds: token_lifetime,
+                heartbeat_every: Duration::from_secs(heartbeat_seconds.max(1)),
+                fhir_base_url,
+            };
+            let ctrl_c = async {
+                let _ = tokio::signal::ctrl_c().await;
+                eprintln!("fhir-ws: stopping");
+            };
+            serve(listener, options, ctrl_c).await.map_err(|e| e.to_string())
+        }
+        Command::Subscribe { server, token, topic, subscription, content, heartbeat_period, json } => {
+            let api = Api::new(&server, &token);
+            let id = match (subscription, topic) {
+                (Some(id), _) => id,
+                (None, Some(topic)) => {
+                    let id =
+                        api.create_subscription(&topic, &content, heartbeat_period).await.map_err(|e| e.to_string())?;
+                    eprintln!("created Subscription/{id} (topic {topic}, content {content})");
+                    id
+                }
+                (None, None) => return Err("give --topic or --subscription".to_owned()),
+            };
+            eprintln!("binding to Subscription/{id}; notifications follow (Ctrl-C to stop)");
+            subscribe(&api, &id, |frame| {
+                if json {
+                    let pretty = serde_json::from_str::<Value>(frame)
+                        .and_then(|v| serde_json::to_string_pretty(&v))
+                        .unwrap_or_else(|_| frame.to_owned());
+                    println!("{pretty}");
+                } else {
+                    println!("{}", describe(frame));
+                }
+            })
+            .await
+            .map_err(|e| e.to_string())
+        }
+        Command::Notify { server, topic, subscription, focus, context } => {
+            let mut event = json!({ "focus": read_resource(&focus)?, "timestamp": chrono::Utc::now().to_rfc3339() });
+            match (topic, subscription) {
+                (Some(topic), _) => event["topic"] = json!(topic),
+                (None, Some(id)) => event["subscription"] = json!(format!("Subscription/{id}")),
+                (None, None) => return Err("give --topic or --subscription".to_owned()),
+            }
+            let context: Vec<Value> = context.iter().map(read_resource).collect::<Result<_, _>>()?;
+            if !context.is_empty() {
+                event["additionalContext"] = json!(context);
+            }
+            let answer = Api::new(&server, "").notify(&event).await.map_err(|e| e.to_string())?;
+            println!("{answer}");
+            Ok(())
+        }
+    }
+}

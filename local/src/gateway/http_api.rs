@@ -1,0 +1,147 @@
+//! The HTTP API stand-in: each request becomes the API Gateway HTTP API (payload 2.0)
+//! event the deployed API would send, with the authorizer's claims when the bearer token
+//! is known, and goes to the function the template routes it to.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use chrono::Utc;
+use fhir_ws_core::fhir::{IssueType, OperationOutcome};
+use fhir_ws_core::ops::binding_token::OPERATION;
+use serde_json::{Map, Value, json};
+
+use super::{Backend, Gateway, MAX_REQUEST_BYTES};
+
+/// Which function a path belongs to.
+enum Function {
+    SubscriptionApi,
+    BindingToken,
+}
+
+/// Routes like the template: `…/$get-ws-binding-token` to the operation, the rest of
+/// `/Subscription…` to the Subscription API. Returns the route key's path template too.
+fn route(path: &str) -> Option<(Function, String, Option<String>)> {
+    let segments: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(percent_decode).collect();
+    match segments.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["Subscription", op] if *op == OPERATION => {
+            Some((Function::BindingToken, format!("/Subscription/{OPERATION}"), None))
+        }
+        ["Subscription", id, op] if *op == OPERATION => {
+            Some((Function::BindingToken, format!("/Subscription/{{id}}/{OPERATION}"), Some((*id).to_owned())))
+        }
+        ["Subscription"] => Some((Function::SubscriptionApi, "/Subscription".to_owned(), None)),
+        ["Subscription", id] => {
+            Some((Function::SubscriptionApi, "/Subscription/{id}".to_owned(), Some((*id).to_owned())))
+        }
+        _ => None,
+    }
+}
+
+fn percent_decode(segment: &str) -> String {
+    percent_encoding::percent_decode_str(segment).decode_utf8_lossy().into_owned()
+}
+
+fn outcome(status: StatusCode, code: IssueType, message: &str) -> Response {
+    let body = serde_json::to_string(&OperationOutcome::error(code, message)).unwrap_or_default();
+    (status, [(header::CONTENT_TYPE, "application/fhir+json")], body).into_response()
+}
+
+/// Answers one HTTP API request.
+pub(crate) async fn handle<K: Backend>(
+    State(gateway): State<Arc<Gateway<K>>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().to_owned();
+    let Some((function, route_path, id)) = route(&path) else {
+        return outcome(StatusCode::NOT_FOUND, IssueType::NotFound, &format!("no route for {path}"));
+    };
+    let Ok(bytes) = to_bytes(body, MAX_REQUEST_BYTES).await else {
+        return outcome(StatusCode::PAYLOAD_TOO_LARGE, IssueType::TooCostly, "the request body is too large");
+    };
+    let authorization = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let principal = gateway.users.principal(authorization);
+    let mut headers = Map::new();
+    for (name, value) in &parts.headers {
+        if let Ok(value) = value.to_str() {
+            headers.insert(name.as_str().to_owned(), json!(value));
+        }
+    }
+    headers.insert("host".to_owned(), json!(gateway.host));
+    headers.insert("x-forwarded-proto".to_owned(), json!("http"));
+    let now = Utc::now();
+    let method = parts.method.as_str();
+    let mut event = json!({
+        "version": "2.0",
+        "routeKey": format!("{method} {route_path}"),
+        "rawPath": path,
+        "rawQueryString": parts.uri.query().unwrap_or_default(),
+        "headers": headers,
+        "requestContext": {
+            "accountId": "000000000000",
+            "apiId": "local",
+            "domainName": gateway.host,
+            "domainPrefix": "local",
+            "http": {
+                "method": method, "path": path, "protocol": "HTTP/1.1",
+                "sourceIp": peer.ip().to_string(),
+                "userAgent": parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default(),
+            },
+            "requestId": uuid::Uuid::new_v4().to_string(),
+            "routeKey": format!("{method} {route_path}"),
+            "stage": "$default",
+            "time": now.format("%d/%b/%Y:%H:%M:%S %z").to_string(),
+            "timeEpoch": now.timestamp_millis(),
+        },
+        "isBase64Encoded": false,
+    });
+    if let Some(principal) = principal {
+        event["requestContext"]["authorizer"] =
+            json!({"jwt": {"claims": {"sub": principal, "iss": "fhir-ws-local"}, "scopes": null}});
+    }
+    if let Some(id) = id {
+        event["pathParameters"] = json!({ "id": id });
+    }
+    if !bytes.is_empty() {
+        match std::str::from_utf8(&bytes) {
+            Ok(text) => event["body"] = Value::String(text.to_owned()),
+            Err(_) => {
+                event["body"] = json!(base64::engine::general_purpose::STANDARD.encode(&bytes));
+                event["isBase64Encoded"] = json!(true);
+            }
+        }
+    }
+    let request = match lambda_http::request::from_str(&event.to_string()) {
+        Ok(request) => request,
+        Err(error) => {
+            tracing::warn!(%error, path, "request could not be expressed as an API Gateway event");
+            return outcome(StatusCode::BAD_REQUEST, IssueType::Invalid, "the request could not be read");
+        }
+    };
+    let response = match function {
+        Function::SubscriptionApi => gateway.api.handle(&request, now).await,
+        Function::BindingToken => gateway.operation.handle(&request, now).await,
+    };
+    tracing::info!(
+        method,
+        path,
+        status = response.status().as_u16(),
+        principal = principal.unwrap_or("(none: unknown or missing bearer token)"),
+        "http"
+    );
+    let (parts, body) = response.into_parts();
+    let mut answer = Response::new(Body::from(body.to_vec()));
+    *answer.status_mut() = parts.status;
+    for (name, value) in &parts.headers {
+        if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
+            answer.headers_mut().insert(name.clone(), value);
+        }
+    }
+    answer
+}

@@ -1,0 +1,50 @@
+//! The Management API stand-in: `POST/GET/DELETE /local/@connections/{id}`, called by
+//! the functions' SDK client over HTTP (SigV4-signed; the signature is not checked
+//! locally). Unknown or closed connections answer 410 Gone, as API Gateway does.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::ws::Message;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::{Backend, Gateway};
+
+fn gone() -> Response {
+    (StatusCode::GONE, [("x-amzn-errortype", "GoneException")], r#"{"message":"Gone"}"#).into_response()
+}
+
+/// `PostToConnection`: one frame to the connection.
+pub(crate) async fn post<K: Backend>(
+    State(gateway): State<Arc<Gateway<K>>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Some(entry) = gateway.connections.get(&id) else { return gone() };
+    let frame = match String::from_utf8(body.to_vec()) {
+        Ok(text) => Message::Text(text.into()),
+        Err(bytes) => Message::Binary(bytes.into_bytes().into()),
+    };
+    if entry.sender.send(frame).is_err() {
+        return gone();
+    }
+    StatusCode::OK.into_response()
+}
+
+/// `GetConnection`: when it connected and from where.
+pub(crate) async fn get<K: Backend>(State(gateway): State<Arc<Gateway<K>>>, Path(id): Path<String>) -> Response {
+    let Some(entry) = gateway.connections.get(&id) else { return gone() };
+    let connected_at = chrono::DateTime::from_timestamp_millis(entry.connected_at).unwrap_or_default();
+    let body = json!({"connectedAt": connected_at.to_rfc3339(), "identity": {"sourceIp": entry.source_ip}});
+    (StatusCode::OK, [("content-type", "application/json")], body.to_string()).into_response()
+}
+
+/// `DeleteConnection`: closes it.
+pub(crate) async fn delete<K: Backend>(State(gateway): State<Arc<Gateway<K>>>, Path(id): Path<String>) -> Response {
+    let Some(entry) = gateway.connections.get(&id) else { return gone() };
+    let _ = entry.sender.send(Message::Close(None));
+    StatusCode::NO_CONTENT.into_response()
+}

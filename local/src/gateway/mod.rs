@@ -1,0 +1,296 @@
+//! `fhir-ws serve`: API Gateway (HTTP API, WebSocket API, Management API), SQS and the
+//! heartbeat schedule, stood in for by one HTTP server on 127.0.0.1, in front of the same
+//! core handlers the Lambdas run.
+
+mod connections;
+mod events;
+mod http_api;
+mod management;
+mod websocket;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use fhir_ws_core::config::{BindingTokenConfig, SubscriptionApiConfig, WebSocketConfig};
+use fhir_ws_core::fanout::FanOut;
+use fhir_ws_core::heartbeat::Heartbeat;
+use fhir_ws_core::ops::binding_token::BindingTokenOperation;
+use fhir_ws_core::ops::subscription_api::SubscriptionApi;
+use fhir_ws_core::push::ManagementApiPusher;
+use fhir_ws_core::store::dynamodb::{
+    DynamoBindingStore, DynamoCounterStore, DynamoSubscriptionStore, DynamoTokenStore,
+};
+use fhir_ws_core::store::memory::MemoryStore;
+use fhir_ws_core::store::{BindingStore, CounterStore, SubscriptionStore, TokenStore};
+use fhir_ws_core::ws::{Binder, ConnectHandler, MessageHandler};
+use tokio::net::TcpListener;
+
+pub use connections::Connections;
+
+/// Stage name of the local WebSocket API; the Management API lives under `/local`.
+pub const STAGE: &str = "local";
+/// Largest HTTP request body accepted (API Gateway HTTP APIs take 10 MB).
+const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
+
+/// The local stand-in for the JWT authorizer: static bearer tokens mapped to principals.
+/// Local only; the template always uses the real JWT authorizer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Users(HashMap<String, String>);
+
+impl Default for Users {
+    /// `alice-token` → `alice`, `bob-token` → `bob`.
+    fn default() -> Self {
+        Self(HashMap::from([
+            ("alice-token".to_owned(), "alice".to_owned()),
+            ("bob-token".to_owned(), "bob".to_owned()),
+        ]))
+    }
+}
+
+impl Users {
+    /// Adds `token` for `principal`.
+    pub fn add(&mut self, token: &str, principal: &str) {
+        self.0.insert(token.to_owned(), principal.to_owned());
+    }
+
+    /// The principal of an `Authorization: Bearer <token>` value.
+    pub fn principal(&self, authorization: Option<&str>) -> Option<&str> {
+        let token = authorization?.strip_prefix("Bearer ")?.trim();
+        self.0.get(token).map(String::as_str)
+    }
+}
+
+/// How to run the local stack.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// DynamoDB-compatible endpoint; `None` keeps everything in memory.
+    pub dynamodb_endpoint: Option<String>,
+    /// Bearer tokens accepted by the authorizer stand-in.
+    pub users: Users,
+    /// `keyid:secret[,…]`; `None` makes a random key for this run.
+    pub signing_keys: Option<String>,
+    /// Token lifetime, in seconds.
+    pub token_lifetime_seconds: i64,
+    /// Pause between heartbeat runs.
+    pub heartbeat_every: Duration,
+    /// Base URL of the FHIR server events refer to.
+    pub fhir_base_url: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            dynamodb_endpoint: None,
+            users: Users::default(),
+            signing_keys: None,
+            token_lifetime_seconds: 1800,
+            heartbeat_every: Duration::from_secs(60),
+            fhir_base_url: "http://localhost:8080/fhir".to_owned(),
+        }
+    }
+}
+
+/// Why the local stack stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Configuration the core refused.
+    #[error("configuration: {0}")]
+    Config(#[from] fhir_ws_core::config::ConfigError),
+    /// The DynamoDB tables could not be set up.
+    #[error(transparent)]
+    Tables(#[from] crate::tables::TablesError),
+    /// The listener failed.
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The store types of one back end.
+pub(crate) trait Backend: Send + Sync + 'static {
+    type Subscriptions: SubscriptionStore + Clone + 'static;
+    type Tokens: TokenStore + Clone + 'static;
+    type Bindings: BindingStore + Clone + 'static;
+    type Counters: CounterStore + Clone + 'static;
+}
+
+/// The embedded store.
+pub(crate) struct Memory;
+impl Backend for Memory {
+    type Subscriptions = Arc<MemoryStore>;
+    type Tokens = Arc<MemoryStore>;
+    type Bindings = Arc<MemoryStore>;
+    type Counters = Arc<MemoryStore>;
+}
+
+/// A DynamoDB-compatible server.
+pub(crate) struct Dynamo;
+impl Backend for Dynamo {
+    type Subscriptions = DynamoSubscriptionStore;
+    type Tokens = DynamoTokenStore;
+    type Bindings = DynamoBindingStore;
+    type Counters = DynamoCounterStore;
+}
+
+/// Every handler, wired as the template wires the Lambdas.
+pub(crate) struct Gateway<K: Backend> {
+    pub(crate) api: SubscriptionApi<K::Subscriptions>,
+    pub(crate) operation: BindingTokenOperation<K::Subscriptions, K::Tokens>,
+    pub(crate) connect: ConnectHandler<K::Subscriptions, K::Tokens, K::Bindings>,
+    pub(crate) message: MessageHandler<K::Subscriptions, K::Tokens, K::Bindings, K::Counters, ManagementApiPusher>,
+    pub(crate) bindings: K::Bindings,
+    pub(crate) fanout: FanOut<K::Subscriptions, K::Bindings, K::Counters, ManagementApiPusher>,
+    pub(crate) heartbeat: Heartbeat<K::Subscriptions, K::Bindings, K::Counters, ManagementApiPusher>,
+    pub(crate) connections: Connections,
+    pub(crate) users: Users,
+    /// `127.0.0.1:<port>`, the Host of every synthesized event.
+    pub(crate) host: String,
+}
+
+/// Runs the local stack on `listener` until `shutdown` completes, then closes every
+/// WebSocket and returns.
+pub async fn serve(
+    listener: TcpListener,
+    options: Options,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let address = listener.local_addr()?;
+    let host = format!("127.0.0.1:{}", address.port());
+    let keys = options
+        .signing_keys
+        .clone()
+        .unwrap_or_else(|| format!("local:{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()));
+    // The same configuration loaders as the Lambdas, fed what the template would set.
+    let environment: HashMap<&str, String> = HashMap::from([
+        ("SUBSCRIPTIONS_TABLE", "SubscriptionsTable".to_owned()),
+        ("TOKENS_TABLE", "TokensTable".to_owned()),
+        ("BINDINGS_TABLE", "BindingsTable".to_owned()),
+        ("COUNTERS_TABLE", "CountersTable".to_owned()),
+        ("WEBSOCKET_URL", format!("ws://{host}/ws")),
+        ("WEBSOCKET_MANAGEMENT_ENDPOINT", format!("http://{host}/{STAGE}")),
+        ("TOKEN_SIGNING_KEYS", keys),
+        ("TOKEN_LIFETIME_SECONDS", options.token_lifetime_seconds.to_string()),
+    ]);
+    let source = |name: &str| environment.get(name).cloned();
+    let configs = Configs {
+        api: SubscriptionApiConfig::load(&source)?,
+        operation: BindingTokenConfig::load(&source)?,
+        websocket: WebSocketConfig::load(&source)?,
+    };
+    let aws = sdk_config(options.dynamodb_endpoint.as_deref()).await;
+    let pusher = || ManagementApiPusher::new(&aws);
+    if options.dynamodb_endpoint.is_some() {
+        let client = aws_sdk_dynamodb::Client::new(&aws);
+        for table in crate::tables::ensure_tables(&client).await? {
+            tracing::info!(table, "created table");
+        }
+        let stores = (
+            DynamoSubscriptionStore::new(client.clone(), "SubscriptionsTable"),
+            DynamoTokenStore::new(client.clone(), "TokensTable"),
+            DynamoBindingStore::new(client.clone(), "BindingsTable"),
+            DynamoCounterStore::new(client, "CountersTable"),
+        );
+        let gateway = build::<Dynamo>(stores, &configs, &options, pusher, host);
+        run(listener, gateway, options.heartbeat_every, shutdown).await
+    } else {
+        let store = Arc::new(MemoryStore::new());
+        let stores = (store.clone(), store.clone(), store.clone(), store);
+        let gateway = build::<Memory>(stores, &configs, &options, pusher, host);
+        run(listener, gateway, options.heartbeat_every, shutdown).await
+    }
+}
+
+struct Configs {
+    api: SubscriptionApiConfig,
+    operation: BindingTokenConfig,
+    websocket: WebSocketConfig,
+}
+
+/// SDK configuration: local credentials and region unless the environment has them,
+/// and the DynamoDB endpoint when one is given.
+async fn sdk_config(dynamodb_endpoint: Option<&str>) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+        loader = loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "local",
+            "local",
+            None,
+            None,
+            "fhir-ws-local",
+        ));
+    }
+    if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
+        loader = loader.region(aws_config::Region::new("us-east-1"));
+    }
+    let config = loader.load().await;
+    match dynamodb_endpoint {
+        // Only DynamoDB goes to the given endpoint; the Management API client keeps its own.
+        Some(endpoint) => config.into_builder().endpoint_url(endpoint).build(),
+        None => config,
+    }
+}
+
+fn build<K: Backend>(
+    (subscriptions, tokens, bindings, counters): (K::Subscriptions, K::Tokens, K::Bindings, K::Counters),
+    configs: &Configs,
+    options: &Options,
+    pusher: impl Fn() -> ManagementApiPusher,
+    host: String,
+) -> Arc<Gateway<K>> {
+    let websocket = &configs.websocket;
+    let binder = || Binder::new(subscriptions.clone(), tokens.clone(), bindings.clone(), websocket.keys.clone());
+    Arc::new(Gateway {
+        api: SubscriptionApi::new(subscriptions.clone(), &configs.api),
+        operation: BindingTokenOperation::new(subscriptions.clone(), tokens.clone(), &configs.operation),
+        connect: ConnectHandler::new(binder(), websocket.management_endpoint.clone(), websocket.subprotocols.clone()),
+        message: MessageHandler::new(binder(), counters.clone(), pusher(), websocket.management_endpoint.clone()),
+        fanout: FanOut::new(
+            subscriptions.clone(),
+            bindings.clone(),
+            counters.clone(),
+            pusher(),
+            &options.fhir_base_url,
+        ),
+        heartbeat: Heartbeat::new(subscriptions, bindings.clone(), counters, pusher()),
+        bindings,
+        connections: Connections::default(),
+        users: options.users.clone(),
+        host,
+    })
+}
+
+async fn run<K: Backend>(
+    listener: TcpListener,
+    gateway: Arc<Gateway<K>>,
+    heartbeat_every: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let router = Router::new()
+        .route("/ws", get(websocket::upgrade::<K>))
+        .route(
+            &format!("/{STAGE}/@connections/{{id}}"),
+            post(management::post::<K>).get(management::get::<K>).delete(management::delete::<K>),
+        )
+        .route(&format!("/{STAGE}/events"), post(events::publish::<K>))
+        .fallback(http_api::handle::<K>)
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .with_state(gateway.clone());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let heartbeat = tokio::spawn(events::heartbeat_schedule(gateway.clone(), heartbeat_every, stopped.clone()));
+    let connections = gateway.connections.clone();
+    let graceful = async move {
+        shutdown.await;
+        let _ = stop.send(true);
+        // Open WebSockets would keep the server alive: close them, as a redeploy would.
+        connections.close_all();
+    };
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(graceful)
+        .await?;
+    heartbeat.abort();
+    Ok(())
+}

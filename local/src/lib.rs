@@ -1,0 +1,26 @@
+//! fhir-ws on one machine: the local gateway and the `fhir-ws` command-line client.
+//!
+//! `sam local start-api` cannot run WebSocket APIs, so this crate stands in for API
+//! Gateway itself and calls the same core handlers the Lambdas call, with the same event
+//! types, over the same stores.
+//!
+//! # Layout
+//!
+//! - [`gateway`] — `fhir-ws serve`: one HTTP server on 127.0.0.1 holding
+//!   - the HTTP API (`/Subscription…`), turned into API Gateway HTTP API payload 2.0
+//!     events, with a local stand-in for the JWT authorizer ([`gateway::Users`]);
+//!   - the WebSocket API (`/ws`): a real WebSocket server whose connects, frames and
+//!     closes become `ApiGatewayWebsocketProxyRequest` events;
+//!   - the Management API (`POST/GET/DELETE /local/@connections/{id}`), which the
+//!     functions' SDK client calls over HTTP, as on AWS;
+//!   - an SQS stand-in (`POST /local/events`) feeding the fan-out, and the heartbeat
+//!     schedule.
+//! - [`tables`] — creates the DynamoDB tables of `template.yaml` when a DynamoDB endpoint
+//!   is used instead of the embedded store.
+//! - [`client`] — `fhir-ws subscribe` and `fhir-ws notify`.
+//! - [`cli`] — the command line.
+
+pub mod cli;
+pub mod client;
+pub mod gateway;
+pub mod tables;

@@ -1,4 +1,4 @@
-# Shared by infra/test.sh and infra/run-local.sh: the project's Python tools and a local
+# Used by infra/test.sh: the project's Python tools and a local
 # DynamoDB-compatible server. Source it from the repository root.
 
 # Creates ./.venv and installs the given requirements files (default: infra/requirements.txt)

@@ -44,7 +44,10 @@ fn main() {
         .spawn()
         .expect("start fhir-ws serve");
     let mut banner = String::new();
-    BufReader::new(server.stdout.take().expect("stdout")).read_line(&mut banner).expect("banner");
+    let mut output = BufReader::new(server.stdout.take().expect("stdout"));
+    output.read_line(&mut banner).expect("banner");
+    // Keep draining the server's stdout (banner, metrics lines) so it never blocks.
+    std::thread::spawn(move || std::io::copy(&mut output, &mut std::io::sink()));
     let base = banner.trim().rsplit(' ').next().expect("address").to_owned();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let (delivered, latencies, bind_time) = runtime.block_on(run(&base));

@@ -1,5 +1,6 @@
 //! The `fhir-ws` command line: `serve`, `subscribe`, `notify`.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -144,7 +145,9 @@ async fn run(command: Command) -> Result<(), String> {
             let address = listener.local_addr().map_err(|e| e.to_string())?;
             let store =
                 dynamodb_endpoint.as_deref().map_or("embedded (in memory)".to_owned(), |e| format!("DynamoDB at {e}"));
-            println!(
+            // `writeln!`, not `println!`: a closed stdout must not stop the server.
+            let _ = writeln!(
+                std::io::stdout().lock(),
                 "fhir-ws local stack on http://{address}\n  \
                  HTTP API (FHIR base):  http://{address}/Subscription…\n  \
                  WebSocket API:         ws://{address}/ws\n  \
@@ -191,9 +194,9 @@ async fn run(command: Command) -> Result<(), String> {
                     let pretty = serde_json::from_str::<Value>(frame)
                         .and_then(|v| serde_json::to_string_pretty(&v))
                         .unwrap_or_else(|_| frame.to_owned());
-                    println!("{pretty}");
+                    let _ = writeln!(std::io::stdout().lock(), "{pretty}");
                 } else {
-                    println!("{}", describe(frame));
+                    let _ = writeln!(std::io::stdout().lock(), "{}", describe(frame));
                 }
             })
             .await
@@ -211,7 +214,7 @@ async fn run(command: Command) -> Result<(), String> {
                 event["additionalContext"] = json!(context);
             }
             let answer = Api::new(&server, "").notify(&event).await.map_err(|e| e.to_string())?;
-            println!("{answer}");
+            let _ = writeln!(std::io::stdout().lock(), "{answer}");
             Ok(())
         }
     }

@@ -206,3 +206,32 @@ async fn misbehaving_clients_never_disturb_others() {
 fn frame_is_size(frame: &tokio_tungstenite::tungstenite::protocol::CloseFrame) -> bool {
     frame.code == CloseCode::Size || frame.code == CloseCode::Protocol || frame.code == CloseCode::Error
 }
+
+/// `fhir-ws serve --dynamodb-endpoint` creates the template's tables where they are
+/// missing. moto keeps each region apart, so a region no other test uses starts empty.
+#[tokio::test]
+async fn the_local_stack_creates_the_templates_tables_where_missing() {
+    use aws_sdk_dynamodb::types::{KeyType, TimeToLiveStatus};
+    let endpoint = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").expect("run through infra/test.sh");
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("ap-southeast-2"))
+        .endpoint_url(endpoint)
+        .load()
+        .await;
+    let client = aws_sdk_dynamodb::Client::new(&config);
+    let mut created = fhir_ws_local::tables::ensure_tables(&client).await.unwrap();
+    created.sort();
+    let existing = client.list_tables().send().await.unwrap().table_names().to_vec();
+    for table in ["BindingsTable", "CountersTable", "SubscriptionsTable", "TokensTable"] {
+        assert!(existing.iter().any(|t| t == table), "{table} exists");
+    }
+    // infra/test.sh starts a fresh moto_server, so all four are new here.
+    assert_eq!(created, ["BindingsTable", "CountersTable", "SubscriptionsTable", "TokensTable"]);
+    let bindings = client.describe_table().table_name("BindingsTable").send().await.unwrap().table.unwrap();
+    let indexes: Vec<&str> = bindings.global_secondary_indexes().iter().filter_map(|i| i.index_name()).collect();
+    assert!(indexes.contains(&"bySubscription") && indexes.contains(&"byHeartbeatDue"), "{indexes:?}");
+    assert_eq!(bindings.key_schema()[0].key_type(), &KeyType::Hash);
+    let ttl = client.describe_time_to_live().table_name("BindingsTable").send().await.unwrap();
+    assert_eq!(ttl.time_to_live_description().and_then(|d| d.time_to_live_status()), Some(&TimeToLiveStatus::Enabled));
+    assert_eq!(fhir_ws_local::tables::ensure_tables(&client).await.unwrap(), Vec::<String>::new(), "idempotent");
+}

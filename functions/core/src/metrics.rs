@@ -57,8 +57,10 @@ impl Metrics {
     }
 
     /// Writes the EMF line to stdout, where the Lambda runtime sends it to CloudWatch Logs.
+    /// A closed stdout (e.g. a local run piped into `head`) loses the line, never the process.
     pub fn emit(&self, now: DateTime<Utc>) {
-        println!("{}", self.emf(now));
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), "{}", self.emf(now));
     }
 }
 

@@ -21,6 +21,8 @@ use super::{Backend, Gateway, STAGE};
 
 /// Largest frame accepted; API Gateway refuses messages over 128 KiB.
 const MAX_FRAME_BYTES: usize = 128 * 1024;
+/// Read and write buffer of each socket.
+const SOCKET_BUFFER_BYTES: usize = 8 * 1024;
 
 /// A connection id shaped like API Gateway's (16 characters of base64).
 fn new_connection_id() -> String {
@@ -99,7 +101,13 @@ pub(crate) async fn upgrade<K: Backend>(
         tracing::info!(connection_id, status = status.as_u16(), reason = first_diagnostics(&reason), "refused connect");
         return (status, [("content-type", "application/fhir+json")], Body::from(reason)).into_response();
     }
-    let mut upgrade = upgrade.max_message_size(MAX_FRAME_BYTES).max_frame_size(MAX_FRAME_BYTES);
+    // Small per-connection buffers: notification frames are a few KiB, and tungstenite's
+    // 128 KiB defaults would cost a quarter of a MiB per idle connection.
+    let mut upgrade = upgrade
+        .max_message_size(MAX_FRAME_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
+        .read_buffer_size(SOCKET_BUFFER_BYTES)
+        .write_buffer_size(SOCKET_BUFFER_BYTES);
     if let Some(protocol) = answer.headers.get("sec-websocket-protocol").and_then(|v| v.to_str().ok()) {
         upgrade = upgrade.protocols([protocol.to_owned()]);
     }

@@ -16,22 +16,30 @@ use crate::push::{PushError, Pusher, RetryPolicy, post_with_retry};
 use crate::store::{Binding, BindingStore, CounterStore, SubscriptionStore};
 use crate::ws::forget_connection;
 
-/// Borrowed parts needed to send; cheap to build per call.
+/// What sending needs: the stores it reads and writes, the Management API, and the retry
+/// policy. Owned by the `$default` handler, the fan-out and the heartbeat.
 #[derive(Debug)]
-pub struct Delivery<'a, S, B, C, P> {
+pub struct Delivery<S, B, C, P> {
     /// Subscriptions, to describe them in status notifications.
-    pub subscriptions: &'a S,
+    pub subscriptions: S,
     /// Bindings, to record messages and forget gone connections.
-    pub bindings: &'a B,
+    pub bindings: B,
     /// Event counters, for `eventsSinceSubscriptionStart`.
-    pub counters: &'a C,
+    pub counters: C,
     /// The Management API.
-    pub pusher: &'a P,
+    pub pusher: P,
     /// Retries for throttled or failed posts.
-    pub retry: &'a RetryPolicy,
+    pub retry: RetryPolicy,
 }
 
-impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, P: Pusher> Delivery<'_, S, B, C, P> {
+impl<S, B, C, P> Delivery<S, B, C, P> {
+    /// Sending through `pusher` with the default retry policy.
+    pub fn new(subscriptions: S, bindings: B, counters: C, pusher: P) -> Self {
+        Self { subscriptions, bindings, counters, pusher, retry: RetryPolicy::default() }
+    }
+}
+
+impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, P: Pusher> Delivery<S, B, C, P> {
     /// Posts one frame with retries. On 410 Gone the connection's bindings are deleted.
     /// Counts `Delivered`, `Gone`, `Retried` and `Failed` in `metrics`.
     pub async fn post(
@@ -41,13 +49,13 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, P: Pusher> Delivery
         frame: &[u8],
         metrics: &Metrics,
     ) -> Result<(), PushError> {
-        let outcome = post_with_retry(self.pusher, self.retry, callback_url, connection_id, frame).await;
+        let outcome = post_with_retry(&self.pusher, &self.retry, callback_url, connection_id, frame).await;
         metrics.add("Retried", u64::from(outcome.retries));
         match &outcome.result {
             Ok(()) => metrics.add("Delivered", 1),
             Err(PushError::Gone) => {
                 metrics.add("Gone", 1);
-                if let Err(error) = forget_connection(self.bindings, connection_id).await {
+                if let Err(error) = forget_connection(&self.bindings, connection_id).await {
                     tracing::error!(connection_id, %error, "could not forget a gone connection");
                 }
             }

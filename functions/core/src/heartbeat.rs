@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use crate::delivery::{Delivery, DeliveryError, bounded};
 use crate::fhir::NotificationType;
 use crate::metrics::Metrics;
-use crate::push::{Pusher, RetryPolicy};
+use crate::push::Pusher;
 use crate::store::{
     Binding, BindingStore, CounterStore, EventCounter, HEARTBEAT_SHARDS, StoreError, SubscriptionStore,
 };
@@ -33,17 +33,13 @@ const MAX_IN_FLIGHT: usize = 64;
 /// The heartbeat with its stores and client; built once per Lambda instance.
 #[derive(Debug)]
 pub struct Heartbeat<S, B, C, P> {
-    subscriptions: S,
-    bindings: B,
-    counters: C,
-    pusher: P,
-    retry: RetryPolicy,
+    delivery: Delivery<S, B, C, P>,
 }
 
 impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, P: Pusher> Heartbeat<S, B, C, P> {
     /// A heartbeat over these stores, posting through `pusher`.
     pub fn new(subscriptions: S, bindings: B, counters: C, pusher: P) -> Self {
-        Self { subscriptions, bindings, counters, pusher, retry: RetryPolicy::default() }
+        Self { delivery: Delivery::new(subscriptions, bindings, counters, pusher) }
     }
 
     /// One run at `now`. Returns (and emits) its metrics; a failed shard is logged and
@@ -65,11 +61,12 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, P: Pusher> Heartbea
     }
 
     async fn run_shard(&self, shard: u32, now: DateTime<Utc>, metrics: &Metrics) -> Result<(), StoreError> {
-        let due = self.bindings.due_for_heartbeat(shard, now.timestamp()).await?;
+        let due = self.delivery.bindings.due_for_heartbeat(shard, now.timestamp()).await?;
         let mut counters: HashMap<&str, EventCounter> = HashMap::new();
         for binding in due.iter().filter(|b| b.heartbeat_period.is_some() && !b.handshake_pending) {
             if !counters.contains_key(binding.subscription_id.as_str()) {
-                counters.insert(&binding.subscription_id, self.counters.counter(&binding.subscription_id).await?);
+                counters
+                    .insert(&binding.subscription_id, self.delivery.counters.counter(&binding.subscription_id).await?);
             }
         }
         let counters = &counters;
@@ -92,16 +89,10 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, P: Pusher> Heartbea
         now: DateTime<Utc>,
         metrics: &Metrics,
     ) -> Result<(), DeliveryError> {
-        let delivery = Delivery {
-            subscriptions: &self.subscriptions,
-            bindings: &self.bindings,
-            counters: &self.counters,
-            pusher: &self.pusher,
-            retry: &self.retry,
-        };
+        let delivery = &self.delivery;
         if binding.expires_at <= now.timestamp() {
             // Nothing is sent on an expired binding; its rows (one token, one expiry) go.
-            self.bindings.delete_bindings(&binding.connection_id, Some(&binding.token_id)).await?;
+            self.delivery.bindings.delete_bindings(&binding.connection_id, Some(&binding.token_id)).await?;
             metrics.add("ExpiredRemoved", 1);
             return Ok(());
         }
@@ -114,7 +105,10 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, P: Pusher> Heartbea
         let next_after_event = counter.and_then(|c| c.last_event_at).and_then(|at| binding.heartbeat_due_after(at));
         match next_after_event {
             Some(next) if next > now.timestamp() => {
-                self.bindings.reschedule_heartbeat(&binding.connection_id, &binding.subscription_id, next).await?;
+                self.delivery
+                    .bindings
+                    .reschedule_heartbeat(&binding.connection_id, &binding.subscription_id, next)
+                    .await?;
                 metrics.add("HeartbeatsSkipped", 1);
             }
             _ if binding.heartbeat_period.is_some() => {
@@ -124,7 +118,7 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, P: Pusher> Heartbea
             _ => {
                 // Nothing due after all: take it out of the index.
                 let (connection, subscription) = (&binding.connection_id, &binding.subscription_id);
-                self.bindings.record_message(connection, subscription, binding.last_message_at, None).await?;
+                self.delivery.bindings.record_message(connection, subscription, binding.last_message_at, None).await?;
             }
         }
         Ok(())

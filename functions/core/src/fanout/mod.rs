@@ -48,11 +48,7 @@ pub enum FanOutError {
 /// The fan-out with its stores and client; built once per Lambda instance.
 #[derive(Debug)]
 pub struct FanOut<S, B, C, P> {
-    subscriptions: S,
-    bindings: B,
-    counters: C,
-    pusher: P,
-    retry: RetryPolicy,
+    delivery: Delivery<S, B, C, P>,
     fhir_base_url: String,
 }
 
@@ -61,18 +57,14 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, P: Pusher> FanOut<S
     /// `fullUrl`s are made absolute with `fhir_base_url`.
     pub fn new(subscriptions: S, bindings: B, counters: C, pusher: P, fhir_base_url: &str) -> Self {
         Self {
-            subscriptions,
-            bindings,
-            counters,
-            pusher,
-            retry: RetryPolicy::default(),
+            delivery: Delivery::new(subscriptions, bindings, counters, pusher),
             fhir_base_url: fhir_base_url.to_owned(),
         }
     }
 
     /// Uses `retry` instead of the default policy.
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
+        self.delivery.retry = retry;
         self
     }
 
@@ -140,8 +132,8 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, P: Pusher> FanOut<S
 
     async fn matching(&self, event: &Event) -> Result<Vec<StoredSubscription>, StoreError> {
         let candidates = match &event.audience {
-            Audience::Topic(topic) => self.subscriptions.list_by_topic(topic).await?,
-            Audience::Subscription(id) => self.subscriptions.get(id).await?.into_iter().collect(),
+            Audience::Topic(topic) => self.delivery.subscriptions.list_by_topic(topic).await?,
+            Audience::Subscription(id) => self.delivery.subscriptions.get(id).await?.into_iter().collect(),
         };
         Ok(candidates
             .into_iter()
@@ -160,7 +152,7 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, P: Pusher> FanOut<S
         now: DateTime<Utc>,
         metrics: &Metrics,
     ) -> Result<usize, FanOutError> {
-        let number = self.counters.number_event(subscription.id(), key, now.timestamp()).await?;
+        let number = self.delivery.counters.number_event(subscription.id(), key, now.timestamp()).await?;
         let content = EventContent {
             focus: &event.focus,
             additional_context: &event.additional_context,
@@ -172,14 +164,8 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, P: Pusher> FanOut<S
         if downgraded {
             metrics.add("OversizeDowngraded", 1);
         }
-        let bindings = self.bindings.bindings_of_subscription(subscription.id()).await?;
-        let delivery = Delivery {
-            subscriptions: &self.subscriptions,
-            bindings: &self.bindings,
-            counters: &self.counters,
-            pusher: &self.pusher,
-            retry: &self.retry,
-        };
+        let bindings = self.delivery.bindings.bindings_of_subscription(subscription.id()).await?;
+        let delivery = &self.delivery;
         // Futures built in a plain loop (no combinator closures) keep the whole future
         // `Send` for callers that spawn it.
         let mut posts = Vec::with_capacity(bindings.len());

@@ -10,17 +10,15 @@ use crate::delivery::{Delivery, DeliveryError};
 use crate::fhir::{IssueSeverity, IssueType, NotificationType, OperationOutcome};
 use crate::http::ApiError;
 use crate::metrics::Metrics;
-use crate::push::{PushError, Pusher, RetryPolicy};
+use crate::push::{PushError, Pusher};
 use crate::store::{BindingStore, CounterStore, SubscriptionStore, TokenStore};
 
 /// Answers `$default`.
 #[derive(Debug)]
 pub struct MessageHandler<S, T, B, C, P> {
     binder: Binder<S, T, B>,
-    counters: C,
-    pusher: P,
+    delivery: Delivery<S, B, C, P>,
     management_endpoint: Option<String>,
-    retry: RetryPolicy,
 }
 
 /// What to send back for one client frame.
@@ -35,15 +33,16 @@ enum Reply {
 
 impl<S, T, B, C, P> MessageHandler<S, T, B, C, P>
 where
-    S: SubscriptionStore,
+    S: SubscriptionStore + Clone,
     T: TokenStore,
-    B: BindingStore,
+    B: BindingStore + Clone,
     C: CounterStore,
     P: Pusher,
 {
     /// `management_endpoint` overrides the endpoint derived from events.
     pub fn new(binder: Binder<S, T, B>, counters: C, pusher: P, management_endpoint: Option<String>) -> Self {
-        Self { binder, counters, pusher, management_endpoint, retry: RetryPolicy::default() }
+        let delivery = Delivery::new(binder.subscriptions().clone(), binder.bindings().clone(), counters, pusher);
+        Self { binder, delivery, management_endpoint }
     }
 
     /// Sends handshakes still owed to the connection, then reads the frame and answers
@@ -72,7 +71,7 @@ where
         };
         if let Some(frame) = frame {
             // A failure is logged and counted by `post`; a gone connection is forgotten.
-            let _ = self.delivery().post(&connection.callback_url, &connection.id, frame.as_bytes(), &metrics).await;
+            let _ = self.delivery.post(&connection.callback_url, &connection.id, frame.as_bytes(), &metrics).await;
         }
         metrics.emit(now);
         response(200, None)
@@ -109,16 +108,6 @@ where
         }
     }
 
-    fn delivery(&self) -> Delivery<'_, S, B, C, P> {
-        Delivery {
-            subscriptions: self.binder.subscriptions(),
-            bindings: self.binder.bindings(),
-            counters: &self.counters,
-            pusher: &self.pusher,
-            retry: &self.retry,
-        }
-    }
-
     /// Posts a handshake for every unexpired binding of the connection that still owes
     /// one, and marks it sent. Returns false when the connection turned out to be gone.
     async fn send_pending_handshakes(&self, connection: &Connection, now: DateTime<Utc>, metrics: &Metrics) -> bool {
@@ -131,7 +120,7 @@ where
         };
         let owed = bindings.iter().filter(|b| b.handshake_pending && b.expires_at > now.timestamp());
         for binding in owed {
-            match self.delivery().send_status(binding, NotificationType::Handshake, now, metrics).await {
+            match self.delivery.send_status(binding, NotificationType::Handshake, now, metrics).await {
                 Ok(()) => {}
                 Err(DeliveryError::Push(PushError::Gone)) => return false,
                 // Left pending: the next frame or the heartbeat run tries again.

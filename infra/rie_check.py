@@ -1,0 +1,246 @@
+"""Runs every function's release binary under the AWS Lambda Runtime Interface Emulator.
+
+Each function gets exactly the environment variables template.yaml gives it (names from
+the template; intrinsic functions resolved locally: table Refs become the table names
+infra/local_tables.py created, parameters their test values), plus the standard SDK
+variables that point DynamoDB at the local server. Each is invoked with the sample events
+of infra/events/ and its answers are checked. This catches wiring bugs in `main`,
+environment names that drift from the template, and event-shape mismatches.
+
+    python infra/rie_check.py --binaries target/release [--template template.yaml]
+
+Prints, per function, the emulator's init duration and max memory. Exits non-zero when
+any function fails to start or answers wrongly.
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import samcli
+from cfnlint.decode import decode
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+EVENTS = ROOT / "infra" / "events"
+RIE = pathlib.Path(samcli.__file__).parent / "local" / "rapid" / "aws-lambda-rie-x86_64"
+
+# Test values for the template's parameters (what `sam deploy` would be given).
+PARAMETERS = {
+    "JwtIssuer": "https://issuer.example.org",
+    "JwtAudience": "fhir-ws-clients",
+    "TokenSigningKeys": "rie-check:rie-check-secret-0123456789abcdef0123",
+    "TokenLifetimeSeconds": "1800",
+    "TenantClaim": "",
+    "WebSocketStageName": "live",
+    "PublicWebSocketUrl": "",
+    "WebSocketSubprotocols": "",
+    "FhirBaseUrl": "https://fhir.example.org/r5",
+}
+PSEUDO = {"AWS::Region": "us-east-1", "AWS::URLSuffix": "amazonaws.com", "AWS::AccountId": "000000000000",
+          "AWS::Partition": "aws", "AWS::StackName": "fhir-ws"}
+
+# Per function: (sample event, check of the answer).
+def status_is(code):
+    return lambda answer: isinstance(answer, dict) and answer.get("statusCode") == code, f"statusCode {code}"
+
+INVOCATIONS = {
+    "subscription-api": [("subscription-create.json", status_is(201)), ("subscription-search.json", status_is(200))],
+    "get-ws-binding-token": [("get-ws-binding-token-all.json", status_is(200)),
+                             ("get-ws-binding-token-type-post.json", status_is(404))],
+    "ws-connect": [("ws-connect.json", status_is(200)), ("ws-connect-with-token.json", status_is(401))],
+    "ws-default": [("ws-default-bind.json", status_is(200))],
+    "ws-disconnect": [("ws-disconnect.json", status_is(200))],
+    "fanout": [("fanout-sqs.json", (lambda a: isinstance(a, dict) and a.get("batchItemFailures") == [], "no batch item failures"))],
+    "heartbeat": [("heartbeat-schedule.json", (lambda a: a is None, "null"))],
+}
+
+
+class Resolver:
+    """Resolves the intrinsic functions the template uses, for a local run."""
+
+    def __init__(self, template):
+        self.template = template
+        self.resources = template.get("Resources", {})
+        self.conditions = {}
+
+    def ref(self, name):
+        if name in PARAMETERS:
+            return PARAMETERS[name]
+        if name in PSEUDO:
+            return PSEUDO[name]
+        if name == "AWS::NoValue":
+            return None
+        kind = self.resources.get(name, {}).get("Type")
+        if kind == "AWS::DynamoDB::Table":
+            return name  # infra/local_tables.py names tables after their logical id
+        if kind:
+            return f"local-{name}"
+        raise KeyError(f"unresolvable Ref {name}")
+
+    def condition(self, name):
+        if name not in self.conditions:
+            self.conditions[name] = self.value(self.template["Conditions"][name])
+        return self.conditions[name]
+
+    def value(self, node):
+        if isinstance(node, dict) and len(node) == 1:
+            (key, arg), = node.items()
+            if key == "Ref":
+                return self.ref(arg)
+            if key == "Fn::Sub":
+                return re.sub(r"\$\{([^}]+)\}", lambda m: self.sub(m.group(1)), arg)
+            if key == "Fn::If":
+                return self.value(arg[1] if self.condition(arg[0]) else arg[2])
+            if key == "Fn::Equals":
+                return self.value(arg[0]) == self.value(arg[1])
+            if key == "Fn::Not":
+                return not self.value(arg[0])
+            if key == "Fn::GetAtt":
+                return f"arn:aws:local:{arg[0] if isinstance(arg, list) else arg}"
+            if key == "Condition":
+                return self.condition(arg)
+        if isinstance(node, (str, int, float, bool)):
+            return node
+        raise ValueError(f"cannot resolve {node!r}")
+
+    def sub(self, name):
+        if "." in name:
+            resource, attribute = name.split(".", 1)
+            return f"local-{resource}-{attribute}"
+        return str(self.ref(name))
+
+    def functions(self):
+        globals_env = self.template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+        for logical_id, resource in self.resources.items():
+            if resource.get("Type") != "AWS::Serverless::Function":
+                continue
+            binary = resource.get("Metadata", {}).get("BuildProperties", {}).get("Binary")
+            variables = dict(globals_env)
+            variables.update(resource.get("Properties", {}).get("Environment", {}).get("Variables", {}))
+            env = {}
+            for name, node in variables.items():
+                value = self.value(node)
+                if value is not None:
+                    env[name] = str(value)
+            yield logical_id, binary, env
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def invoke(port, event):
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/2015-03-31/functions/function/invocations",
+                                     data=json.dumps(event).encode(), method="POST")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read() or b"null")
+
+
+def run_function(binary_path, env, invocations, log_path):
+    port = free_port()
+    full_env = {k: v for k, v in os.environ.items() if k.startswith(("AWS_", "PATH", "HOME"))}
+    full_env.update(env)
+    full_env["AWS_LAMBDA_FUNCTION_NAME"] = binary_path.name
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([str(RIE), "--runtime-interface-emulator-address", f"127.0.0.1:{port}",
+                                    str(binary_path)], env=full_env, stdout=log, stderr=subprocess.STDOUT)
+    problems = []
+    peak_kib = None
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        for event_file, (check, expected) in invocations:
+            event = json.loads((EVENTS / event_file).read_text())
+            try:
+                answer = invoke(port, event)
+            except (urllib.error.URLError, TimeoutError) as error:
+                problems.append(f"{event_file}: no answer ({error})")
+                continue
+            if isinstance(answer, dict) and "errorType" in answer:
+                problems.append(f"{event_file}: function error {answer.get('errorType')}: {answer.get('errorMessage')}")
+            elif not check(answer):
+                problems.append(f"{event_file}: expected {expected}, got {json.dumps(answer)[:300]}")
+        peak_kib = runtime_peak_kib(binary_path)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    log = pathlib.Path(log_path).read_text(errors="replace")
+    # The emulator's REPORT line echoes the memory size as "Max Memory Used" and a
+    # near-zero "Init Duration"; its INIT REPORT line has the real init time, and the
+    # runtime process's own high-water mark is the real memory figure.
+    init = re.findall(r"INIT REPORT\(durationMs: ([0-9.]+)\)", log)
+    return problems, (float(init[0]) if init else None), peak_kib, log
+
+
+def runtime_peak_kib(binary_path):
+    """VmHWM of the running function process (a child of the emulator), in KiB."""
+    target = os.path.realpath(binary_path)
+    for entry in pathlib.Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.path.realpath(entry / "exe") != target:
+                continue
+            for line in (entry / "status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+        except OSError:
+            continue
+    return None
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--binaries", required=True, help="folder with the x86_64 release binaries")
+    parser.add_argument("--template", default=str(ROOT / "template.yaml"))
+    parser.add_argument("--logs", default=str(ROOT / ".tmp" / "rie"))
+    args = parser.parse_args()
+    template, problems = decode(args.template)
+    if template is None:
+        sys.exit(f"cannot read {args.template}: {problems}")
+    pathlib.Path(args.logs).mkdir(parents=True, exist_ok=True)
+    failures = 0
+    seen = set()
+    print(f"{'function':<22} {'init ms':>8} {'peak MiB':>9} {'size MiB':>9}  result")
+    for logical_id, binary, env in Resolver(template).functions():
+        seen.add(binary)
+        invocations = INVOCATIONS.get(binary)
+        if invocations is None:
+            print(f"{binary or logical_id:<22} no sample events listed in infra/rie_check.py")
+            failures += 1
+            continue
+        path = pathlib.Path(args.binaries) / binary
+        problems, init, memory, log = run_function(path, env, invocations, pathlib.Path(args.logs) / f"{binary}.log")
+        init_text = f"{init:.1f}" if init is not None else "-"
+        memory_text = f"{memory / 1024:.1f}" if memory is not None else "-"
+        size_text = f"{path.stat().st_size / 1048576:.1f}" if path.exists() else "-"
+        print(f"{binary:<22} {init_text:>8} {memory_text:>9} {size_text:>9}  {'ok' if not problems else 'FAILED'}")
+        for problem in problems:
+            print(f"    {problem}")
+        if problems:
+            failures += 1
+            tail = "\n".join(log.splitlines()[-8:])
+            print(f"    last log lines:\n{tail}")
+    missing = set(INVOCATIONS) - seen
+    if missing:
+        print(f"functions with sample events but not in the template: {sorted(missing)}")
+        failures += 1
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,21 +1,27 @@
 # Used by infra/test.sh: the project's Python tools and a local
 # DynamoDB-compatible server. Source it from the repository root.
 
-# Creates ./.venv and installs the given requirements files (default: infra/requirements.txt)
-# into it; a file is installed again only when its content changes.
-ensure_python_tools() {
-  local file stamp wanted
-  if [ ! -x .venv/bin/python ]; then
-    python3 -m venv .venv
+# Creates the virtualenv DIR if needed and installs the requirements FILE into it; a file
+# is installed again only when its content changes.
+ensure_venv() {
+  local dir=$1 file=$2 stamp wanted
+  if [ ! -x "$dir/bin/python" ]; then
+    python3 -m venv "$dir"
   fi
+  stamp="$dir/.$(basename "$file").sha256"
+  wanted=$(sha256sum "$file" | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+    echo "== installing Python tools into $dir ($file)"
+    "$dir/bin/python" -m pip install --quiet --disable-pip-version-check -r "$file"
+    echo "$wanted" >"$stamp"
+  fi
+}
+
+# Installs the given requirements files (default: infra/requirements.txt) into ./.venv.
+ensure_python_tools() {
+  local file
   for file in "${@:-infra/requirements.txt}"; do
-    stamp=.venv/.$(basename "$file").sha256
-    wanted=$(sha256sum "$file" | cut -d' ' -f1)
-    if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
-      echo "== installing Python tools into .venv ($file)"
-      .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$file"
-      echo "$wanted" >"$stamp"
-    fi
+    ensure_venv .venv "$file"
   done
 }
 

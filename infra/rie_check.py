@@ -36,7 +36,9 @@ RIE = pathlib.Path(samcli.__file__).parent / "local" / "rapid" / "aws-lambda-rie
 PARAMETERS = {
     "JwtIssuer": "https://issuer.example.org",
     "JwtAudience": "fhir-ws-clients",
-    "TokenSigningKeys": "rie-check:rie-check-secret-0123456789abcdef0123",
+    "LogLevel": "INFO",
+    "LogRetentionDays": "30",
+    "AlarmTopicArn": "",
     "TokenLifetimeSeconds": "1800",
     "TenantClaim": "",
     "WebSocketStageName": "live",
@@ -44,6 +46,8 @@ PARAMETERS = {
     "WebSocketSubprotocols": "",
     "FhirBaseUrl": "https://fhir.example.org/r5",
 }
+# What `{{resolve:secretsmanager:…:SecretString}}` yields: the generated secret's JSON.
+SECRET_JSON = '{"keyId": "k1", "previous": "", "secret": "rieCheckSecret0123456789abcdef0123456789abcdef"}'
 PSEUDO = {"AWS::Region": "us-east-1", "AWS::URLSuffix": "amazonaws.com", "AWS::AccountId": "000000000000",
           "AWS::Partition": "aws", "AWS::StackName": "fhir-ws"}
 
@@ -96,7 +100,8 @@ class Resolver:
             if key == "Ref":
                 return self.ref(arg)
             if key == "Fn::Sub":
-                return re.sub(r"\$\{([^}]+)\}", lambda m: self.sub(m.group(1)), arg)
+                text = re.sub(r"\$\{([^}]+)\}", lambda m: self.sub(m.group(1)), arg)
+                return re.sub(r"\{\{resolve:secretsmanager:[^}]*:SecretString\}\}", SECRET_JSON, text)
             if key == "Fn::If":
                 return self.value(arg[1] if self.condition(arg[0]) else arg[2])
             if key == "Fn::Equals":

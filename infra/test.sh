@@ -10,6 +10,7 @@ export SAM_CLI_TELEMETRY=0
 . infra/lib.sh
 
 ensure_python_tools
+ensure_venv .venv/checkov infra/requirements-checkov.txt
 export FHIR_WS_PYTHON="$PWD/.venv/bin/python"
 
 echo "== cargo fmt --check"
@@ -18,9 +19,10 @@ cargo fmt --all -- --check
 echo "== cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-echo "== template gates"
+echo "== template gates (SAM lint, cfn-lint with serverless rules, checkov)"
 .venv/bin/sam validate --lint --template template.yaml
-.venv/bin/cfn-lint template.yaml
+.venv/bin/cfn-lint --config-file infra/cfn-lint.yaml
+.venv/checkov/bin/checkov -f template.yaml --config-file infra/checkov.yaml
 
 start_dynamodb
 

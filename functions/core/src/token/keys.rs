@@ -59,12 +59,21 @@ pub enum KeyRingError {
     /// The same id twice.
     #[error("key id '{0}' is listed twice")]
     DuplicateKeyId(String),
+    /// Looked like the secret's JSON but did not parse.
+    #[error("the signing key JSON does not parse")]
+    NotJson,
 }
 
 impl KeyRing {
-    /// Parses `keyid:secret[,keyid:secret…]`; the first key signs. Secrets are used as
-    /// their UTF-8 bytes, must be at least 32 bytes and may not contain commas.
+    /// Parses `keyid:secret[,keyid:secret…]` (the first key signs), or the JSON the
+    /// template's generated Secrets Manager secret holds:
+    /// `{"keyId": "k2", "secret": "…", "previous": "k1:…[,k0:…]"}` (the current key
+    /// signs; `previous` keys, optional, still verify). Secrets are used as their UTF-8
+    /// bytes, must be at least 32 bytes and may not contain commas.
     pub fn parse(spec: &str) -> Result<Self, KeyRingError> {
+        if spec.trim_start().starts_with('{') {
+            return Self::parse_secret_json(spec);
+        }
         let mut keys: Vec<SigningKey> = Vec::new();
         for (index, entry) in spec.split(',').map(str::trim).filter(|e| !e.is_empty()).enumerate() {
             let (id, secret) = entry.split_once(':').ok_or(KeyRingError::NotAPair(index + 1))?;
@@ -84,6 +93,13 @@ impl KeyRing {
         let mut keys = keys.into_iter();
         let signing = keys.next().ok_or(KeyRingError::Empty)?;
         Ok(Self { signing, verify_only: keys.collect() })
+    }
+
+    fn parse_secret_json(json: &str) -> Result<Self, KeyRingError> {
+        let value: serde_json::Value = serde_json::from_str(json).map_err(|_| KeyRingError::NotJson)?;
+        let field = |name: &str| value.get(name).and_then(serde_json::Value::as_str).unwrap_or_default();
+        let current = format!("{}:{}", field("keyId"), field("secret"));
+        Self::parse(&format!("{current},{}", field("previous")))
     }
 
     /// The key that signs new tokens.
@@ -121,6 +137,20 @@ mod tests {
         assert_eq!(
             KeyRing::parse(&format!("a:{secret},a:{secret}")).err(),
             Some(KeyRingError::DuplicateKeyId("a".into()))
+        );
+    }
+
+    #[test]
+    fn reads_the_generated_secret_json() {
+        let secret = "0123456789abcdef0123456789abcdef";
+        let ring = KeyRing::parse(&format!(r#"{{"keyId":"k2","secret":"{secret}x","previous":"k1:{secret}"}}"#));
+        assert!(matches!(&ring, Ok(r) if r.signing_key().id() == "k2" && r.verifying_key("k1").is_some()));
+        let fresh = KeyRing::parse(&format!(r#"{{"keyId":"k1","secret":"{secret}","previous":""}}"#));
+        assert!(matches!(&fresh, Ok(r) if r.signing_key().id() == "k1"));
+        assert_eq!(KeyRing::parse("{not json").err(), Some(KeyRingError::NotJson));
+        assert_eq!(
+            KeyRing::parse(r#"{"keyId":"k1","secret":"short"}"#).err(),
+            Some(KeyRingError::ShortSecret("k1".into()))
         );
     }
 

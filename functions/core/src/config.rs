@@ -5,7 +5,7 @@
 //! | `SUBSCRIPTIONS_TABLE` | all but ws-disconnect | subscriptions table name |
 //! | `TOKENS_TABLE` | get-ws-binding-token, ws-connect, ws-default | tokens table name |
 //! | `WEBSOCKET_URL` | get-ws-binding-token | `wss://` URL returned as `websocket-url` |
-//! | `TOKEN_SIGNING_KEYS` | get-ws-binding-token, ws-connect, ws-default | `keyid:secret[,keyid:secret…]`, first signs |
+//! | `TOKEN_SIGNING_KEYS` | get-ws-binding-token, ws-connect, ws-default | `keyid:secret[,keyid:secret…]` (first signs), or the signing-key secret's JSON |
 //! | `TOKEN_LIFETIME_SECONDS` | get-ws-binding-token | token lifetime, default 1800 (60–86400) |
 //! | `PRINCIPAL_CLAIM` | HTTP functions | JWT claim naming the caller, default `sub` |
 //! | `TENANT_CLAIM` | HTTP functions | optional JWT claim naming the caller's tenant |

@@ -25,14 +25,16 @@ ensure_python_tools() {
   done
 }
 
-# Starts moto_server on a free loopback port, waits until it answers, creates the tables
+# Starts moto_server (through infra/moto_serial.py, which answers one request at a time so
+# concurrent conditional writes are atomic, as on DynamoDB) on a free loopback port,
+# waits until it answers, creates the tables
 # of template.yaml in it, and exports the endpoint and table variables the functions read.
 # Sets MOTO_PID; call stop_dynamodb (or rely on the EXIT trap) to stop it.
 start_dynamodb() {
   local port
   port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   mkdir -p .tmp
-  .venv/bin/moto_server -H 127.0.0.1 -p "$port" >.tmp/moto_server.log 2>&1 &
+  .venv/bin/python infra/moto_serial.py -H 127.0.0.1 -p "$port" >.tmp/moto_server.log 2>&1 &
   MOTO_PID=$!
   trap stop_dynamodb EXIT
   trap 'exit 130' INT TERM
@@ -43,7 +45,7 @@ start_dynamodb() {
     sleep 0.1
   done
   .venv/bin/python infra/local_tables.py --endpoint "$AWS_ENDPOINT_URL_DYNAMODB"
-  export SUBSCRIPTIONS_TABLE=SubscriptionsTable TOKENS_TABLE=TokensTable BINDINGS_TABLE=BindingsTable COUNTERS_TABLE=CountersTable
+  export SUBSCRIPTIONS_TABLE=SubscriptionsTable TOKENS_TABLE=TokensTable BINDINGS_TABLE=BindingsTable COUNTERS_TABLE=CountersTable EVENTS_TABLE=EventsTable
   echo "== moto_server (DynamoDB) at $AWS_ENDPOINT_URL_DYNAMODB, pid $MOTO_PID"
 }
 

@@ -45,6 +45,7 @@ PARAMETERS = {
     "PublicWebSocketUrl": "",
     "WebSocketSubprotocols": "",
     "FhirBaseUrl": "https://fhir.example.org/r5",
+    "EventRetentionSeconds": "604800",
 }
 # What `{{resolve:secretsmanager:…:SecretString}}` yields: the generated secret's JSON.
 SECRET_JSON = '{"keyId": "k1", "previous": "", "secret": "rieCheckSecret0123456789abcdef0123456789abcdef"}'
@@ -56,7 +57,9 @@ def status_is(code):
     return lambda answer: isinstance(answer, dict) and answer.get("statusCode") == code, f"statusCode {code}"
 
 INVOCATIONS = {
-    "subscription-api": [("subscription-create.json", status_is(201)), ("subscription-search.json", status_is(200))],
+    "subscription-api": [("subscription-create.json", status_is(201)), ("subscription-search.json", status_is(200)),
+                         ("subscription-status.json", status_is(200)), ("subscription-events.json", status_is(404)),
+                         ("metadata.json", status_is(200))],
     "get-ws-binding-token": [("get-ws-binding-token-all.json", status_is(200)),
                              ("get-ws-binding-token-type-post.json", status_is(404))],
     "ws-connect": [("ws-connect.json", status_is(200)), ("ws-connect-with-token.json", status_is(401))],

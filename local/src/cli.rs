@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 
-use crate::client::{Api, describe, subscribe};
+use crate::client::{Api, Received, describe_received, subscribe};
 use crate::gateway::{Options, Users, serve};
 
 /// FHIR topic-based Subscriptions over WebSockets, on one machine.
@@ -47,6 +47,28 @@ enum Command {
         /// Signing keys (keyid:secret[,…]); default: a random key per run.
         #[arg(long, env = "TOKEN_SIGNING_KEYS")]
         signing_keys: Option<String>,
+        /// Seconds each event stays answerable by $events.
+        #[arg(long, default_value_t = fhir_ws_core::config::DEFAULT_EVENT_RETENTION_SECONDS)]
+        event_retention: i64,
+        /// The websocket-url handed to clients, when they reach /ws through a proxy or
+        /// tunnel (the template's PublicWebSocketUrl); default ws://127.0.0.1:<port>/ws.
+        #[arg(long)]
+        websocket_url: Option<String>,
+    },
+    /// Print $status of the caller's subscriptions (or of one).
+    Status {
+        /// FHIR base URL of the server.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// Bearer token (locally: alice-token or bob-token).
+        #[arg(long, default_value = "alice-token")]
+        token: String,
+        /// Only this Subscription id.
+        #[arg(long)]
+        subscription: Option<String>,
+        /// Print the whole Bundle, not one line per subscription.
+        #[arg(long)]
+        json: bool,
     },
     /// Create (or use) a websocket Subscription, bind to it and print notifications.
     Subscribe {
@@ -71,6 +93,10 @@ enum Command {
         /// Print whole notification Bundles, not one line each.
         #[arg(long)]
         json: bool,
+        /// The last event number already seen (by an earlier run): later ones still
+        /// retained are fetched with $events and printed first.
+        #[arg(long, value_name = "EVENT_NUMBER")]
+        since: Option<u64>,
     },
     /// Send an event (a focus resource from a file) to the local stack's fan-out.
     Notify {
@@ -133,6 +159,8 @@ async fn run(command: Command) -> Result<(), String> {
             heartbeat_seconds,
             fhir_base_url,
             signing_keys,
+            event_retention,
+            websocket_url,
         } => {
             let mut known = Users::default();
             for user in &users {
@@ -169,6 +197,8 @@ async fn run(command: Command) -> Result<(), String> {
                 token_lifetime_seconds: token_lifetime,
                 heartbeat_every: Duration::from_secs(heartbeat_seconds.max(1)),
                 fhir_base_url,
+                event_retention_seconds: event_retention,
+                public_websocket_url: websocket_url,
             };
             let ctrl_c = async {
                 let _ = tokio::signal::ctrl_c().await;
@@ -176,7 +206,7 @@ async fn run(command: Command) -> Result<(), String> {
             };
             serve(listener, options, ctrl_c).await.map_err(|e| e.to_string())
         }
-        Command::Subscribe { server, token, topic, subscription, content, heartbeat_period, json } => {
+        Command::Subscribe { server, token, topic, subscription, content, heartbeat_period, json, since } => {
             let api = Api::new(&server, &token);
             let id = match (subscription, topic) {
                 (Some(id), _) => id,
@@ -189,18 +219,49 @@ async fn run(command: Command) -> Result<(), String> {
                 (None, None) => return Err("give --topic or --subscription".to_owned()),
             };
             eprintln!("binding to Subscription/{id}; notifications follow (Ctrl-C to stop)");
-            subscribe(&api, &id, |frame| {
-                if json {
-                    let pretty = serde_json::from_str::<Value>(frame)
-                        .and_then(|v| serde_json::to_string_pretty(&v))
-                        .unwrap_or_else(|_| frame.to_owned());
-                    let _ = writeln!(std::io::stdout().lock(), "{pretty}");
-                } else {
-                    let _ = writeln!(std::io::stdout().lock(), "{}", describe(frame));
+            subscribe(&api, &id, since, |received| {
+                let mut out = std::io::stdout().lock();
+                match received {
+                    Received::Frame(frame) if json => {
+                        let pretty = serde_json::from_str::<Value>(frame)
+                            .and_then(|v| serde_json::to_string_pretty(&v))
+                            .unwrap_or_else(|_| frame.to_owned());
+                        let _ = writeln!(out, "{pretty}");
+                    }
+                    Received::Replayed(bundle) if json => {
+                        let _ = writeln!(out, "{}", serde_json::to_string_pretty(bundle).unwrap_or_default());
+                    }
+                    // Connection notices go to stderr so stdout stays notifications only.
+                    Received::Reconnecting(message) => eprintln!("{message}"),
+                    other => {
+                        for line in describe_received(other) {
+                            let _ = writeln!(out, "{line}");
+                        }
+                    }
                 }
             })
             .await
             .map_err(|e| e.to_string())
+        }
+        Command::Status { server, token, subscription, json } => {
+            let bundle = Api::new(&server, &token).status(subscription.as_deref()).await.map_err(|e| e.to_string())?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                let _ = writeln!(out, "{}", serde_json::to_string_pretty(&bundle).unwrap_or_default());
+                return Ok(());
+            }
+            for entry in bundle["entry"].as_array().map(Vec::as_slice).unwrap_or_default() {
+                let status = &entry["resource"];
+                let _ = writeln!(
+                    out,
+                    "{}  {}  events {}  topic {}",
+                    status["subscription"]["reference"].as_str().unwrap_or("?"),
+                    status["status"].as_str().unwrap_or("?"),
+                    status["eventsSinceSubscriptionStart"].as_str().unwrap_or("?"),
+                    status["topic"].as_str().unwrap_or("(none)"),
+                );
+            }
+            Ok(())
         }
         Command::Notify { server, topic, subscription, focus, context } => {
             let mut event = json!({ "focus": read_resource(&focus)?, "timestamp": chrono::Utc::now().to_rfc3339() });

@@ -127,10 +127,187 @@ impl Api {
     }
 }
 
-/// Binds to `subscription_id` and hands every frame to `on_frame` until the server
-/// closes the connection. Gets a fresh token and binds again when four fifths of the
-/// token's lifetime have passed, so the binding never lapses.
-pub async fn subscribe(api: &Api, subscription_id: &str, mut on_frame: impl FnMut(&str)) -> Result<(), ClientError> {
+/// What [`subscribe`] hands its caller.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Received {
+    /// A frame from the socket, as the server sent it (text).
+    Frame(String),
+    /// Events that were missed, fetched with `$events` (its `query-event` Bundle).
+    Replayed(Value),
+    /// The connection was lost; the client is reconnecting.
+    Reconnecting(String),
+}
+
+/// Follows one subscription's event numbers to notice missed events.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventTracker {
+    /// The highest event number shown (or accounted for) so far.
+    last: Option<u64>,
+    /// Numbers at or below `last` that a fill did not get. An event is numbered a moment
+    /// before it is recorded, so a handshake can announce a number `$events` does not
+    /// have yet; its live notification is then still shown when it comes.
+    unresolved: std::collections::BTreeSet<u64>,
+}
+
+/// Gaps wider than this are not remembered as unresolved: they are events past
+/// retention, not a race with the recording of one.
+const MAX_UNRESOLVED_GAP: u64 = 1000;
+
+/// What to do with an event notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventStep {
+    /// Show it.
+    Show,
+    /// Already shown (a redelivery): drop it.
+    Skip,
+    /// Fetch `since..=until` with `$events` first, then show it.
+    FillThenShow {
+        /// First missed number.
+        since: u64,
+        /// Last missed number.
+        until: u64,
+    },
+}
+
+impl EventTracker {
+    /// A tracker that has seen events up to `last` already (`None`: nothing yet, so the
+    /// first handshake sets the start).
+    pub fn after(last: Option<u64>) -> Self {
+        Self { last, unresolved: std::collections::BTreeSet::new() }
+    }
+
+    /// A handshake or heartbeat reported `count` events so far: the range missed since the
+    /// last one shown, if any. The first status only sets the starting point.
+    pub fn on_status(&mut self, count: u64) -> Option<(u64, u64)> {
+        match self.last {
+            None => {
+                self.last = Some(count);
+                None
+            }
+            Some(last) if count > last => Some((last + 1, count)),
+            Some(_) => None,
+        }
+    }
+
+    /// An event numbered `number` arrived.
+    pub fn on_event(&mut self, number: u64) -> EventStep {
+        match self.last {
+            Some(_) if self.unresolved.remove(&number) => EventStep::Show,
+            Some(last) if number <= last => EventStep::Skip,
+            Some(last) if number > last + 1 => EventStep::FillThenShow { since: last + 1, until: number - 1 },
+            _ => EventStep::Show,
+        }
+    }
+
+    /// Everything up to `number` has been shown (or reported missing).
+    pub fn shown(&mut self, number: u64) {
+        self.last = Some(self.last.map_or(number, |last| last.max(number)));
+    }
+
+    /// A fill of `since..=until` got the events numbered `got`: the range counts as shown,
+    /// and the numbers it lacked stay showable (for a small gap).
+    pub fn filled(&mut self, since: u64, until: u64, got: &[u64]) {
+        if until.saturating_sub(since) < MAX_UNRESOLVED_GAP {
+            self.unresolved.extend((since..=until).filter(|n| !got.contains(n)));
+        }
+        self.shown(until);
+    }
+}
+
+/// The `SubscriptionStatus` of a notification frame: its type, event count and first
+/// event number.
+fn frame_status(frame: &str) -> Option<(String, Option<u64>, Option<u64>)> {
+    let value: Value = serde_json::from_str(frame).ok()?;
+    let status = &value["entry"][0]["resource"];
+    if status["resourceType"] != "SubscriptionStatus" {
+        return None;
+    }
+    let number = |v: &Value| v.as_str().and_then(|t| t.parse::<u64>().ok());
+    Some((
+        status["type"].as_str().unwrap_or_default().to_owned(),
+        number(&status["eventsSinceSubscriptionStart"]),
+        number(&status["notificationEvent"][0]["eventNumber"]),
+    ))
+}
+
+impl Api {
+    /// Calls `Subscription/{id}/$events` for `since..=until`, following `next` links;
+    /// returns each answer Bundle in order.
+    pub async fn events(&self, subscription_id: &str, since: u64, until: u64) -> Result<Vec<Value>, ClientError> {
+        let mut url = Some(format!(
+            "{}/Subscription/{subscription_id}/$events?eventsSinceNumber={since}&eventsUntilNumber={until}",
+            self.base
+        ));
+        let mut pages = Vec::new();
+        while let Some(next) = url.take() {
+            let page = self.send(self.http.get(next)).await?;
+            url = page["link"]
+                .as_array()
+                .and_then(|links| links.iter().find(|l| l["relation"] == "next"))
+                .and_then(|l| l["url"].as_str())
+                .map(str::to_owned);
+            pages.push(page);
+        }
+        Ok(pages)
+    }
+
+    /// Calls `Subscription/$status` (all of the caller's subscriptions) or
+    /// `Subscription/{id}/$status`.
+    pub async fn status(&self, subscription_id: Option<&str>) -> Result<Value, ClientError> {
+        let url = match subscription_id {
+            Some(id) => format!("{}/Subscription/{id}/$status", self.base),
+            None => format!("{}/Subscription/$status", self.base),
+        };
+        self.send(self.http.get(url)).await
+    }
+}
+
+/// How long to wait before reconnecting after the `attempt`-th failure in a row.
+fn reconnect_delay(attempt: u32) -> Duration {
+    Duration::from_millis(250 << attempt.min(5)).min(Duration::from_secs(5))
+}
+
+/// Binds to `subscription_id` and hands everything received to `on_received` until the
+/// server refuses the subscription or `on_received` is dropped with the task. Gets a fresh
+/// token and binds again when four fifths of the token's lifetime have passed, so the
+/// binding never lapses. When the connection drops it reconnects (with a fresh token)
+/// and binds again. Event numbers are followed: a gap (after a reconnect, or an event
+/// arriving out of sequence) is filled with `$events` before anything newer is handed
+/// on, and repeats of events already handed on are dropped, so each retained event
+/// arrives exactly once, in order. With `seen_up_to`, events after that number are
+/// replayed first (a client resuming where an earlier run stopped).
+pub async fn subscribe(
+    api: &Api,
+    subscription_id: &str,
+    seen_up_to: Option<u64>,
+    mut on_received: impl FnMut(&Received),
+) -> Result<(), ClientError> {
+    let mut tracker = EventTracker::after(seen_up_to);
+    let mut failures = 0;
+    loop {
+        match connection(api, subscription_id, &mut tracker, &mut on_received).await {
+            Ok(()) => failures = 0,
+            // The server refusing the token or the subscription is final; the network is not.
+            Err(error @ ClientError::Refused { .. }) => return Err(error),
+            Err(error) => {
+                failures += 1;
+                tracing::debug!(%error, failures, "connection failed");
+            }
+        }
+        on_received(&Received::Reconnecting(format!(
+            "connection lost; reconnecting to Subscription/{subscription_id}"
+        )));
+        tokio::time::sleep(reconnect_delay(failures)).await;
+    }
+}
+
+/// One connection: bind, then read until it closes (`Ok`) or fails.
+async fn connection(
+    api: &Api,
+    subscription_id: &str,
+    tracker: &mut EventTracker,
+    on_received: &mut impl FnMut(&Received),
+) -> Result<(), ClientError> {
     let mut token = api.binding_token(subscription_id).await?;
     let (socket, _) = tokio_tungstenite::connect_async(token.websocket_url.as_str()).await?;
     let (mut write, mut read) = socket.split();
@@ -140,7 +317,9 @@ pub async fn subscribe(api: &Api, subscription_id: &str, mut on_frame: impl FnMu
         let refresh_in = (left * 4 / 5).max(Duration::from_secs(1));
         tokio::select! {
             frame = read.next() => match frame {
-                Some(Ok(Message::Text(text))) => on_frame(text.as_str()),
+                Some(Ok(Message::Text(text))) => {
+                    handle_frame(api, subscription_id, text.as_str(), tracker, on_received).await?;
+                }
                 Some(Ok(Message::Close(_))) | None => return Ok(()),
                 Some(Ok(_)) => {}
                 Some(Err(error)) => return Err(error.into()),
@@ -150,6 +329,87 @@ pub async fn subscribe(api: &Api, subscription_id: &str, mut on_frame: impl FnMu
                 write.send(Message::text(format!("bind-with-token {}", token.token))).await?;
                 tracing::info!(expires = %token.expiration, "token refreshed and bound again");
             }
+        }
+    }
+}
+
+/// Hands on one frame, filling any gap it reveals first and dropping repeats.
+async fn handle_frame(
+    api: &Api,
+    subscription_id: &str,
+    frame: &str,
+    tracker: &mut EventTracker,
+    on_received: &mut impl FnMut(&Received),
+) -> Result<(), ClientError> {
+    let Some((kind, count, number)) = frame_status(frame) else {
+        on_received(&Received::Frame(frame.to_owned()));
+        return Ok(());
+    };
+    match (kind.as_str(), number) {
+        ("event-notification", Some(number)) => match tracker.on_event(number) {
+            EventStep::Skip => return Ok(()),
+            EventStep::Show => {}
+            EventStep::FillThenShow { since, until } => {
+                fill(api, subscription_id, since, until, tracker, on_received).await?;
+            }
+        },
+        _ => {
+            if let Some((since, until)) = count.and_then(|count| tracker.on_status(count)) {
+                on_received(&Received::Frame(frame.to_owned()));
+                return fill(api, subscription_id, since, until, tracker, on_received).await;
+            }
+        }
+    }
+    on_received(&Received::Frame(frame.to_owned()));
+    if let Some(number) = number {
+        tracker.shown(number);
+    }
+    Ok(())
+}
+
+/// Fetches `since..=until` with `$events` and hands on each answer.
+async fn fill(
+    api: &Api,
+    subscription_id: &str,
+    since: u64,
+    until: u64,
+    tracker: &mut EventTracker,
+    on_received: &mut impl FnMut(&Received),
+) -> Result<(), ClientError> {
+    let mut got = Vec::new();
+    for page in api.events(subscription_id, since, until).await? {
+        let events = page["entry"][0]["resource"]["notificationEvent"].as_array().cloned().unwrap_or_default();
+        got.extend(events.iter().filter_map(|e| e["eventNumber"].as_str().and_then(|n| n.parse::<u64>().ok())));
+        on_received(&Received::Replayed(page));
+    }
+    tracker.filled(since, until, &got);
+    Ok(())
+}
+
+/// Lines describing what was received, for people watching a terminal: one per frame,
+/// one per replayed event (marked `(replayed)`), plus any warning the server added.
+pub fn describe_received(received: &Received) -> Vec<String> {
+    match received {
+        Received::Frame(frame) => vec![describe(frame)],
+        Received::Reconnecting(message) => vec![message.clone()],
+        Received::Replayed(bundle) => {
+            let status = &bundle["entry"][0]["resource"];
+            let subscription = status["subscription"]["reference"].as_str().unwrap_or("?");
+            let mut lines: Vec<String> = status["notificationEvent"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(|event| {
+                    let number = event["eventNumber"].as_str().unwrap_or("?");
+                    let focus = event["focus"]["reference"].as_str().unwrap_or("(no focus)");
+                    format!("event-notification #{number} for {subscription}: {focus} (replayed)")
+                })
+                .collect();
+            if let Some(warning) = bundle["issues"]["issue"][0]["diagnostics"].as_str() {
+                lines.push(format!("warning: {warning}"));
+            }
+            lines
         }
     }
 }
@@ -175,5 +435,59 @@ pub fn describe(frame: &str) -> String {
         }
         Some("OperationOutcome") => format!("error: {}", value["issue"][0]["diagnostics"].as_str().unwrap_or("?")),
         _ => frame.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tracker_fills_gaps_and_drops_repeats() {
+        let mut tracker = EventTracker::default();
+        assert_eq!(tracker.on_status(3), None, "the first handshake only sets the start");
+        assert_eq!(tracker.on_event(4), EventStep::Show);
+        tracker.shown(4);
+        assert_eq!(tracker.on_event(4), EventStep::Skip, "a redelivery");
+        assert_eq!(tracker.on_event(7), EventStep::FillThenShow { since: 5, until: 6 });
+        tracker.shown(6);
+        tracker.shown(7);
+        assert_eq!(tracker.on_status(7), None);
+        assert_eq!(tracker.on_status(9), Some((8, 9)), "a handshake after a reconnect reveals a gap");
+        tracker.shown(9);
+        assert_eq!(tracker.on_event(10), EventStep::Show);
+        assert_eq!(EventTracker::default().on_event(5), EventStep::Show, "nothing to compare with yet");
+    }
+
+    #[test]
+    fn numbers_a_fill_did_not_get_are_still_shown_once_when_they_arrive() {
+        let mut tracker = EventTracker::default();
+        assert_eq!(tracker.on_status(1), None);
+        assert_eq!(tracker.on_status(4), Some((2, 4)));
+        // Event 4 was numbered but not yet recorded when $events answered.
+        tracker.filled(2, 4, &[2, 3]);
+        assert_eq!(tracker.on_event(3), EventStep::Skip);
+        assert_eq!(tracker.on_event(4), EventStep::Show);
+        tracker.shown(4);
+        assert_eq!(tracker.on_event(4), EventStep::Skip, "only once");
+        // A wide gap is retention, not a race: nothing is remembered.
+        tracker.filled(5, 5_000, &[]);
+        assert_eq!(tracker.on_event(6), EventStep::Skip);
+    }
+
+    #[test]
+    fn replayed_events_are_described_one_line_each() {
+        let bundle = json!({"resourceType": "Bundle", "entry": [{"resource": {
+            "resourceType": "SubscriptionStatus", "type": "query-event", "subscription": {"reference": "Subscription/s"},
+            "notificationEvent": [{"eventNumber": "2", "focus": {"reference": "E/1"}}, {"eventNumber": "3"}]}}],
+            "issues": {"resourceType": "OperationOutcome", "issue": [{"diagnostics": "events 1 are gone"}]}});
+        assert_eq!(
+            describe_received(&Received::Replayed(bundle)),
+            [
+                "event-notification #2 for Subscription/s: E/1 (replayed)",
+                "event-notification #3 for Subscription/s: (no focus) (replayed)",
+                "warning: events 1 are gone",
+            ]
+        );
     }
 }

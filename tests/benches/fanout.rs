@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
-use fhir_ws_core::fanout::FanOut;
+use fhir_ws_core::fanout::{EventHistory, FanOut};
 use fhir_ws_core::fhir::Subscription;
 use fhir_ws_core::push::ManagementApiPusher;
 use fhir_ws_core::store::memory::MemoryStore;
@@ -115,6 +115,7 @@ async fn round(aws: &aws_config::SdkConfig, endpoint: &str, size: usize) -> (f64
         store.clone(),
         store.clone(),
         store.clone(),
+        EventHistory { store: store.clone(), retention: chrono::TimeDelta::days(7) },
         ManagementApiPusher::new(aws),
         "https://fhir.example.org/r5",
     );

@@ -18,7 +18,7 @@ use fhir_ws_core::config::{BindingTokenConfig, SubscriptionApiConfig};
 use fhir_ws_core::ops::binding_token::BindingTokenOperation;
 use fhir_ws_core::ops::subscription_api::SubscriptionApi;
 use fhir_ws_core::store::dynamodb::{
-    DynamoBindingStore, DynamoCounterStore, DynamoSubscriptionStore, DynamoTokenStore,
+    DynamoBindingStore, DynamoCounterStore, DynamoEventStore, DynamoSubscriptionStore, DynamoTokenStore,
 };
 use fhir_ws_core::store::memory::MemoryStore;
 use fhir_ws_core::store::{SubscriptionStore, TokenStore};
@@ -80,18 +80,19 @@ impl<S: SubscriptionStore + Clone + 'static> Backend for S {}
 pub trait TokenBackend: TokenStore + Clone + 'static {}
 impl<T: TokenStore + Clone + 'static> TokenBackend for T {}
 
-/// The bindings and counters tables in memory.
-pub fn memory_ws_stores() -> websocket::WsStores<Arc<MemoryStore>, Arc<MemoryStore>> {
+/// The bindings, counters and events tables in memory.
+pub fn memory_ws_stores() -> websocket::WsStores<Arc<MemoryStore>, Arc<MemoryStore>, Arc<MemoryStore>> {
     let store = Arc::new(MemoryStore::new());
-    websocket::WsStores { bindings: store.clone(), counters: store }
+    websocket::WsStores { bindings: store.clone(), counters: store.clone(), events: store }
 }
 
-/// The bindings and counters tables `infra/test.sh` created in moto_server.
-pub async fn dynamodb_ws_stores() -> websocket::WsStores<DynamoBindingStore, DynamoCounterStore> {
+/// The bindings, counters and events tables `infra/test.sh` created in moto_server.
+pub async fn dynamodb_ws_stores() -> websocket::WsStores<DynamoBindingStore, DynamoCounterStore, DynamoEventStore> {
     let client = dynamodb_client().await;
     websocket::WsStores {
         bindings: DynamoBindingStore::new(client.clone(), required_env("BINDINGS_TABLE")),
-        counters: DynamoCounterStore::new(client, required_env("COUNTERS_TABLE")),
+        counters: DynamoCounterStore::new(client.clone(), required_env("COUNTERS_TABLE")),
+        events: DynamoEventStore::new(client, required_env("EVENTS_TABLE")),
     }
 }
 
@@ -350,6 +351,9 @@ impl<S: Backend, T: TokenBackend> App<S, T> {
     pub fn with_config(stores: Stores<S, T>, config: BindingTokenConfig) -> Self {
         let api_config = SubscriptionApiConfig {
             subscriptions_table: "subscriptions".to_owned(),
+            counters_table: "counters".to_owned(),
+            events_table: "events".to_owned(),
+            websocket_url: TEST_WEBSOCKET_URL.to_owned(),
             identity: config.identity.clone(),
         };
         Self {

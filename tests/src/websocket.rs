@@ -4,13 +4,14 @@
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use chrono::{DateTime, Utc};
-use fhir_ws_core::config::WebSocketConfig;
+use fhir_ws_core::config::{SubscriptionApiConfig, WebSocketConfig};
+use fhir_ws_core::ops::SubscriptionService;
 use std::time::Duration;
 
-use fhir_ws_core::fanout::FanOut;
+use fhir_ws_core::fanout::{EventHistory, FanOut};
 use fhir_ws_core::heartbeat::Heartbeat;
 use fhir_ws_core::push::{ManagementApiPusher, RetryPolicy};
-use fhir_ws_core::store::{Binding, BindingStore, CounterStore};
+use fhir_ws_core::store::{Binding, BindingStore, CounterStore, EventStore};
 use fhir_ws_core::ws::{Binder, ConnectHandler, MessageHandler, disconnect};
 use serde_json::{Value, json};
 
@@ -59,13 +60,15 @@ impl SqsBatch {
     }
 }
 
-/// The bindings and counters tables of one back end.
+/// The bindings, counters and events tables of one back end.
 #[derive(Clone)]
-pub struct WsStores<B, C> {
+pub struct WsStores<B, C, E> {
     /// The bindings table.
     pub bindings: B,
     /// The counters table.
     pub counters: C,
+    /// The event history table.
+    pub events: E,
 }
 
 /// Builder for API Gateway WebSocket events.
@@ -125,20 +128,26 @@ impl WsEvent {
 }
 
 /// The WebSocket handlers, the HTTP handlers and the Management API stub over one back end.
-pub struct WsHarness<S, T, B, C> {
+pub struct WsHarness<S, T, B, C, E> {
     /// The HTTP handlers (to create subscriptions and get tokens).
     pub app: App<S, T>,
-    /// The bindings and counters tables.
-    pub ws_stores: WsStores<B, C>,
+    /// The `subscription-api` function whole: the Subscription API, `$status`, `$events`
+    /// and `metadata`.
+    pub service: SubscriptionService<S, C, E>,
+    /// The bindings, counters and events tables.
+    pub ws_stores: WsStores<B, C, E>,
     /// The Management API stand-in.
     pub management: ManagementApiStub,
     connect: ConnectHandler<S, T, B>,
     message: MessageHandler<S, T, B, C, ManagementApiPusher>,
     /// The fan-out, as the `fanout` Lambda wires it (fast retries for tests).
-    pub fanout: FanOut<S, B, C, ManagementApiPusher>,
+    pub fanout: FanOut<S, B, C, E, ManagementApiPusher>,
     /// The heartbeat, as the `heartbeat` Lambda wires it.
     pub heartbeat: Heartbeat<S, B, C, ManagementApiPusher>,
 }
+
+/// How long the harness's fan-out keeps events.
+pub const TEST_EVENT_RETENTION: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 
 /// The FHIR server base URL the harness's fan-out uses.
 pub const TEST_FHIR_BASE: &str = "https://fhir.example.org/r5";
@@ -146,9 +155,11 @@ pub const TEST_FHIR_BASE: &str = "https://fhir.example.org/r5";
 /// Subprotocols the harness's `$connect` accepts.
 pub const TEST_SUBPROTOCOLS: &str = "fhir-notifications.v1";
 
-impl<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: CounterStore + Clone> WsHarness<S, T, B, C> {
+impl<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: CounterStore + Clone, E: EventStore + Clone>
+    WsHarness<S, T, B, C, E>
+{
     /// Wires everything; the functions are configured with the stub's endpoint for stage `live`.
-    pub async fn new(stores: Stores<S, T>, ws_stores: WsStores<B, C>) -> Self {
+    pub async fn new(stores: Stores<S, T>, ws_stores: WsStores<B, C, E>) -> Self {
         let management = ManagementApiStub::start().await;
         let endpoint = management.endpoint("live");
         let env = |name: &str| match name {
@@ -181,17 +192,31 @@ impl<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: CounterStore + Clo
             stores.subscriptions.clone(),
             ws_stores.bindings.clone(),
             ws_stores.counters.clone(),
+            EventHistory { store: ws_stores.events.clone(), retention: TEST_EVENT_RETENTION },
             ManagementApiPusher::new(&aws),
             TEST_FHIR_BASE,
         )
         .with_retry(retry);
+        let service_config = SubscriptionApiConfig {
+            subscriptions_table: "unused".to_owned(),
+            counters_table: "unused".to_owned(),
+            events_table: "unused".to_owned(),
+            websocket_url: crate::TEST_WEBSOCKET_URL.to_owned(),
+            identity: fhir_ws_core::http::IdentityConfig::default(),
+        };
+        let service = SubscriptionService::new(
+            stores.subscriptions.clone(),
+            ws_stores.counters.clone(),
+            ws_stores.events.clone(),
+            &service_config,
+        );
         let heartbeat = Heartbeat::new(
             stores.subscriptions.clone(),
             ws_stores.bindings.clone(),
             ws_stores.counters.clone(),
             ManagementApiPusher::new(&aws),
         );
-        Self { app: App::new(stores), ws_stores, management, connect, message, fanout, heartbeat }
+        Self { app: App::new(stores), service, ws_stores, management, connect, message, fanout, heartbeat }
     }
 
     /// Creates `count` websocket subscriptions for `owner` and gets one token for all of them.

@@ -2,7 +2,7 @@
 //! ends (moto_server for DynamoDB), and the recording Management API endpoint.
 
 use chrono::{TimeDelta, Utc};
-use fhir_ws_core::store::{BindingStore, CounterStore};
+use fhir_ws_core::store::{BindingStore, CounterStore, EventStore};
 use fhir_ws_tests::websocket::{SqsBatch, TEST_FHIR_BASE, WsHarness, WsStores};
 use fhir_ws_tests::{
     Backend, HttpEvent, Stores, TokenBackend, all_stores, assert_outcome, assert_valid_r5, unique_principal,
@@ -54,9 +54,15 @@ fn event_frames(frames: &[Value]) -> Vec<Value> {
     frames.iter().filter(|f| f["entry"][0]["resource"]["type"] == "event-notification").cloned().collect()
 }
 
-async fn three_subscriptions<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: CounterStore + Clone>(
+async fn three_subscriptions<
+    S: Backend,
+    T: TokenBackend,
+    B: BindingStore + Clone,
+    C: CounterStore + Clone,
+    E: EventStore + Clone,
+>(
     stores: Stores<S, T>,
-    ws_stores: WsStores<B, C>,
+    ws_stores: WsStores<B, C, E>,
 ) {
     let ws = WsHarness::new(stores, ws_stores).await;
     let (t1, t2) = topics();
@@ -122,9 +128,15 @@ async fn three_subscriptions<S: Backend, T: TokenBackend, B: BindingStore + Clon
 }
 all_stores!(three_subscriptions_two_topics_three_content_levels, three_subscriptions);
 
-async fn filters<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: CounterStore + Clone>(
+async fn filters<
+    S: Backend,
+    T: TokenBackend,
+    B: BindingStore + Clone,
+    C: CounterStore + Clone,
+    E: EventStore + Clone,
+>(
     stores: Stores<S, T>,
-    ws_stores: WsStores<B, C>,
+    ws_stores: WsStores<B, C, E>,
 ) {
     let ws = WsHarness::new(stores, ws_stores).await;
     let (t1, _) = topics();
@@ -165,9 +177,15 @@ async fn filters<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: Counte
 }
 all_stores!(filters_include_and_exclude_events, filters);
 
-async fn expired_bindings<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: CounterStore + Clone>(
+async fn expired_bindings<
+    S: Backend,
+    T: TokenBackend,
+    B: BindingStore + Clone,
+    C: CounterStore + Clone,
+    E: EventStore + Clone,
+>(
     stores: Stores<S, T>,
-    ws_stores: WsStores<B, C>,
+    ws_stores: WsStores<B, C, E>,
 ) {
     let ws = WsHarness::new(stores, ws_stores).await;
     let (t1, _) = topics();
@@ -181,9 +199,15 @@ async fn expired_bindings<S: Backend, T: TokenBackend, B: BindingStore + Clone, 
 }
 all_stores!(expired_bindings_get_nothing, expired_bindings);
 
-async fn post_failures<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: CounterStore + Clone>(
+async fn post_failures<
+    S: Backend,
+    T: TokenBackend,
+    B: BindingStore + Clone,
+    C: CounterStore + Clone,
+    E: EventStore + Clone,
+>(
     stores: Stores<S, T>,
-    ws_stores: WsStores<B, C>,
+    ws_stores: WsStores<B, C, E>,
 ) {
     let ws = WsHarness::new(stores, ws_stores).await;
     let (t1, _) = topics();
@@ -213,9 +237,15 @@ async fn post_failures<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: 
 }
 all_stores!(gone_throttled_and_failing_connections, post_failures);
 
-async fn oversize<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: CounterStore + Clone>(
+async fn oversize<
+    S: Backend,
+    T: TokenBackend,
+    B: BindingStore + Clone,
+    C: CounterStore + Clone,
+    E: EventStore + Clone,
+>(
     stores: Stores<S, T>,
-    ws_stores: WsStores<B, C>,
+    ws_stores: WsStores<B, C, E>,
 ) {
     let ws = WsHarness::new(stores, ws_stores).await;
     let (t1, _) = topics();
@@ -240,9 +270,15 @@ async fn oversize<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: Count
 }
 all_stores!(oversize_full_resource_events_arrive_id_only, oversize);
 
-async fn invalid_messages<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: CounterStore + Clone>(
+async fn invalid_messages<
+    S: Backend,
+    T: TokenBackend,
+    B: BindingStore + Clone,
+    C: CounterStore + Clone,
+    E: EventStore + Clone,
+>(
     stores: Stores<S, T>,
-    ws_stores: WsStores<B, C>,
+    ws_stores: WsStores<B, C, E>,
 ) {
     let ws = WsHarness::new(stores, ws_stores).await;
     let (t1, _) = topics();
@@ -264,9 +300,15 @@ async fn invalid_messages<S: Backend, T: TokenBackend, B: BindingStore + Clone, 
 }
 all_stores!(invalid_messages_are_reported_without_failing_the_batch, invalid_messages);
 
-async fn heartbeats<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: CounterStore + Clone>(
+async fn heartbeats<
+    S: Backend,
+    T: TokenBackend,
+    B: BindingStore + Clone,
+    C: CounterStore + Clone,
+    E: EventStore + Clone,
+>(
     stores: Stores<S, T>,
-    ws_stores: WsStores<B, C>,
+    ws_stores: WsStores<B, C, E>,
 ) {
     let ws = WsHarness::new(stores, ws_stores).await;
     let (t1, t2) = topics();

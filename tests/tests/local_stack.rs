@@ -4,11 +4,15 @@
 
 use std::time::Duration;
 
-use fhir_ws_local::client::Api;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use fhir_ws_local::client::{Api, describe_received};
 use fhir_ws_local::gateway::{Options, serve};
 use futures::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
@@ -23,12 +27,16 @@ struct Stack {
 
 impl Stack {
     async fn start(dynamodb: bool, token_lifetime_seconds: i64) -> Self {
+        Self::start_with(dynamodb, token_lifetime_seconds, None).await
+    }
+
+    async fn start_with(dynamodb: bool, token_lifetime_seconds: i64, public_websocket_url: Option<String>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let dynamodb_endpoint = dynamodb.then(|| {
             std::env::var("AWS_ENDPOINT_URL_DYNAMODB").expect("AWS_ENDPOINT_URL_DYNAMODB: run through infra/test.sh")
         });
-        let options = Options { dynamodb_endpoint, token_lifetime_seconds, ..Options::default() };
+        let options = Options { dynamodb_endpoint, token_lifetime_seconds, public_websocket_url, ..Options::default() };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             serve(listener, options, async {
@@ -83,6 +91,11 @@ async fn whole_flow(dynamodb: bool) {
     let id = api.create_subscription(&topic, "id-only", None).await.unwrap();
     let token = api.binding_token(&id).await.unwrap();
     assert!(token.websocket_url.starts_with("ws://127.0.0.1:"));
+    // metadata needs no bearer token, and names the WebSocket URL clients are given.
+    let statement: Value = reqwest::get(format!("{}/metadata", stack.base)).await.unwrap().json().await.unwrap();
+    assert_eq!(statement["resourceType"], "CapabilityStatement");
+    assert_eq!(statement["rest"][0]["extension"][0]["valueUri"], token.websocket_url.as_str());
+    assert_eq!(statement["implementation"]["url"], stack.base.as_str());
     let (mut socket, _) = tokio_tungstenite::connect_async(token.websocket_url.as_str()).await.unwrap();
     socket.send(Message::text(format!("bind-with-token {}", token.token))).await.unwrap();
     let handshake = next_json(&mut socket).await;
@@ -135,24 +148,176 @@ async fn the_cli_client_refreshes_its_token_and_keeps_receiving() {
     let api = Api::new(&stack.base, "bob-token");
     let topic = topic();
     let id = api.create_subscription(&topic, "id-only", None).await.unwrap();
-    let (frames, mut received) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let subscriber = {
-        let api = api.clone();
-        let id = id.clone();
-        tokio::spawn(async move {
-            fhir_ws_local::client::subscribe(&api, &id, |frame| drop(frames.send(frame.to_owned()))).await
-        })
-    };
-    let first = tokio::time::timeout(Duration::from_secs(10), received.recv()).await.unwrap().unwrap();
-    assert!(fhir_ws_local::client::describe(&first).starts_with("handshake"));
+    let (subscriber, mut lines) = cli_subscriber(&api, &id, None);
+    let first = next_line(&mut lines, 10).await;
+    assert!(first.starts_with("handshake"), "{first}");
     // A 60 s token is refreshed after 48 s: a second handshake shows the rebind.
-    let second = tokio::time::timeout(Duration::from_secs(60), received.recv()).await.unwrap().unwrap();
-    assert!(fhir_ws_local::client::describe(&second).starts_with("handshake"), "{second}");
+    let second = next_line(&mut lines, 60).await;
+    assert!(second.starts_with("handshake"), "{second}");
     api.notify(&json!({"topic": topic, "focus": encounter("enc-1")})).await.unwrap();
-    let event = tokio::time::timeout(Duration::from_secs(10), received.recv()).await.unwrap().unwrap();
-    assert!(fhir_ws_local::client::describe(&event).starts_with("event-notification #1"), "{event}");
+    let event = next_line(&mut lines, 10).await;
+    assert!(event.starts_with("event-notification #1"), "{event}");
     subscriber.abort();
     stack.stop().await;
+}
+
+/// Runs the CLI's subscriber on `id` in a task; every line it would print comes out of
+/// the channel.
+fn cli_subscriber(
+    api: &Api,
+    id: &str,
+    seen_up_to: Option<u64>,
+) -> (tokio::task::JoinHandle<Result<(), fhir_ws_local::client::ClientError>>, UnboundedReceiver<String>) {
+    let (sender, lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let api = api.clone();
+    let id = id.to_owned();
+    let task = tokio::spawn(async move {
+        fhir_ws_local::client::subscribe(&api, &id, seen_up_to, |received| {
+            for line in describe_received(received) {
+                let _ = sender.send(line);
+            }
+        })
+        .await
+    });
+    (task, lines)
+}
+
+async fn next_line(lines: &mut UnboundedReceiver<String>, seconds: u64) -> String {
+    tokio::time::timeout(Duration::from_secs(seconds), lines.recv()).await.expect("a line in time").expect("open")
+}
+
+/// A TCP proxy in front of the stack's WebSocket API that can cut every connection and
+/// refuse new ones, as a network outage would.
+struct Proxy {
+    address: std::net::SocketAddr,
+    up: Arc<AtomicBool>,
+    cut: tokio::sync::watch::Sender<u64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start() -> (Self, TcpListener) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (cut, _) = tokio::sync::watch::channel(0);
+        (Self { address, up: Arc::new(AtomicBool::new(true)), cut, task: tokio::spawn(async {}) }, listener)
+    }
+
+    /// Forwards what `listener` accepts to `target`.
+    fn forward(&mut self, listener: TcpListener, target: std::net::SocketAddr) {
+        let up = self.up.clone();
+        let cut = self.cut.clone();
+        self.task = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !up.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection is refused
+                }
+                let mut cut = cut.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(target).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+    }
+
+    fn down(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        self.cut.send_modify(|generation| *generation += 1);
+    }
+
+    fn up(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The scenario: the CLI client's connection is killed, events are sent while it
+/// is away, and after it reconnects it prints every missed event exactly once, in order
+/// (fetched with `$events`), then goes on with live ones.
+async fn missed_events_are_replayed_after_a_reconnect(dynamodb: bool) {
+    let (mut proxy, proxy_listener) = Proxy::start().await;
+    let stack = Stack::start_with(dynamodb, 1800, Some(format!("ws://{}/ws", proxy.address))).await;
+    proxy.forward(proxy_listener, stack.base.trim_start_matches("http://").parse().unwrap());
+    let api = Api::new(&stack.base, "alice-token");
+    let topic = topic();
+    let id = api.create_subscription(&topic, "id-only", None).await.unwrap();
+    let (subscriber, mut lines) = cli_subscriber(&api, &id, None);
+    let mut printed = vec![next_line(&mut lines, 10).await];
+    assert!(printed[0].starts_with("handshake"), "{printed:?}");
+    let notify = async |n: u32| api.notify(&json!({"topic": topic, "focus": encounter(&format!("enc-{n}"))})).await;
+    notify(1).await.unwrap();
+    printed.push(next_line(&mut lines, 10).await);
+
+    proxy.down();
+    let lost = next_line(&mut lines, 10).await;
+    assert!(lost.starts_with("connection lost"), "{lost}");
+    for n in 2..=4 {
+        assert_eq!(notify(n).await.unwrap()["delivered"], true);
+    }
+    // Let the client fail to reconnect at least once while the events wait.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    proxy.up();
+    // The handshake, then the three missed events, replayed.
+    loop {
+        let line = next_line(&mut lines, 20).await;
+        if line.starts_with("connection lost") {
+            continue; // failed attempts while the proxy was down
+        }
+        printed.push(line);
+        if printed.len() == 6 {
+            break;
+        }
+    }
+    notify(5).await.unwrap();
+    printed.push(next_line(&mut lines, 10).await);
+    // Nothing else arrives: no repeats.
+    assert!(tokio::time::timeout(Duration::from_millis(500), lines.recv()).await.is_err(), "{printed:?}");
+
+    let events: Vec<&String> = printed.iter().filter(|l| l.starts_with("event-notification")).collect();
+    let numbers: Vec<&str> = events.iter().map(|l| l.split(['#', ' ']).nth(2).unwrap_or_default()).collect();
+    assert_eq!(numbers, ["1", "2", "3", "4", "5"], "{printed:#?}");
+    for (line, n) in events.iter().zip(1..) {
+        assert!(line.contains(&format!("/Encounter/enc-{n}")), "{line}");
+        assert_eq!(line.ends_with("(replayed)"), (2..=4).contains(&n), "{line}");
+    }
+    assert!(printed[2].starts_with("handshake") && printed[2].contains("events so far: 4"), "{printed:#?}");
+    subscriber.abort();
+
+    // `fhir-ws status` reads $status through the local HTTP API.
+    let one = api.status(Some(&id)).await.unwrap();
+    assert_eq!(one["entry"][0]["resource"]["eventsSinceSubscriptionStart"], "5");
+    assert_eq!(one["entry"][0]["resource"]["status"], "active");
+    assert!(api.status(None).await.unwrap()["total"].as_u64().is_some_and(|n| n >= 1));
+    assert!(Api::new(&stack.base, "bob-token").status(Some(&id)).await.is_err(), "not Bob's");
+
+    // A new run resuming after event 3 (`subscribe --since 3`) prints 4 and 5 first.
+    let (resumed, mut lines) = cli_subscriber(&api, &id, Some(3));
+    assert!(next_line(&mut lines, 10).await.starts_with("handshake"));
+    for n in 4..=5 {
+        let line = next_line(&mut lines, 10).await;
+        assert!(line.starts_with(&format!("event-notification #{n} ")) && line.ends_with("(replayed)"), "{line}");
+    }
+    resumed.abort();
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn the_cli_client_replays_missed_events_after_a_reconnect_on_the_embedded_store() {
+    missed_events_are_replayed_after_a_reconnect(false).await;
+}
+
+#[tokio::test]
+async fn the_cli_client_replays_missed_events_after_a_reconnect_against_moto_server() {
+    missed_events_are_replayed_after_a_reconnect(true).await;
 }
 
 #[tokio::test]
@@ -222,11 +387,12 @@ async fn the_local_stack_creates_the_templates_tables_where_missing() {
     let mut created = fhir_ws_local::tables::ensure_tables(&client).await.unwrap();
     created.sort();
     let existing = client.list_tables().send().await.unwrap().table_names().to_vec();
-    for table in ["BindingsTable", "CountersTable", "SubscriptionsTable", "TokensTable"] {
+    let tables = ["BindingsTable", "CountersTable", "EventsTable", "SubscriptionsTable", "TokensTable"];
+    for table in tables {
         assert!(existing.iter().any(|t| t == table), "{table} exists");
     }
-    // infra/test.sh starts a fresh moto_server, so all four are new here.
-    assert_eq!(created, ["BindingsTable", "CountersTable", "SubscriptionsTable", "TokensTable"]);
+    // infra/test.sh starts a fresh moto_server, so all of them are new here.
+    assert_eq!(created, tables);
     let bindings = client.describe_table().table_name("BindingsTable").send().await.unwrap().table.unwrap();
     let indexes: Vec<&str> = bindings.global_secondary_indexes().iter().filter_map(|i| i.index_name()).collect();
     assert!(indexes.contains(&"bySubscription") && indexes.contains(&"byHeartbeatDue"), "{indexes:?}");

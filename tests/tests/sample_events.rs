@@ -31,6 +31,23 @@ async fn sample_events_drive_the_handlers_as_the_readme_says() {
     }
 }
 
+/// The `$status`, `$events` and `metadata` samples drive the `subscription-api` function.
+#[tokio::test]
+async fn status_events_and_metadata_sample_events_drive_the_handler() {
+    use fhir_ws_tests::websocket::WsHarness;
+    let ws = WsHarness::new(memory_stores(), fhir_ws_tests::memory_ws_stores()).await;
+    let now = Utc::now();
+    let created = ws.service.handle(&event("subscription-create.json"), now).await;
+    assert_eq!(created.status().as_u16(), 201);
+    let (status, found) = status_and_json(&ws.service.handle(&event("subscription-status.json"), now).await);
+    assert_eq!((status, &found["total"]), (200, &serde_json::json!(1)), "{found}");
+    assert_eq!(found["entry"][0]["resource"]["type"], "query-status");
+    // `example` does not exist.
+    assert_outcome(&ws.service.handle(&event("subscription-events.json"), now).await, 404, "not-found");
+    let (status, statement) = status_and_json(&ws.service.handle(&event("metadata.json"), now).await);
+    assert_eq!((status, &statement["resourceType"]), (200, &serde_json::json!("CapabilityStatement")));
+}
+
 fn ws_event(name: &str) -> aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest {
     let path = format!("{}/../infra/events/{name}", env!("CARGO_MANIFEST_DIR"));
     let json = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));

@@ -5,8 +5,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveStatus};
 use chrono::{DateTime, TimeDelta, Utc};
 use fhir_ws_core::fhir::Subscription;
 use fhir_ws_core::store::{
-    Binding, BindingStore, CounterStore, EventCounter, HEARTBEAT_SHARDS, StoreError, StoredSubscription, TokenRecord,
-    TokenStore, heartbeat_shard,
+    Binding, BindingStore, CounterStore, EventCounter, EventRecord, EventStore, HEARTBEAT_SHARDS, StoreError,
+    StoredSubscription, TokenRecord, TokenStore, heartbeat_shard,
 };
 use fhir_ws_tests::websocket::WsStores;
 use fhir_ws_tests::{
@@ -180,9 +180,9 @@ fn binding(connection: &str, subscription: &str, token: &str, expires_at: i64) -
     }
 }
 
-async fn bindings_contract<S: Backend, T: TokenBackend, B: BindingStore, C: CounterStore>(
+async fn bindings_contract<S: Backend, T: TokenBackend, B: BindingStore, C: CounterStore, E: EventStore>(
     _: Stores<S, T>,
-    ws: WsStores<B, C>,
+    ws: WsStores<B, C, E>,
 ) {
     let store = ws.bindings;
     let (a, b) = (format!("{}=", new_id()), format!("{}=", new_id()));
@@ -231,9 +231,9 @@ async fn bindings_contract<S: Backend, T: TokenBackend, B: BindingStore, C: Coun
 }
 all_stores!(bindings_put_list_renew_record_and_delete, bindings_contract);
 
-async fn many_bindings<S: Backend, T: TokenBackend, B: BindingStore, C: CounterStore>(
+async fn many_bindings<S: Backend, T: TokenBackend, B: BindingStore, C: CounterStore, E: EventStore>(
     _: Stores<S, T>,
-    ws: WsStores<B, C>,
+    ws: WsStores<B, C, E>,
 ) {
     let connection = new_id();
     let rows: Vec<Binding> = (0..60).map(|_| binding(&connection, &new_id(), "t", 1_800_001_800)).collect();
@@ -244,9 +244,15 @@ async fn many_bindings<S: Backend, T: TokenBackend, B: BindingStore, C: CounterS
 }
 all_stores!(more_bindings_than_one_batch_write, many_bindings);
 
-async fn counters_contract<S: Backend, T: TokenBackend, B: BindingStore, C: CounterStore + Clone + 'static>(
+async fn counters_contract<
+    S: Backend,
+    T: TokenBackend,
+    B: BindingStore,
+    C: CounterStore + Clone + 'static,
+    E: EventStore,
+>(
     _: Stores<S, T>,
-    ws: WsStores<B, C>,
+    ws: WsStores<B, C, E>,
 ) {
     let subscription = new_id();
     assert_eq!(ws.counters.counter(&subscription).await, Ok(EventCounter::default()));
@@ -280,9 +286,9 @@ async fn counters_contract<S: Backend, T: TokenBackend, B: BindingStore, C: Coun
 }
 all_stores!(event_counters_are_atomic_idempotent_and_per_subscription, counters_contract);
 
-async fn remembered_window<S: Backend, T: TokenBackend, B: BindingStore, C: CounterStore>(
+async fn remembered_window<S: Backend, T: TokenBackend, B: BindingStore, C: CounterStore, E: EventStore>(
     _: Stores<S, T>,
-    ws: WsStores<B, C>,
+    ws: WsStores<B, C, E>,
 ) {
     let subscription = new_id();
     for n in 1..=260_u64 {
@@ -296,9 +302,9 @@ async fn remembered_window<S: Backend, T: TokenBackend, B: BindingStore, C: Coun
 }
 all_stores!(redeliveries_within_the_window_keep_their_number, remembered_window);
 
-async fn heartbeat_index<S: Backend, T: TokenBackend, B: BindingStore, C: CounterStore>(
+async fn heartbeat_index<S: Backend, T: TokenBackend, B: BindingStore, C: CounterStore, E: EventStore>(
     _: Stores<S, T>,
-    ws: WsStores<B, C>,
+    ws: WsStores<B, C, E>,
 ) {
     let store = ws.bindings;
     // Connections spread over shards; find rows of every shard we create.
@@ -332,9 +338,9 @@ async fn heartbeat_index<S: Backend, T: TokenBackend, B: BindingStore, C: Counte
 }
 all_stores!(heartbeat_index_holds_only_due_bindings, heartbeat_index);
 
-async fn by_topic<S: Backend, T: TokenBackend, B: BindingStore, C: CounterStore>(
+async fn by_topic<S: Backend, T: TokenBackend, B: BindingStore, C: CounterStore, E: EventStore>(
     stores: Stores<S, T>,
-    _: WsStores<B, C>,
+    _: WsStores<B, C, E>,
 ) {
     let topic = format!("http://example.org/topics/{}", new_id());
     let mut ids = Vec::new();
@@ -370,6 +376,81 @@ async fn dynamodb_binding_ttl_is_a_number_of_epoch_seconds() {
         .table_name(&table)
         .key("connectionId", AttributeValue::S(connection))
         .key("subscriptionId", AttributeValue::S("s".to_owned()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap_or_default();
+    assert_eq!(item.get("expiresAt"), Some(&AttributeValue::N("1800001800".to_owned())));
+    let ttl = client.describe_time_to_live().table_name(&table).send().await.unwrap().time_to_live_description.unwrap();
+    assert_eq!(ttl.attribute_name(), Some("expiresAt"));
+    assert_eq!(ttl.time_to_live_status(), Some(&TimeToLiveStatus::Enabled));
+}
+
+fn event_record(subscription_id: &str, number: u64, expires_at: i64) -> EventRecord {
+    EventRecord {
+        subscription_id: subscription_id.to_owned(),
+        event_number: number,
+        timestamp: format!("2027-01-15T08:00:{:02}.000Z", number % 60),
+        focus: Some(format!("https://fhir.example.org/Encounter/e{number}")),
+        additional_context: vec!["https://fhir.example.org/Patient/p1".to_owned()],
+        resources: number
+            .is_multiple_of(2)
+            .then(|| vec![json!({"resourceType": "Encounter", "id": format!("e{number}")})]),
+        expires_at,
+    }
+}
+
+/// The event history: first record of a number wins, ranges are inclusive and ascending,
+/// `limit` caps, expired rows are left out by the clock, subscriptions are apart.
+async fn events_contract<S: Backend, T: TokenBackend, B: BindingStore, C: CounterStore, E: EventStore>(
+    _: Stores<S, T>,
+    ws: WsStores<B, C, E>,
+) {
+    let events = ws.events;
+    let (sub, other) = (new_id(), new_id());
+    let now = 1_800_000_000;
+    for number in 1..=12 {
+        // Numbers 1 and 2 have expired by `now` (their rows are still there, as TTL is lazy).
+        let expires_at = if number <= 2 { now - 1 } else { now + 3600 };
+        events.record_event(&event_record(&sub, number, expires_at)).await.unwrap();
+    }
+    events.record_event(&event_record(&other, 5, now + 3600)).await.unwrap();
+    // A redelivery with a different body changes nothing.
+    let mut again = event_record(&sub, 5, now + 3600);
+    again.focus = Some("https://fhir.example.org/Encounter/changed".to_owned());
+    again.timestamp = "2030-01-01T00:00:00.000Z".to_owned();
+    events.record_event(&again).await.unwrap();
+
+    let numbers = |records: &[EventRecord]| records.iter().map(|r| r.event_number).collect::<Vec<_>>();
+    let all = events.events(&sub, 1, 100, 100, now).await.unwrap();
+    assert_eq!(numbers(&all), (3..=12).collect::<Vec<_>>(), "expired rows are not answered");
+    assert_eq!(all[2], event_record(&sub, 5, now + 3600), "the first record of a number stays");
+    assert_eq!(all[0].resources, None, "event 3 was recorded without resources");
+    assert_eq!(all[1].resources, Some(vec![json!({"resourceType": "Encounter", "id": "e4"})]));
+    assert_eq!(all[1].additional_context, ["https://fhir.example.org/Patient/p1"]);
+    assert_eq!(numbers(&events.events(&sub, 4, 6, 100, now).await.unwrap()), [4, 5, 6], "inclusive");
+    assert_eq!(numbers(&events.events(&sub, 1, 100, 4, now).await.unwrap()), [3, 4, 5, 6], "limit");
+    assert_eq!(numbers(&events.events(&sub, 1, 2, 10, now - 10).await.unwrap()), [1, 2], "unexpired then");
+    assert_eq!(events.events(&sub, 7, 6, 10, now).await.unwrap(), Vec::new(), "empty range");
+    assert_eq!(numbers(&events.events(&other, 1, 100, 100, now).await.unwrap()), [5]);
+    assert_eq!(events.events(&new_id(), 1, 100, 100, now).await.unwrap(), Vec::new());
+}
+all_stores!(event_history_is_idempotent_ordered_and_expires_by_the_clock, events_contract);
+
+/// The events table's TTL is on `expiresAt`, a Number of epoch seconds.
+#[tokio::test]
+async fn dynamodb_event_ttl_is_a_number_of_epoch_seconds() {
+    let ws = fhir_ws_tests::dynamodb_ws_stores().await;
+    let subscription = new_id();
+    ws.events.record_event(&event_record(&subscription, 1, 1_800_001_800)).await.unwrap();
+    let client = dynamodb_client().await;
+    let table = std::env::var("EVENTS_TABLE").unwrap();
+    let item = client
+        .get_item()
+        .table_name(&table)
+        .key("subscriptionId", AttributeValue::S(subscription))
+        .key("eventNumber", AttributeValue::N("1".to_owned()))
         .send()
         .await
         .unwrap()

@@ -14,7 +14,7 @@ async fn create_read_update_delete<S: Backend, T: TokenBackend>(stores: Stores<S
     let app = App::new(stores);
     let alice = unique_principal("alice");
     let mut sent = websocket_subscription(TOPIC);
-    sent["status"] = json!("active"); // the server decides: new subscriptions start requested
+    sent["status"] = json!("off"); // the server decides: new websocket subscriptions are active at once
     sent["id"] = json!("client-chosen"); // the server assigns ids
     sent["name"] = json!("ward 4 encounters");
     sent["_topic"] = json!({"extension": [{"url": "http://example.org/note", "valueString": "kept"}]});
@@ -28,7 +28,7 @@ async fn create_read_update_delete<S: Backend, T: TokenBackend>(stores: Stores<S
     assert_eq!(header(&response, "etag").as_deref(), Some("W/\"1\""));
     assert_eq!(created["meta"]["versionId"], "1");
     assert!(created["meta"]["lastUpdated"].as_str().is_some_and(|t| t.ends_with('Z')));
-    assert_eq!(created["status"], "requested");
+    assert_eq!(created["status"], "active", "the spec's websocket flow: active on creation");
     assert_eq!(created["name"], "ward 4 encounters");
     assert_eq!(created["_topic"], sent["_topic"], "unknown elements survive");
 
@@ -110,14 +110,26 @@ async fn search<S: Backend, T: TokenBackend>(stores: Stores<S, T>) {
     assert_eq!(all["entry"][0]["fullUrl"], format!("{BASE}/Subscription/{}", expected[0]));
     assert_eq!(all["entry"][0]["search"]["mode"], "match");
 
+    // Websocket subscriptions are active from creation; the rest-hook one (stored, not
+    // delivered by this server) stays requested.
     let (_, requested) =
         status_and_json(&app.api(HttpEvent::new("GET", "/Subscription?status=requested", Some(&alice))).await);
-    assert_eq!(requested["total"], 2);
+    assert_eq!(requested["total"], 1);
+    assert_eq!(requested["entry"][0]["resource"]["id"], b.as_str());
     let (_, either) =
-        status_and_json(&app.api(HttpEvent::new("GET", "/Subscription?status=off,active", Some(&alice))).await);
+        status_and_json(&app.api(HttpEvent::new("GET", "/Subscription?status=off,error", Some(&alice))).await);
     assert_eq!(either["total"], 1);
     assert_eq!(either["entry"][0]["resource"]["id"], c.as_str());
-    assert_eq!(either["link"][0]["url"], format!("{BASE}/Subscription?status=off,active"));
+    assert_eq!(either["link"][0]["url"], format!("{BASE}/Subscription?status=off,error"));
+    let (_, active) =
+        status_and_json(&app.api(HttpEvent::new("GET", "/Subscription?status=active", Some(&alice))).await);
+    assert_eq!(active["entry"][0]["resource"]["id"], a.as_str());
+    // Set back to requested ("start again"), a websocket subscription is active at once.
+    let path = format!("/Subscription/{c}");
+    let (_, mut resource) = status_and_json(&app.api(HttpEvent::new("GET", &path, Some(&alice))).await);
+    resource["status"] = json!("requested");
+    let (_, restarted) = status_and_json(&app.api(HttpEvent::new("PUT", &path, Some(&alice)).json(&resource)).await);
+    assert_eq!(restarted["status"], "active");
     assert_outcome(&app.api(HttpEvent::new("GET", "/Subscription?status=paused", Some(&alice))).await, 400, "invalid");
     let (_, none) =
         status_and_json(&app.api(HttpEvent::new("GET", "/Subscription", Some(&unique_principal("carol")))).await);
@@ -171,10 +183,13 @@ async fn validation<S: Backend, T: TokenBackend>(stores: Stores<S, T>) {
     other_id["id"] = json!("someone-else");
     assert_outcome(&app.api(put(other_id)).await, 400, "invalid");
     assert_outcome(&app.api(put(websocket_subscription(TOPIC))).await, 400, "invalid");
-    let mut activate = websocket_subscription(TOPIC);
-    activate["id"] = json!(id);
-    activate["status"] = json!("active");
-    assert_outcome(&app.api(put(activate)).await, 422, "business-rule");
+    let mut error = websocket_subscription(TOPIC);
+    error["id"] = json!(id);
+    error["status"] = json!("error");
+    assert_outcome(&app.api(put(error)).await, 422, "business-rule");
+    let mut bad_end = websocket_subscription(TOPIC);
+    bad_end["end"] = json!("next tuesday");
+    assert_outcome(&app.api(post(bad_end)).await, 400, "invalid");
     let stale = HttpEvent::new("PUT", &path, Some(&alice)).json(&json!({})).header("if-match", "nonsense");
     assert_outcome(&app.api(stale).await, 400, "invalid");
 }

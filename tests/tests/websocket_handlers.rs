@@ -3,7 +3,7 @@
 //! in for the Management API (SigV4-signed posts from the real SDK client).
 
 use chrono::{TimeDelta, Utc};
-use fhir_ws_core::store::{BindingStore, CounterStore};
+use fhir_ws_core::store::{BindingStore, CounterStore, EventStore};
 use fhir_ws_tests::websocket::{TEST_SUBPROTOCOLS, WsEvent, WsHarness, WsStores};
 use fhir_ws_tests::{
     Backend, HttpEvent, Stores, TokenBackend, all_stores, assert_valid_r5, binding_token_config, status_and_json,
@@ -43,14 +43,24 @@ fn handshake_subjects(frames: &[Value]) -> Vec<String> {
     subjects
 }
 
-async fn status_of<S: Backend, T: TokenBackend, B, C>(ws: &WsHarness<S, T, B, C>, owner: &str, id: &str) -> Value {
+async fn status_of<S: Backend, T: TokenBackend, B, C, E>(
+    ws: &WsHarness<S, T, B, C, E>,
+    owner: &str,
+    id: &str,
+) -> Value {
     let response = ws.app.api(HttpEvent::new("GET", &format!("/Subscription/{id}"), Some(owner))).await;
     status_and_json(&response).1["status"].clone()
 }
 
-async fn bind_in_both_dialects<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: CounterStore + Clone>(
+async fn bind_in_both_dialects<
+    S: Backend,
+    T: TokenBackend,
+    B: BindingStore + Clone,
+    C: CounterStore + Clone,
+    E: EventStore + Clone,
+>(
     stores: Stores<S, T>,
-    ws_stores: WsStores<B, C>,
+    ws_stores: WsStores<B, C, E>,
 ) {
     let ws = WsHarness::new(stores, ws_stores).await;
     let forms: [fn(&str) -> String; 3] = [
@@ -61,7 +71,7 @@ async fn bind_in_both_dialects<S: Backend, T: TokenBackend, B: BindingStore + Cl
     for form in forms {
         let owner = unique_principal("alice");
         let (mut ids, token) = ws.subscriptions_and_token(&owner, 2).await;
-        assert_eq!(status_of(&ws, &owner, &ids[0]).await, "requested");
+        assert_eq!(status_of(&ws, &owner, &ids[0]).await, "active", "websocket subscriptions start active");
         let connection = connection_id();
         assert_eq!(ws.connect(WsEvent::connect(&connection, None)).await.status_code, 200);
         assert_eq!(ws.send(&connection, &form(&token)).await.status_code, 200);
@@ -76,7 +86,7 @@ async fn bind_in_both_dialects<S: Backend, T: TokenBackend, B: BindingStore + Cl
         }
         assert_valid_r5(&frames);
         for id in &ids {
-            assert_eq!(status_of(&ws, &owner, id).await, "active", "bound subscriptions become active");
+            assert_eq!(status_of(&ws, &owner, id).await, "active", "binding keeps them active");
         }
         let bindings = ws.bindings(&connection).await;
         assert_eq!(bindings.len(), 2);
@@ -90,9 +100,15 @@ async fn bind_in_both_dialects<S: Backend, T: TokenBackend, B: BindingStore + Cl
 }
 all_stores!(bind_with_token_in_both_dialects_sends_one_handshake_per_subscription, bind_in_both_dialects);
 
-async fn bind_at_connect<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: CounterStore + Clone>(
+async fn bind_at_connect<
+    S: Backend,
+    T: TokenBackend,
+    B: BindingStore + Clone,
+    C: CounterStore + Clone,
+    E: EventStore + Clone,
+>(
     stores: Stores<S, T>,
-    ws_stores: WsStores<B, C>,
+    ws_stores: WsStores<B, C, E>,
 ) {
     let ws = WsHarness::new(stores, ws_stores).await;
     let owner = unique_principal("alice");
@@ -122,9 +138,15 @@ async fn bind_at_connect<S: Backend, T: TokenBackend, B: BindingStore + Clone, C
 }
 all_stores!(query_string_bind_at_connect_gets_its_handshake_on_the_first_frame, bind_at_connect);
 
-async fn refused_connects<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: CounterStore + Clone>(
+async fn refused_connects<
+    S: Backend,
+    T: TokenBackend,
+    B: BindingStore + Clone,
+    C: CounterStore + Clone,
+    E: EventStore + Clone,
+>(
     stores: Stores<S, T>,
-    ws_stores: WsStores<B, C>,
+    ws_stores: WsStores<B, C, E>,
 ) {
     let ws = WsHarness::new(stores, ws_stores).await;
     let owner = unique_principal("alice");
@@ -171,9 +193,15 @@ async fn refused_connects<S: Backend, T: TokenBackend, B: BindingStore + Clone, 
 }
 all_stores!(connect_refuses_forged_expired_revoked_and_unusable_tokens, refused_connects);
 
-async fn subprotocols<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: CounterStore + Clone>(
+async fn subprotocols<
+    S: Backend,
+    T: TokenBackend,
+    B: BindingStore + Clone,
+    C: CounterStore + Clone,
+    E: EventStore + Clone,
+>(
     stores: Stores<S, T>,
-    ws_stores: WsStores<B, C>,
+    ws_stores: WsStores<B, C, E>,
 ) {
     let ws = WsHarness::new(stores, ws_stores).await;
     let offered = format!("chat, {TEST_SUBPROTOCOLS}");
@@ -186,9 +214,15 @@ async fn subprotocols<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: C
 }
 all_stores!(connect_echoes_an_accepted_subprotocol, subprotocols);
 
-async fn rebinding<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: CounterStore + Clone>(
+async fn rebinding<
+    S: Backend,
+    T: TokenBackend,
+    B: BindingStore + Clone,
+    C: CounterStore + Clone,
+    E: EventStore + Clone,
+>(
     stores: Stores<S, T>,
-    ws_stores: WsStores<B, C>,
+    ws_stores: WsStores<B, C, E>,
 ) {
     let ws = WsHarness::new(stores, ws_stores).await;
     let owner = unique_principal("alice");
@@ -218,9 +252,15 @@ async fn rebinding<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: Coun
 }
 all_stores!(second_binds_add_and_fresh_tokens_extend, rebinding);
 
-async fn unbinding<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: CounterStore + Clone>(
+async fn unbinding<
+    S: Backend,
+    T: TokenBackend,
+    B: BindingStore + Clone,
+    C: CounterStore + Clone,
+    E: EventStore + Clone,
+>(
     stores: Stores<S, T>,
-    ws_stores: WsStores<B, C>,
+    ws_stores: WsStores<B, C, E>,
 ) {
     let ws = WsHarness::new(stores, ws_stores).await;
     let owner = unique_principal("alice");
@@ -247,9 +287,15 @@ async fn unbinding<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: Coun
 }
 all_stores!(unbind_removes_exactly_that_tokens_bindings, unbinding);
 
-async fn ping_pong<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: CounterStore + Clone>(
+async fn ping_pong<
+    S: Backend,
+    T: TokenBackend,
+    B: BindingStore + Clone,
+    C: CounterStore + Clone,
+    E: EventStore + Clone,
+>(
     stores: Stores<S, T>,
-    ws_stores: WsStores<B, C>,
+    ws_stores: WsStores<B, C, E>,
 ) {
     let ws = WsHarness::new(stores, ws_stores).await;
     let connection = connection_id();
@@ -259,9 +305,15 @@ async fn ping_pong<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: Coun
 }
 all_stores!(ping_is_answered_pong_in_both_dialects, ping_pong);
 
-async fn garbage<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: CounterStore + Clone>(
+async fn garbage<
+    S: Backend,
+    T: TokenBackend,
+    B: BindingStore + Clone,
+    C: CounterStore + Clone,
+    E: EventStore + Clone,
+>(
     stores: Stores<S, T>,
-    ws_stores: WsStores<B, C>,
+    ws_stores: WsStores<B, C, E>,
 ) {
     let ws = WsHarness::new(stores, ws_stores).await;
     let owner = unique_principal("alice");
@@ -309,9 +361,15 @@ async fn garbage<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: Counte
 }
 all_stores!(garbage_frames_get_an_operation_outcome_and_change_nothing, garbage);
 
-async fn disconnects<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: CounterStore + Clone>(
+async fn disconnects<
+    S: Backend,
+    T: TokenBackend,
+    B: BindingStore + Clone,
+    C: CounterStore + Clone,
+    E: EventStore + Clone,
+>(
     stores: Stores<S, T>,
-    ws_stores: WsStores<B, C>,
+    ws_stores: WsStores<B, C, E>,
 ) {
     let ws = WsHarness::new(stores, ws_stores).await;
     let owner = unique_principal("alice");
@@ -326,9 +384,9 @@ async fn disconnects<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: Co
 }
 all_stores!(disconnect_deletes_the_connections_bindings, disconnects);
 
-async fn gone<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: CounterStore + Clone>(
+async fn gone<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: CounterStore + Clone, E: EventStore + Clone>(
     stores: Stores<S, T>,
-    ws_stores: WsStores<B, C>,
+    ws_stores: WsStores<B, C, E>,
 ) {
     let ws = WsHarness::new(stores, ws_stores).await;
     let owner = unique_principal("alice");

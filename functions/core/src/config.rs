@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `SUBSCRIPTIONS_TABLE` | all but ws-disconnect | subscriptions table name |
 //! | `TOKENS_TABLE` | get-ws-binding-token, ws-connect, ws-default | tokens table name |
-//! | `WEBSOCKET_URL` | get-ws-binding-token | `wss://` URL returned as `websocket-url` |
+//! | `WEBSOCKET_URL` | get-ws-binding-token, subscription-api | `wss://` URL returned as `websocket-url` (and stated in `metadata`) |
 //! | `TOKEN_SIGNING_KEYS` | get-ws-binding-token, ws-connect, ws-default | `keyid:secret[,keyid:secret…]` (first signs), or the signing-key secret's JSON |
 //! | `TOKEN_LIFETIME_SECONDS` | get-ws-binding-token | token lifetime, default 1800 (60–86400) |
 //! | `PRINCIPAL_CLAIM` | HTTP functions | JWT claim naming the caller, default `sub` |
@@ -14,11 +14,14 @@
 //! | `WEBSOCKET_MANAGEMENT_ENDPOINT` | ws-connect, ws-default | optional Management API endpoint; default `https://{domainName}/{stage}` of the event |
 //! | `WEBSOCKET_SUBPROTOCOLS` | ws-connect | optional comma list of accepted `Sec-WebSocket-Protocol` values |
 //! | `FHIR_BASE_URL` | fanout | base URL of the FHIR server the events' resources live on |
+//! | `COUNTERS_TABLE` | subscription-api (and the delivery functions) | event counters table name |
+//! | `EVENTS_TABLE` | subscription-api, fanout | event history table name |
+//! | `EVENT_RETENTION_SECONDS` | fanout | how long events stay answerable by `$events`, default 604800 (7 days) |
 
 use chrono::TimeDelta;
 
 use crate::http::IdentityConfig;
-use crate::store::dynamodb::{DynamoBindingStore, DynamoCounterStore, DynamoSubscriptionStore};
+use crate::store::dynamodb::{DynamoBindingStore, DynamoCounterStore, DynamoEventStore, DynamoSubscriptionStore};
 use crate::token::{KeyRing, KeyRingError};
 
 /// Default token lifetime: 30 minutes.
@@ -76,11 +79,18 @@ pub fn identity(source: &impl Source) -> IdentityConfig {
     }
 }
 
-/// Configuration of the `subscription-api` function.
+/// Configuration of the `subscription-api` function (the Subscription API, `$status`,
+/// `$events` and `metadata`).
 #[derive(Debug, Clone)]
 pub struct SubscriptionApiConfig {
     /// Subscriptions table name.
     pub subscriptions_table: String,
+    /// Counters table name (`eventsSinceSubscriptionStart`).
+    pub counters_table: String,
+    /// Event history table name (`$events`).
+    pub events_table: String,
+    /// The WebSocket URL, stated in the CapabilityStatement.
+    pub websocket_url: String,
     /// Caller identity claims.
     pub identity: IdentityConfig,
 }
@@ -88,7 +98,62 @@ pub struct SubscriptionApiConfig {
 impl SubscriptionApiConfig {
     /// Reads the configuration.
     pub fn load(source: &impl Source) -> Result<Self, ConfigError> {
-        Ok(Self { subscriptions_table: required(source, "SUBSCRIPTIONS_TABLE")?, identity: identity(source) })
+        Ok(Self {
+            subscriptions_table: required(source, "SUBSCRIPTIONS_TABLE")?,
+            counters_table: required(source, "COUNTERS_TABLE")?,
+            events_table: required(source, "EVENTS_TABLE")?,
+            websocket_url: websocket_url(source)?,
+            identity: identity(source),
+        })
+    }
+}
+
+/// `WEBSOCKET_URL`: where clients open the WebSocket (`ws://` or `wss://`).
+fn websocket_url(source: &impl Source) -> Result<String, ConfigError> {
+    let url = required(source, "WEBSOCKET_URL")?;
+    if !(url.starts_with("wss://") || url.starts_with("ws://")) {
+        return Err(ConfigError::Invalid("WEBSOCKET_URL", "must start with wss:// or ws://".to_owned()));
+    }
+    Ok(url)
+}
+
+/// Default retention of the event history: 7 days.
+pub const DEFAULT_EVENT_RETENTION_SECONDS: i64 = 7 * 24 * 60 * 60;
+/// Allowed retentions, in seconds (a minute to a year).
+const EVENT_RETENTION_RANGE: std::ops::RangeInclusive<i64> = 60..=366 * 24 * 60 * 60;
+
+/// Configuration of the event history the `fanout` function writes.
+#[derive(Debug, Clone)]
+pub struct EventHistoryConfig {
+    /// Event history table name.
+    pub events_table: String,
+    /// How long records are kept and answered.
+    pub retention: TimeDelta,
+}
+
+impl EventHistoryConfig {
+    /// Reads the configuration.
+    pub fn load(source: &impl Source) -> Result<Self, ConfigError> {
+        let seconds = match source.value("EVENT_RETENTION_SECONDS") {
+            None => DEFAULT_EVENT_RETENTION_SECONDS,
+            Some(text) => {
+                text.trim().parse::<i64>().ok().filter(|s| EVENT_RETENTION_RANGE.contains(s)).ok_or_else(|| {
+                    ConfigError::Invalid(
+                        "EVENT_RETENTION_SECONDS",
+                        "must be a whole number from 60 to 31622400".to_owned(),
+                    )
+                })?
+            }
+        };
+        Ok(Self { events_table: required(source, "EVENTS_TABLE")?, retention: TimeDelta::seconds(seconds) })
+    }
+
+    /// The history on the DynamoDB table, through `client`.
+    pub fn dynamodb(&self, client: &aws_sdk_dynamodb::Client) -> crate::fanout::EventHistory<DynamoEventStore> {
+        crate::fanout::EventHistory {
+            store: DynamoEventStore::new(client.clone(), &self.events_table),
+            retention: self.retention,
+        }
     }
 }
 
@@ -112,10 +177,7 @@ pub struct BindingTokenConfig {
 impl BindingTokenConfig {
     /// Reads the configuration.
     pub fn load(source: &impl Source) -> Result<Self, ConfigError> {
-        let websocket_url = required(source, "WEBSOCKET_URL")?;
-        if !(websocket_url.starts_with("wss://") || websocket_url.starts_with("ws://")) {
-            return Err(ConfigError::Invalid("WEBSOCKET_URL", "must start with wss:// or ws://".to_owned()));
-        }
+        let websocket_url = websocket_url(source)?;
         let lifetime = match source.value("TOKEN_LIFETIME_SECONDS") {
             None => DEFAULT_TOKEN_LIFETIME_SECONDS,
             Some(text) => text
@@ -261,5 +323,17 @@ mod tests {
         let mut pairs = FULL.to_vec();
         pairs.push(("WEBSOCKET_URL", "https://nope"));
         assert!(matches!(BindingTokenConfig::load(&env(&pairs)).err(), Some(ConfigError::Invalid("WEBSOCKET_URL", _))));
+    }
+
+    #[test]
+    fn event_retention_defaults_to_a_week_and_is_checked() {
+        let config = EventHistoryConfig::load(&env(&[("EVENTS_TABLE", "events")]));
+        assert!(matches!(&config, Ok(c) if c.retention == TimeDelta::days(7) && c.events_table == "events"));
+        for bad in ["0", "59", "-5", "a week", "40000000"] {
+            let config =
+                EventHistoryConfig::load(&env(&[("EVENTS_TABLE", "events"), ("EVENT_RETENTION_SECONDS", bad)]));
+            assert!(matches!(config.err(), Some(ConfigError::Invalid("EVENT_RETENTION_SECONDS", _))), "{bad}");
+        }
+        assert_eq!(EventHistoryConfig::load(&env(&[])).err(), Some(ConfigError::Missing("EVENTS_TABLE")));
     }
 }

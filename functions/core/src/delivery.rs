@@ -78,7 +78,7 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, P: Pusher> Delivery
         metrics: &Metrics,
     ) -> Result<(), DeliveryError> {
         let found = self.subscriptions.get(&binding.subscription_id).await?;
-        let Ok(subscription) = bindable(&binding.subscription_id, found, &binding.owner) else {
+        let Ok(subscription) = bindable(&binding.subscription_id, found, &binding.owner, now) else {
             self.bindings
                 .record_message(&binding.connection_id, &binding.subscription_id, binding.last_message_at, None)
                 .await?;

@@ -12,13 +12,17 @@
 //!   constant-time verification, and [`token::verify`], the full check the WebSocket
 //!   functions run on every bind.
 //! - [`access`] — the rule for who may bind to which subscription.
-//! - [`store`] — storage ports (one trait per table) with DynamoDB and in-memory adapters.
+//! - [`store`] — storage ports (one trait per table: subscriptions, tokens, bindings,
+//!   counters, event history) with DynamoDB and in-memory adapters.
 //! - [`http`] — request reading, caller identity, and errors as `OperationOutcome`s.
-//! - [`ops`] — the HTTP handlers: the Subscription API and `$get-ws-binding-token`.
+//! - [`ops`] — the HTTP handlers: the Subscription API, `$status`, `$events`, `metadata`
+//!   and `$get-ws-binding-token`.
 //! - [`ws`] — the WebSocket handlers (`$connect`, `$default`, `$disconnect`), the client
 //!   protocol, binding and unbinding.
-//! - [`notification`] — notification Bundles (handshake, heartbeat, event).
-//! - [`fanout`] — the event contract, filters, and delivery of events to bound connections.
+//! - [`notification`] — notification Bundles (handshake, heartbeat, event, `$events`
+//!   answers) and the event records they are built from.
+//! - [`fanout`] — the event contract, filters, numbering and recording of events, and their
+//!   delivery to bound connections.
 //! - [`heartbeat`] — heartbeats and owed handshakes on a schedule.
 //! - [`push`] — posting frames to connections through the Management API, with retries.
 //! - [`delivery`] — sending to bound connections: retries, 410 clean-up, status notifications.

@@ -1,5 +1,10 @@
 //! Notification Bundles (R5 shape): `Bundle.type = subscription-notification` whose first
-//! entry is a `SubscriptionStatus` (`handshake`, `heartbeat` or `event-notification`).
+//! entry is a `SubscriptionStatus` (`handshake`, `heartbeat`, `event-notification`, or
+//! `query-event` for `$events`).
+//!
+//! An event is first turned into an [`EventRecord`] (its number, timestamp, references
+//! and resources); the live notification and a later `$events` replay are both built
+//! from such a record, so the two cannot drift apart.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
@@ -7,7 +12,7 @@ use serde_json::{Map, Value};
 use crate::fhir::{
     Bundle, BundleEntry, ContentLevel, NotificationEvent, NotificationType, Reference, SubscriptionStatus, new_id,
 };
-use crate::store::StoredSubscription;
+use crate::store::{EventRecord, MAX_RECORDED_RESOURCE_BYTES, StoredSubscription};
 
 /// A notification without events (`handshake` or `heartbeat`) for `subscription`,
 /// reporting `events_since_start` (handshakes and heartbeats do not advance it).
@@ -20,6 +25,26 @@ pub fn status_notification(
     notification_bundle(subscription, kind, events_since_start, Vec::new(), now)
 }
 
+/// The `SubscriptionStatus` of `subscription` at `now` for a notification or query.
+pub fn subscription_status(
+    subscription: &StoredSubscription,
+    kind: NotificationType,
+    events_since_start: u64,
+    notification_event: Vec<NotificationEvent>,
+    now: DateTime<Utc>,
+) -> SubscriptionStatus {
+    SubscriptionStatus {
+        resource_type: "SubscriptionStatus".to_owned(),
+        status: Some(subscription.status_at(now)),
+        notification_type: kind,
+        events_since_subscription_start: Some(events_since_start.to_string()),
+        notification_event,
+        subscription: Reference::to(format!("Subscription/{}", subscription.id())),
+        topic: subscription.resource().topic.clone(),
+        other: Map::new(),
+    }
+}
+
 /// A `subscription-notification` Bundle whose first entry is the `SubscriptionStatus`.
 fn notification_bundle(
     subscription: &StoredSubscription,
@@ -28,16 +53,7 @@ fn notification_bundle(
     notification_event: Vec<NotificationEvent>,
     now: DateTime<Utc>,
 ) -> Bundle {
-    let status = SubscriptionStatus {
-        resource_type: "SubscriptionStatus".to_owned(),
-        status: Some(subscription.status()),
-        notification_type: kind,
-        events_since_subscription_start: Some(events_since_start.to_string()),
-        notification_event,
-        subscription: Reference::to(format!("Subscription/{}", subscription.id())),
-        topic: subscription.resource().topic.clone(),
-        other: Map::new(),
-    };
+    let status = subscription_status(subscription, kind, events_since_start, notification_event, now);
     let mut bundle = Bundle::new("subscription-notification");
     bundle.id = Some(new_id());
     bundle.timestamp = Some(now.to_rfc3339_opts(SecondsFormat::Millis, true));
@@ -72,57 +88,145 @@ fn resource_url(base: &str, resource: &Map<String, Value>) -> String {
     format!("{}/{kind}/{id}", base.trim_end_matches('/'))
 }
 
-/// An `event-notification` for event number `event_number` of `subscription`, at
-/// content level `level`: `empty` carries no references or resources, `id-only` the
-/// focus and context references, `full-resource` those plus the resources as entries.
-pub fn event_notification(
-    subscription: &StoredSubscription,
+/// Event number `event_number` of `subscription_id` as a record holding everything the
+/// notification shows, resources included; `expires_at` is when it leaves the history.
+pub fn event_record(
+    subscription_id: &str,
     event_number: u64,
     content: EventContent<'_>,
+    expires_at: i64,
+) -> EventRecord {
+    let base = content.fhir_base_url;
+    EventRecord {
+        subscription_id: subscription_id.to_owned(),
+        event_number,
+        timestamp: content.timestamp.to_rfc3339_opts(SecondsFormat::Millis, true),
+        focus: Some(resource_url(base, content.focus)),
+        additional_context: content.additional_context.iter().map(|r| resource_url(base, r)).collect(),
+        resources: Some(
+            std::iter::once(content.focus).chain(content.additional_context).cloned().map(Value::Object).collect(),
+        ),
+        expires_at,
+    }
+}
+
+impl EventRecord {
+    /// The record as the event history keeps it: the resources only when `keep_resources`
+    /// (the subscription asked for `full-resource`) and they fit
+    /// [`MAX_RECORDED_RESOURCE_BYTES`]; references always.
+    pub fn for_history(&self, keep_resources: bool) -> Self {
+        let fits = |resources: &Vec<Value>| {
+            serde_json::to_vec(resources).is_ok_and(|json| json.len() <= MAX_RECORDED_RESOURCE_BYTES)
+        };
+        Self {
+            subscription_id: self.subscription_id.clone(),
+            event_number: self.event_number,
+            timestamp: self.timestamp.clone(),
+            focus: self.focus.clone(),
+            additional_context: self.additional_context.clone(),
+            resources: self.resources.as_ref().filter(|r| keep_resources && fits(r)).cloned(),
+            expires_at: self.expires_at,
+        }
+    }
+
+    /// `notificationEvent` for this event at content level `level` (`empty`: no
+    /// references).
+    fn notification_event(&self, level: ContentLevel) -> NotificationEvent {
+        let with_references = level != ContentLevel::Empty;
+        NotificationEvent {
+            event_number: self.event_number.to_string(),
+            timestamp: Some(self.timestamp.clone()),
+            focus: self.focus.clone().filter(|_| with_references).map(Reference::to),
+            additional_context: if with_references {
+                self.additional_context.iter().cloned().map(Reference::to).collect()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    /// The resource entries (`fullUrl` + resource) a `full-resource` notification adds;
+    /// none when the resources were not kept.
+    fn resource_entries(&self) -> Vec<BundleEntry> {
+        let urls = self.focus.iter().chain(&self.additional_context);
+        let resources = self.resources.iter().flatten();
+        urls.zip(resources)
+            .map(|(url, resource)| BundleEntry {
+                full_url: Some(url.clone()),
+                resource: Some(resource.clone()),
+                search: None,
+            })
+            .collect()
+    }
+}
+
+/// An `event-notification` for `record` of `subscription`, at content level `level`:
+/// `empty` carries no references or resources, `id-only` the focus and context
+/// references, `full-resource` those plus the resources as entries.
+pub fn event_notification(
+    subscription: &StoredSubscription,
+    record: &EventRecord,
     level: ContentLevel,
     now: DateTime<Utc>,
 ) -> Bundle {
-    let base = content.fhir_base_url;
-    let with_references = level != ContentLevel::Empty;
-    let event = NotificationEvent {
-        event_number: event_number.to_string(),
-        timestamp: Some(content.timestamp.to_rfc3339_opts(SecondsFormat::Millis, true)),
-        focus: with_references.then(|| Reference::to(resource_url(base, content.focus))),
-        additional_context: if with_references {
-            content.additional_context.iter().map(|r| Reference::to(resource_url(base, r))).collect()
-        } else {
-            Vec::new()
-        },
-    };
+    let event = record.notification_event(level);
     let mut bundle =
-        notification_bundle(subscription, NotificationType::EventNotification, event_number, vec![event], now);
+        notification_bundle(subscription, NotificationType::EventNotification, record.event_number, vec![event], now);
     if level == ContentLevel::FullResource {
-        for resource in std::iter::once(content.focus).chain(content.additional_context) {
-            bundle.entry.push(BundleEntry {
-                full_url: Some(resource_url(base, resource)),
-                resource: Some(Value::Object(resource.clone())),
-                search: None,
-            });
-        }
+        bundle.entry.extend(record.resource_entries());
     }
     bundle
+}
+
+/// The content level a subscription's notifications use (R5 leaves the default open;
+/// `id-only` tells the client what changed without shipping data it may not be allowed
+/// to cache).
+pub fn content_level(subscription: &StoredSubscription) -> ContentLevel {
+    subscription.resource().content.unwrap_or(ContentLevel::IdOnly)
 }
 
 /// The notification as one WebSocket frame. A `full-resource` notification larger than
 /// API Gateway accepts is sent `id-only` instead (never dropped); the flag says so.
 pub fn event_frame(
     subscription: &StoredSubscription,
-    event_number: u64,
-    content: EventContent<'_>,
+    record: &EventRecord,
     now: DateTime<Utc>,
 ) -> Result<(Vec<u8>, bool), serde_json::Error> {
-    // R5 leaves the default open; id-only tells the client what changed without
-    // shipping data it may not be allowed to cache.
-    let level = subscription.resource().content.unwrap_or(ContentLevel::IdOnly);
-    let frame = serde_json::to_vec(&event_notification(subscription, event_number, content, level, now))?;
+    let level = content_level(subscription);
+    let frame = serde_json::to_vec(&event_notification(subscription, record, level, now))?;
     if frame.len() <= MAX_MESSAGE_BYTES || level != ContentLevel::FullResource {
         return Ok((frame, false));
     }
-    let smaller = event_notification(subscription, event_number, content, ContentLevel::IdOnly, now);
+    let smaller = event_notification(subscription, record, ContentLevel::IdOnly, now);
     Ok((serde_json::to_vec(&smaller)?, true))
+}
+
+/// The `$events` answer: a `subscription-notification` Bundle whose `SubscriptionStatus`
+/// has type `query-event` and one `notificationEvent` per record (in the order given),
+/// then, at `full-resource`, the recorded resources. A resource recorded by several events
+/// appears once per distinct `meta.versionId` (the last copy wins), as FHIR allows a
+/// `fullUrl` only once per version in a Bundle. With no records the status has type
+/// `query-status` instead, since `query-event` requires at least one event (sst-1).
+pub fn query_event_bundle(
+    subscription: &StoredSubscription,
+    records: &[EventRecord],
+    events_since_start: u64,
+    level: ContentLevel,
+    now: DateTime<Utc>,
+) -> Bundle {
+    let kind = if records.is_empty() { NotificationType::QueryStatus } else { NotificationType::QueryEvent };
+    let events = records.iter().map(|r| r.notification_event(level)).collect();
+    let mut bundle = notification_bundle(subscription, kind, events_since_start, events, now);
+    if level == ContentLevel::FullResource {
+        let mut entries: Vec<BundleEntry> = Vec::new();
+        for entry in records.iter().flat_map(EventRecord::resource_entries) {
+            let version = |e: &BundleEntry| e.resource.as_ref().map(|r| r["meta"]["versionId"].clone());
+            match entries.iter_mut().find(|e| e.full_url == entry.full_url && version(e) == version(&entry)) {
+                Some(existing) => *existing = entry,
+                None => entries.push(entry),
+            }
+        }
+        bundle.entry.extend(entries);
+    }
+    bundle
 }

@@ -4,7 +4,7 @@
 #![recursion_limit = "256"]
 
 use aws_lambda_events::sqs::SqsEvent;
-use fhir_ws_core::config::{DeliveryConfig, ProcessEnv, fhir_base_url};
+use fhir_ws_core::config::{DeliveryConfig, EventHistoryConfig, ProcessEnv, fhir_base_url};
 use fhir_ws_core::fanout::FanOut;
 use fhir_ws_core::push::ManagementApiPusher;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
@@ -14,9 +14,11 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = DeliveryConfig::load(&ProcessEnv)?;
     let aws = aws_config::load_from_env().await;
-    let (subscriptions, bindings, counters) = config.dynamodb_stores(&aws_sdk_dynamodb::Client::new(&aws));
-    let fanout =
-        &FanOut::new(subscriptions, bindings, counters, ManagementApiPusher::new(&aws), &fhir_base_url(&ProcessEnv)?);
+    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
+    let (subscriptions, bindings, counters) = config.dynamodb_stores(&dynamodb);
+    let history = EventHistoryConfig::load(&ProcessEnv)?.dynamodb(&dynamodb);
+    let pusher = ManagementApiPusher::new(&aws);
+    let fanout = &FanOut::new(subscriptions, bindings, counters, history, pusher, &fhir_base_url(&ProcessEnv)?);
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, Error>(fanout.handle_batch(&event.payload, chrono::Utc::now()).await)
     }))

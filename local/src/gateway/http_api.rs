@@ -13,6 +13,8 @@ use base64::Engine as _;
 use chrono::Utc;
 use fhir_ws_core::fhir::{IssueType, OperationOutcome};
 use fhir_ws_core::ops::binding_token::OPERATION;
+use fhir_ws_core::ops::capability::METADATA;
+use fhir_ws_core::ops::queries::{EVENTS, STATUS};
 use serde_json::{Map, Value, json};
 
 use super::{Backend, Gateway, MAX_REQUEST_BYTES};
@@ -23,8 +25,9 @@ enum Function {
     BindingToken,
 }
 
-/// Routes like the template: `…/$get-ws-binding-token` to the operation, the rest of
-/// `/Subscription…` to the Subscription API. Returns the route key's path template too.
+/// Routes like the template: `…/$get-ws-binding-token` to the operation; `/metadata`,
+/// `$status`, `$events` and the rest of `/Subscription…` to the Subscription API
+/// function. Returns the route key's path template too.
 fn route(path: &str) -> Option<(Function, String, Option<String>)> {
     let segments: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(percent_decode).collect();
     match segments.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
@@ -33,6 +36,13 @@ fn route(path: &str) -> Option<(Function, String, Option<String>)> {
         }
         ["Subscription", id, op] if *op == OPERATION => {
             Some((Function::BindingToken, format!("/Subscription/{{id}}/{OPERATION}"), Some((*id).to_owned())))
+        }
+        [metadata] if *metadata == METADATA => Some((Function::SubscriptionApi, format!("/{METADATA}"), None)),
+        ["Subscription", op] if *op == STATUS => {
+            Some((Function::SubscriptionApi, format!("/Subscription/{STATUS}"), None))
+        }
+        ["Subscription", id, op] if *op == STATUS || *op == EVENTS => {
+            Some((Function::SubscriptionApi, format!("/Subscription/{{id}}/{op}"), Some((*id).to_owned())))
         }
         ["Subscription"] => Some((Function::SubscriptionApi, "/Subscription".to_owned(), None)),
         ["Subscription", id] => {

@@ -17,17 +17,17 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use fhir_ws_core::config::{BindingTokenConfig, SubscriptionApiConfig, WebSocketConfig};
-use fhir_ws_core::fanout::FanOut;
+use fhir_ws_core::config::{BindingTokenConfig, EventHistoryConfig, SubscriptionApiConfig, WebSocketConfig};
+use fhir_ws_core::fanout::{EventHistory, FanOut};
 use fhir_ws_core::heartbeat::Heartbeat;
+use fhir_ws_core::ops::SubscriptionService;
 use fhir_ws_core::ops::binding_token::BindingTokenOperation;
-use fhir_ws_core::ops::subscription_api::SubscriptionApi;
 use fhir_ws_core::push::ManagementApiPusher;
 use fhir_ws_core::store::dynamodb::{
-    DynamoBindingStore, DynamoCounterStore, DynamoSubscriptionStore, DynamoTokenStore,
+    DynamoBindingStore, DynamoCounterStore, DynamoEventStore, DynamoSubscriptionStore, DynamoTokenStore,
 };
 use fhir_ws_core::store::memory::MemoryStore;
-use fhir_ws_core::store::{BindingStore, CounterStore, SubscriptionStore, TokenStore};
+use fhir_ws_core::store::{BindingStore, CounterStore, EventStore, SubscriptionStore, TokenStore};
 use fhir_ws_core::ws::{Binder, ConnectHandler, MessageHandler};
 use tokio::net::TcpListener;
 
@@ -81,6 +81,12 @@ pub struct Options {
     pub heartbeat_every: Duration,
     /// Base URL of the FHIR server events refer to.
     pub fhir_base_url: String,
+    /// How long events stay answerable by `$events`, in seconds.
+    pub event_retention_seconds: i64,
+    /// The `websocket-url` clients are given, when they reach the WebSocket API through
+    /// something else (a proxy, a tunnel): the template's `PublicWebSocketUrl`.
+    /// `None`: `ws://127.0.0.1:<port>/ws`.
+    pub public_websocket_url: Option<String>,
 }
 
 impl Default for Options {
@@ -92,6 +98,8 @@ impl Default for Options {
             token_lifetime_seconds: 1800,
             heartbeat_every: Duration::from_secs(60),
             fhir_base_url: "http://localhost:8080/fhir".to_owned(),
+            event_retention_seconds: fhir_ws_core::config::DEFAULT_EVENT_RETENTION_SECONDS,
+            public_websocket_url: None,
         }
     }
 }
@@ -116,7 +124,17 @@ pub(crate) trait Backend: Send + Sync + 'static {
     type Tokens: TokenStore + Clone + 'static;
     type Bindings: BindingStore + Clone + 'static;
     type Counters: CounterStore + Clone + 'static;
+    type Events: EventStore + Clone + 'static;
 }
+
+/// One back end's stores, one per table.
+type StoresOf<K> = (
+    <K as Backend>::Subscriptions,
+    <K as Backend>::Tokens,
+    <K as Backend>::Bindings,
+    <K as Backend>::Counters,
+    <K as Backend>::Events,
+);
 
 /// The embedded store.
 pub(crate) struct Memory;
@@ -125,6 +143,7 @@ impl Backend for Memory {
     type Tokens = Arc<MemoryStore>;
     type Bindings = Arc<MemoryStore>;
     type Counters = Arc<MemoryStore>;
+    type Events = Arc<MemoryStore>;
 }
 
 /// A DynamoDB-compatible server.
@@ -134,16 +153,17 @@ impl Backend for Dynamo {
     type Tokens = DynamoTokenStore;
     type Bindings = DynamoBindingStore;
     type Counters = DynamoCounterStore;
+    type Events = DynamoEventStore;
 }
 
 /// Every handler, wired as the template wires the Lambdas.
 pub(crate) struct Gateway<K: Backend> {
-    pub(crate) api: SubscriptionApi<K::Subscriptions>,
+    pub(crate) api: SubscriptionService<K::Subscriptions, K::Counters, K::Events>,
     pub(crate) operation: BindingTokenOperation<K::Subscriptions, K::Tokens>,
     pub(crate) connect: ConnectHandler<K::Subscriptions, K::Tokens, K::Bindings>,
     pub(crate) message: MessageHandler<K::Subscriptions, K::Tokens, K::Bindings, K::Counters, ManagementApiPusher>,
     pub(crate) bindings: K::Bindings,
-    pub(crate) fanout: FanOut<K::Subscriptions, K::Bindings, K::Counters, ManagementApiPusher>,
+    pub(crate) fanout: FanOut<K::Subscriptions, K::Bindings, K::Counters, K::Events, ManagementApiPusher>,
     pub(crate) heartbeat: Heartbeat<K::Subscriptions, K::Bindings, K::Counters, ManagementApiPusher>,
     pub(crate) connections: Connections,
     pub(crate) users: Users,
@@ -170,7 +190,9 @@ pub async fn serve(
         ("TOKENS_TABLE", "TokensTable".to_owned()),
         ("BINDINGS_TABLE", "BindingsTable".to_owned()),
         ("COUNTERS_TABLE", "CountersTable".to_owned()),
-        ("WEBSOCKET_URL", format!("ws://{host}/ws")),
+        ("EVENTS_TABLE", "EventsTable".to_owned()),
+        ("EVENT_RETENTION_SECONDS", options.event_retention_seconds.to_string()),
+        ("WEBSOCKET_URL", options.public_websocket_url.clone().unwrap_or_else(|| format!("ws://{host}/ws"))),
         ("WEBSOCKET_MANAGEMENT_ENDPOINT", format!("http://{host}/{STAGE}")),
         ("TOKEN_SIGNING_KEYS", keys),
         ("TOKEN_LIFETIME_SECONDS", options.token_lifetime_seconds.to_string()),
@@ -180,6 +202,7 @@ pub async fn serve(
         api: SubscriptionApiConfig::load(&source)?,
         operation: BindingTokenConfig::load(&source)?,
         websocket: WebSocketConfig::load(&source)?,
+        history: EventHistoryConfig::load(&source)?,
     };
     let aws = sdk_config(options.dynamodb_endpoint.as_deref()).await;
     let pusher = || ManagementApiPusher::new(&aws);
@@ -192,13 +215,14 @@ pub async fn serve(
             DynamoSubscriptionStore::new(client.clone(), "SubscriptionsTable"),
             DynamoTokenStore::new(client.clone(), "TokensTable"),
             DynamoBindingStore::new(client.clone(), "BindingsTable"),
-            DynamoCounterStore::new(client, "CountersTable"),
+            DynamoCounterStore::new(client.clone(), "CountersTable"),
+            DynamoEventStore::new(client, "EventsTable"),
         );
         let gateway = build::<Dynamo>(stores, &configs, &options, pusher, host);
         run(listener, gateway, options.heartbeat_every, shutdown).await
     } else {
         let store = Arc::new(MemoryStore::new());
-        let stores = (store.clone(), store.clone(), store.clone(), store);
+        let stores = (store.clone(), store.clone(), store.clone(), store.clone(), store);
         let gateway = build::<Memory>(stores, &configs, &options, pusher, host);
         run(listener, gateway, options.heartbeat_every, shutdown).await
     }
@@ -208,6 +232,7 @@ struct Configs {
     api: SubscriptionApiConfig,
     operation: BindingTokenConfig,
     websocket: WebSocketConfig,
+    history: EventHistoryConfig,
 }
 
 /// SDK configuration: local credentials and region unless the environment has them,
@@ -235,7 +260,7 @@ async fn sdk_config(dynamodb_endpoint: Option<&str>) -> aws_config::SdkConfig {
 }
 
 fn build<K: Backend>(
-    (subscriptions, tokens, bindings, counters): (K::Subscriptions, K::Tokens, K::Bindings, K::Counters),
+    (subscriptions, tokens, bindings, counters, events): StoresOf<K>,
     configs: &Configs,
     options: &Options,
     pusher: impl Fn() -> ManagementApiPusher,
@@ -244,7 +269,7 @@ fn build<K: Backend>(
     let websocket = &configs.websocket;
     let binder = || Binder::new(subscriptions.clone(), tokens.clone(), bindings.clone(), websocket.keys.clone());
     Arc::new(Gateway {
-        api: SubscriptionApi::new(subscriptions.clone(), &configs.api),
+        api: SubscriptionService::new(subscriptions.clone(), counters.clone(), events.clone(), &configs.api),
         operation: BindingTokenOperation::new(subscriptions.clone(), tokens.clone(), &configs.operation),
         connect: ConnectHandler::new(binder(), websocket.management_endpoint.clone(), websocket.subprotocols.clone()),
         message: MessageHandler::new(binder(), counters.clone(), pusher(), websocket.management_endpoint.clone()),
@@ -252,6 +277,7 @@ fn build<K: Backend>(
             subscriptions.clone(),
             bindings.clone(),
             counters.clone(),
+            EventHistory { store: events, retention: configs.history.retention },
             pusher(),
             &options.fhir_base_url,
         ),

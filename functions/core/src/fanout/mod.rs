@@ -4,7 +4,9 @@
 //! Per message: parse ([`event`]); find the active websocket subscriptions of the
 //! topic whose filters match ([`filter`]); per subscription, number the event once
 //! (idempotently, keyed by `eventId` or the SQS message id, so a redelivery keeps its
-//! number), build the Bundle for the subscription's content level, and post it to every
+//! number), record it under that number in the event history (first record wins, so a
+//! redelivery changes nothing there either), build the Bundle for the subscription's
+//! content level, and post it to every
 //! unexpired binding, at most [`MAX_IN_FLIGHT`] posts at a time. A 410 deletes that
 //! connection's bindings; throttled or failing posts are retried with backoff and jitter,
 //! and if some still fail the SQS record is reported failed, so SQS redelivers it (and
@@ -17,15 +19,15 @@ pub mod event;
 pub mod filter;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use sha2::Digest as _;
 
 use crate::delivery::{Delivery, bounded};
-use crate::fhir::SubscriptionState;
+use crate::fhir::{ContentLevel, SubscriptionState};
 use crate::metrics::Metrics;
-use crate::notification::{EventContent, event_frame};
+use crate::notification::{EventContent, event_frame, event_record};
 use crate::push::{PushError, Pusher, RetryPolicy};
-use crate::store::{BindingStore, CounterStore, StoreError, StoredSubscription, SubscriptionStore};
+use crate::store::{BindingStore, CounterStore, EventStore, StoreError, StoredSubscription, SubscriptionStore};
 use event::{Audience, Event};
 
 /// Most posts in flight at once per event.
@@ -45,19 +47,37 @@ pub enum FanOutError {
     Undelivered(usize),
 }
 
+/// The event history the fan-out writes: where, and for how long records are answered.
+#[derive(Debug, Clone)]
+pub struct EventHistory<E> {
+    /// The events table.
+    pub store: E,
+    /// How long a record is kept (`EVENT_RETENTION_SECONDS`).
+    pub retention: TimeDelta,
+}
+
 /// The fan-out with its stores and client; built once per Lambda instance.
 #[derive(Debug)]
-pub struct FanOut<S, B, C, P> {
+pub struct FanOut<S, B, C, E, P> {
     delivery: Delivery<S, B, C, P>,
+    history: EventHistory<E>,
     fhir_base_url: String,
 }
 
-impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, P: Pusher> FanOut<S, B, C, P> {
-    /// A fan-out over these stores, posting through `pusher`; resource references and
-    /// `fullUrl`s are made absolute with `fhir_base_url`.
-    pub fn new(subscriptions: S, bindings: B, counters: C, pusher: P, fhir_base_url: &str) -> Self {
+impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: Pusher> FanOut<S, B, C, E, P> {
+    /// A fan-out over these stores, recording into `history` and posting through
+    /// `pusher`; resource references and `fullUrl`s are made absolute with `fhir_base_url`.
+    pub fn new(
+        subscriptions: S,
+        bindings: B,
+        counters: C,
+        history: EventHistory<E>,
+        pusher: P,
+        fhir_base_url: &str,
+    ) -> Self {
         Self {
             delivery: Delivery::new(subscriptions, bindings, counters, pusher),
+            history,
             fhir_base_url: fhir_base_url.to_owned(),
         }
     }
@@ -121,7 +141,7 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, P: Pusher> FanOut<S
         metrics: &Metrics,
     ) -> Result<(), FanOutError> {
         let mut undelivered = 0;
-        for subscription in self.matching(event).await? {
+        for subscription in self.matching(event, now).await? {
             undelivered += self.deliver_to(&subscription, event, key, now, metrics).await?;
         }
         if undelivered > 0 {
@@ -130,20 +150,20 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, P: Pusher> FanOut<S
         Ok(())
     }
 
-    async fn matching(&self, event: &Event) -> Result<Vec<StoredSubscription>, StoreError> {
+    async fn matching(&self, event: &Event, now: DateTime<Utc>) -> Result<Vec<StoredSubscription>, StoreError> {
         let candidates = match &event.audience {
             Audience::Topic(topic) => self.delivery.subscriptions.list_by_topic(topic).await?,
             Audience::Subscription(id) => self.delivery.subscriptions.get(id).await?.into_iter().collect(),
         };
         Ok(candidates
             .into_iter()
-            .filter(|s| s.resource().is_websocket() && s.status() == SubscriptionState::Active)
+            .filter(|s| s.resource().is_websocket() && s.status_at(now) == SubscriptionState::Active)
             .filter(|s| filter::matches_all(&s.resource().filter_by, &event.focus))
             .collect())
     }
 
-    /// Numbers the event for one subscription and posts it to its bindings; returns how
-    /// many posts failed after retries.
+    /// Numbers the event for one subscription, records it in the history and posts it to
+    /// its bindings; returns how many posts failed after retries.
     async fn deliver_to(
         &self,
         subscription: &StoredSubscription,
@@ -159,7 +179,12 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, P: Pusher> FanOut<S
             timestamp: event.timestamp,
             fhir_base_url: &self.fhir_base_url,
         };
-        let (frame, downgraded) = event_frame(subscription, number, content, now)
+        let expires_at = (now + self.history.retention).timestamp();
+        let record = event_record(subscription.id(), number, content, expires_at);
+        // Recorded before posting, so `$events` knows every number a client may have seen.
+        let keep_resources = crate::notification::content_level(subscription) == ContentLevel::FullResource;
+        self.history.store.record_event(&record.for_history(keep_resources)).await?;
+        let (frame, downgraded) = event_frame(subscription, &record, now)
             .map_err(|e| FanOutError::Invalid(format!("cannot serialize the notification: {e}")))?;
         if downgraded {
             metrics.add("OversizeDowngraded", 1);

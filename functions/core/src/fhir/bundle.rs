@@ -75,6 +75,9 @@ pub struct Bundle {
     /// The entries.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub entry: Vec<BundleEntry>,
+    /// Issues with the Bundle as a whole (R5 `Bundle.issues`, an `OperationOutcome`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issues: Option<Value>,
 }
 
 impl Bundle {
@@ -88,6 +91,7 @@ impl Bundle {
             total: None,
             link: Vec::new(),
             entry: Vec::new(),
+            issues: None,
         }
     }
 }

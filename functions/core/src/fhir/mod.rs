@@ -18,7 +18,9 @@ pub use bundle::{
 pub use id::{is_valid_id, new_id};
 pub use outcome::{IssueSeverity, IssueType, OperationOutcome, OperationOutcomeIssue};
 pub use parameters::{Parameter, Parameters};
-pub use subscription::{CHANNEL_TYPE_SYSTEM, Coding, ContentLevel, FilterBy, Meta, Subscription, SubscriptionState};
+pub use subscription::{
+    CHANNEL_TYPE_SYSTEM, Coding, ContentLevel, FilterBy, Meta, Subscription, SubscriptionState, parse_instant,
+};
 
 /// The media type of FHIR JSON, used for every response body.
 pub const FHIR_JSON: &str = "application/fhir+json";

@@ -1,5 +1,6 @@
 //! `Subscription` (R5 shape) and the small datatypes it uses.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -46,7 +47,8 @@ impl SubscriptionState {
 }
 
 /// `Subscription.content`: how much of the focus resource a notification carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Ordered from least to most content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ContentLevel {
     /// No resource content, only the notification.
@@ -149,6 +151,9 @@ pub struct Subscription {
     /// Maximum events per notification.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_count: Option<u32>,
+    /// When the subscription ends (FHIR instant); after it, the subscription is `off`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
     /// Filters on the topic's events.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub filter_by: Vec<FilterBy>,
@@ -157,7 +162,17 @@ pub struct Subscription {
     pub other: Map<String, Value>,
 }
 
+/// Parses a FHIR `instant` (RFC 3339 with seconds and a zone).
+pub fn parse_instant(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text).ok().map(|t| t.with_timezone(&Utc))
+}
+
 impl Subscription {
+    /// When the subscription ends, if `end` is set (and readable).
+    pub fn end_time(&self) -> Option<DateTime<Utc>> {
+        self.end.as_deref().and_then(parse_instant)
+    }
+
     /// True when the channel is the standard `websocket` channel type.
     pub fn is_websocket(&self) -> bool {
         self.channel_type.as_ref().is_some_and(|coding| {
@@ -196,6 +211,11 @@ impl Subscription {
             && !content_type.contains('/')
         {
             return Err(format!("Subscription.contentType '{content_type}' is not a media type"));
+        }
+        if let Some(end) = &self.end
+            && parse_instant(end).is_none()
+        {
+            return Err(format!("Subscription.end '{end}' is not a FHIR instant (e.g. 2027-01-15T08:00:00Z)"));
         }
         if self.max_count == Some(0) {
             return Err("Subscription.maxCount must be a positive integer".to_owned());
@@ -252,6 +272,7 @@ mod tests {
             ("channelType", json!({"system": CHANNEL_TYPE_SYSTEM}), "channelType.code"),
             ("contentType", json!("json"), "media type"),
             ("maxCount", json!(0), "maxCount"),
+            ("end", json!("tomorrow"), "instant"),
             ("filterBy", json!([{"value": "x"}]), "filterParameter"),
         ];
         for (element, value, expected) in cases {

@@ -7,7 +7,7 @@ mod request;
 
 pub use error::ApiError;
 pub use identity::IdentityConfig;
-pub use request::{FhirPath, fhir_path, json_body};
+pub use request::{FhirPath, IGNORED_QUERY_PARAMETERS, fhir_path, json_body, operation_inputs, origin};
 
 use lambda_http::http::{HeaderName, HeaderValue, StatusCode, header};
 use lambda_http::{Body, Response};

@@ -69,12 +69,77 @@ pub fn fhir_path(request: &Request) -> Result<FhirPath, ApiError> {
         .iter()
         .position(|s| s == "Subscription")
         .ok_or_else(|| ApiError::not_found(format!("no route for {}", uri.path())))?;
+    let prefix: String = segments[..position].iter().map(|s| format!("/{s}")).collect();
+    Ok(FhirPath { base: format!("{}{prefix}", origin(request)), rest: segments.split_off(position + 1) })
+}
+
+/// `scheme://host` of the request, as the client addressed it (the Host header when the
+/// URI has no authority; `https` unless the URI says otherwise).
+pub fn origin(request: &Request) -> String {
+    let uri = request.uri();
     let host = uri
         .authority()
         .map(|a| a.as_str().to_owned())
         .or_else(|| request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned))
         .unwrap_or_else(|| "localhost".to_owned());
-    let scheme = uri.scheme_str().unwrap_or("https");
-    let prefix: String = segments[..position].iter().map(|s| format!("/{s}")).collect();
-    Ok(FhirPath { base: format!("{scheme}://{host}{prefix}"), rest: segments.split_off(position + 1) })
+    format!("{}://{host}", uri.scheme_str().unwrap_or("https"))
+}
+
+/// Query parameters of the FHIR REST API that operations accept and that change nothing
+/// here.
+pub const IGNORED_QUERY_PARAMETERS: [&str; 2] = ["_format", "_pretty"];
+
+/// The inputs of an operation call as `(name, text)` pairs, in order: from the query
+/// string for GET, from a `Parameters` body for POST (an empty POST body falls back to
+/// the query string). Primitive values are read from any `value[x]` (numbers become
+/// their decimal text). Names outside `known` are refused (400), as are parameters
+/// without a primitive value.
+pub fn operation_inputs(request: &Request, known: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
+    use lambda_http::RequestExt as _;
+    let unknown = |name: &str| {
+        ApiError::invalid(format!("unknown parameter '{name}'; this operation takes {}", known.join(", ")))
+    };
+    if request.method() == lambda_http::http::Method::POST
+        && let Some(parameters) = json_body::<crate::fhir::Parameters>(request)?
+    {
+        if parameters.resource_type != "Parameters" {
+            return Err(ApiError::invalid(format!(
+                "the body must be a Parameters resource, not {}",
+                parameters.resource_type
+            )));
+        }
+        let mut inputs = Vec::with_capacity(parameters.parameter.len());
+        for parameter in &parameters.parameter {
+            if !known.contains(&parameter.name.as_str()) {
+                return Err(unknown(&parameter.name));
+            }
+            let value = parameter
+                .value
+                .iter()
+                .find(|(key, _)| key.starts_with("value"))
+                .and_then(|(_, value)| match value {
+                    serde_json::Value::String(text) => Some(text.clone()),
+                    serde_json::Value::Number(number) => Some(number.to_string()),
+                    serde_json::Value::Bool(flag) => Some(flag.to_string()),
+                    _ => None,
+                })
+                .ok_or_else(|| ApiError::invalid(format!("parameter '{}' needs a primitive value", parameter.name)))?;
+            inputs.push((parameter.name.clone(), value));
+        }
+        return Ok(inputs);
+    }
+    let query = request.query_string_parameters();
+    let mut inputs: Vec<(String, String)> = Vec::new();
+    for (name, _) in query.iter() {
+        if IGNORED_QUERY_PARAMETERS.contains(&name) || inputs.iter().any(|(seen, _)| seen == name) {
+            continue;
+        }
+        if !known.contains(&name) {
+            return Err(unknown(name));
+        }
+        for value in query.all(name).unwrap_or_default() {
+            inputs.push((name.to_owned(), value.to_owned()));
+        }
+    }
+    Ok(inputs)
 }

@@ -14,7 +14,7 @@ use lambda_http::{Body, Request, RequestExt as _, Response};
 use crate::access::bindable;
 use crate::config::BindingTokenConfig;
 use crate::fhir::{Parameter, Parameters, SubscriptionState, is_valid_id, new_id};
-use crate::http::{ApiError, IdentityConfig, fhir_path, fhir_response, json_body};
+use crate::http::{ApiError, IGNORED_QUERY_PARAMETERS, IdentityConfig, fhir_path, fhir_response, json_body};
 use crate::store::{SubscriptionStore, TokenRecord, TokenStore};
 use crate::token::{KeyRing, TokenClaims, sign};
 
@@ -22,8 +22,6 @@ use crate::token::{KeyRing, TokenClaims, sign};
 pub const OPERATION: &str = "$get-ws-binding-token";
 /// Most subscriptions one token may cover; keeps tokens short enough for a query string.
 pub const MAX_SUBSCRIPTIONS_PER_TOKEN: usize = 100;
-/// Query parameters of the FHIR REST API that are accepted and have no effect here.
-const IGNORED_QUERY_PARAMETERS: [&str; 2] = ["_format", "_pretty"];
 
 /// The operation with its stores and settings; built once per Lambda instance.
 #[derive(Debug)]
@@ -82,12 +80,17 @@ impl<S: SubscriptionStore, T: TokenStore> BindingTokenOperation<S, T> {
             Level::Type if method == Method::POST => ids_from_body(request)?,
             Level::Type => ids_from_query(request)?,
         };
-        let subscription_ids = self.bindable_ids(&owner, requested_ids).await?;
+        let subscription_ids = self.bindable_ids(&owner, requested_ids, now).await?;
         self.issue(owner, subscription_ids, now).await
     }
 
     /// Checks each requested id, or picks all usable ones when none were named.
-    async fn bindable_ids(&self, owner: &str, requested: Vec<String>) -> Result<Vec<String>, ApiError> {
+    async fn bindable_ids(
+        &self,
+        owner: &str,
+        requested: Vec<String>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, ApiError> {
         if requested.is_empty() {
             let ids: Vec<String> = self
                 .subscriptions
@@ -95,7 +98,7 @@ impl<S: SubscriptionStore, T: TokenStore> BindingTokenOperation<S, T> {
                 .await?
                 .into_iter()
                 .filter(|s| s.resource().is_websocket())
-                .filter(|s| matches!(s.status(), SubscriptionState::Active | SubscriptionState::Requested))
+                .filter(|s| matches!(s.status_at(now), SubscriptionState::Active | SubscriptionState::Requested))
                 .map(|s| s.id().to_owned())
                 .collect();
             if ids.is_empty() {
@@ -116,7 +119,7 @@ impl<S: SubscriptionStore, T: TokenStore> BindingTokenOperation<S, T> {
         check_count(unique.len())?;
         for id in &unique {
             let found = self.subscriptions.get(id).await?;
-            bindable(id, found, owner)?;
+            bindable(id, found, owner, now)?;
         }
         Ok(unique)
     }

@@ -3,6 +3,104 @@
 //! Each takes an `http::Request` as `lambda_http` builds it from an API Gateway HTTP API
 //! (payload 2.0) event, and the current time, so the Lambda binaries, the local stack
 //! and the tests all drive exactly the same code.
+//!
+//! - [`subscription_api`] — Subscription create, read, update, delete, search.
+//! - [`queries`] — `$status` and `$events`.
+//! - [`capability`] — `GET [base]/metadata`.
+//! - [`binding_token`] — `$get-ws-binding-token` (its own function).
+//! - [`SubscriptionService`] — the `subscription-api` function: routes to the first three.
 
 pub mod binding_token;
+pub mod capability;
+pub mod queries;
 pub mod subscription_api;
+
+use chrono::{DateTime, Utc};
+use lambda_http::{Body, Request, Response};
+
+use crate::config::SubscriptionApiConfig;
+use crate::fhir::is_valid_id;
+use crate::http::ApiError;
+use crate::store::{CounterStore, EventStore, StoredSubscription, SubscriptionStore};
+use queries::SubscriptionQueries;
+use subscription_api::SubscriptionApi;
+
+/// The subscription `id` if it exists and belongs to `owner`; otherwise 404, the same
+/// answer for a missing subscription and for someone else's.
+async fn owned<S: SubscriptionStore>(subscriptions: &S, id: &str, owner: &str) -> Result<StoredSubscription, ApiError> {
+    let not_found = || ApiError::not_found(format!("Subscription/{id} is not known"));
+    if !is_valid_id(id) {
+        return Err(not_found());
+    }
+    subscriptions.get(id).await?.filter(|s| s.owner() == owner).ok_or_else(not_found)
+}
+
+/// Which handler of the `subscription-api` function a request path belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `…/metadata`.
+    Metadata,
+    /// `…/$status` or `…/$events`.
+    Query,
+    /// Anything else under `Subscription`.
+    Subscription,
+}
+
+impl Route {
+    /// Routes by the last path segment (percent-encoded `$` accepted); `metadata` only
+    /// outside `Subscription` (so no id can ever shadow it).
+    pub fn of(path: &str) -> Self {
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let last = segments.last().map(|s| s.replace("%24", "$")).unwrap_or_default();
+        match last.as_str() {
+            capability::METADATA if !segments.contains(&"Subscription") => Self::Metadata,
+            queries::STATUS | queries::EVENTS => Self::Query,
+            _ => Self::Subscription,
+        }
+    }
+}
+
+/// The `subscription-api` function: the Subscription API, `$status`, `$events` and
+/// `metadata`; built once per Lambda instance.
+#[derive(Debug)]
+pub struct SubscriptionService<S, C, E> {
+    api: SubscriptionApi<S>,
+    queries: SubscriptionQueries<S, C, E>,
+    websocket_url: String,
+}
+
+impl<S: SubscriptionStore + Clone, C: CounterStore, E: EventStore> SubscriptionService<S, C, E> {
+    /// The service over these stores, configured by `config`.
+    pub fn new(subscriptions: S, counters: C, events: E, config: &SubscriptionApiConfig) -> Self {
+        Self {
+            api: SubscriptionApi::new(subscriptions.clone(), config),
+            queries: SubscriptionQueries::new(subscriptions, counters, events, config.identity.clone()),
+            websocket_url: config.websocket_url.clone(),
+        }
+    }
+
+    /// Answers one request at time `now`. Never fails: errors become `OperationOutcome`s.
+    pub async fn handle(&self, request: &Request, now: DateTime<Utc>) -> Response<Body> {
+        match Route::of(request.uri().path()) {
+            Route::Metadata => capability::handle(request, &self.websocket_url),
+            Route::Query => self.queries.handle(request, now).await,
+            Route::Subscription => self.api.handle(request, now).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_by_the_last_segment() {
+        assert_eq!(Route::of("/metadata"), Route::Metadata);
+        assert_eq!(Route::of("/fhir/metadata/"), Route::Metadata);
+        assert_eq!(Route::of("/Subscription/$status"), Route::Query);
+        assert_eq!(Route::of("/Subscription/abc/%24events"), Route::Query);
+        assert_eq!(Route::of("/Subscription/abc"), Route::Subscription);
+        assert_eq!(Route::of("/Subscription"), Route::Subscription);
+        assert_eq!(Route::of("/Subscription/metadata"), Route::Subscription, "an id, not the statement");
+    }
+}

@@ -1,24 +1,26 @@
 //! The Subscription REST API: create, read, update, delete and search the caller's
 //! own Subscriptions.
 //!
-//! - `POST /Subscription` — server assigns the id; new subscriptions start `requested`
-//!   (a websocket subscription becomes `active` when a client first binds to it).
+//! - `POST /Subscription` — server assigns the id. A websocket subscription is `active`
+//!   at once, as the spec's websocket flow has it (there is no endpoint to handshake
+//!   with); other channel types, which this server stores but does not deliver, stay
+//!   `requested`.
 //! - `GET /Subscription/{id}`, `PUT /Subscription/{id}` (optional `If-Match: W/"n"`),
 //!   `DELETE /Subscription/{id}`.
 //! - `GET /Subscription[?status=a,b]` — a `searchset` Bundle of the caller's subscriptions.
 //!
 //! Someone else's subscription answers exactly like a missing one (404). A client may
 //! set `status` to `requested`, `off` or `entered-in-error`, or leave it as it is;
-//! `active` and `error` are the server's to set.
+//! `active` and `error` are the server's to set (a websocket subscription set back to
+//! `requested` is active again at once). Once `Subscription.end` has passed, every
+//! answer shows status `off`.
 
 use chrono::{DateTime, Utc};
 use lambda_http::http::{Method, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt as _, Response};
 
 use crate::config::SubscriptionApiConfig;
-use crate::fhir::{
-    Bundle, BundleEntry, BundleLink, BundleSearch, IssueType, Subscription, SubscriptionState, is_valid_id, new_id,
-};
+use crate::fhir::{Bundle, BundleEntry, BundleLink, BundleSearch, IssueType, Subscription, SubscriptionState, new_id};
 use crate::http::{
     ApiError, FhirPath, IdentityConfig, empty_response, fhir_path, fhir_response, json_body, set_header,
 };
@@ -54,7 +56,7 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
                 if method == Method::POST {
                     self.create(request, &path, &owner, now).await
                 } else {
-                    self.search(request, &path, &owner).await
+                    self.search(request, &path, &owner, now).await
                 }
             }
             [id] => {
@@ -64,7 +66,7 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
                 let owner = self.identity.caller(request)?;
                 let current = self.owned(id, &owner).await?;
                 match method {
-                    Method::GET => Ok(resource_response(StatusCode::OK, &current)),
+                    Method::GET => Ok(resource_response(StatusCode::OK, &current, now)),
                     Method::PUT => self.update(request, current, now).await,
                     _ => {
                         self.subscriptions.delete(id).await?;
@@ -78,11 +80,7 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
 
     /// The subscription if it exists and belongs to `owner`; 404 (same answer) otherwise.
     async fn owned(&self, id: &str, owner: &str) -> Result<StoredSubscription, ApiError> {
-        let not_found = || ApiError::not_found(format!("Subscription/{id} is not known"));
-        if !is_valid_id(id) {
-            return Err(not_found());
-        }
-        self.subscriptions.get(id).await?.filter(|s| s.owner() == owner).ok_or_else(not_found)
+        super::owned(&self.subscriptions, id, owner).await
     }
 
     async fn create(
@@ -94,10 +92,10 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
     ) -> Result<Response<Body>, ApiError> {
         let mut resource = subscription_body(request)?;
         resource.id = Some(new_id());
-        resource.status = Some(SubscriptionState::Requested);
+        resource.status = Some(initial_status(&resource, SubscriptionState::Requested));
         let stored = StoredSubscription::new(owner, 1, now, resource);
         self.subscriptions.insert(&stored).await?;
-        let mut response = resource_response(StatusCode::CREATED, &stored);
+        let mut response = resource_response(StatusCode::CREATED, &stored, now);
         let location = format!("{}/Subscription/{}/_history/1", path.base, stored.id());
         set_header(&mut response, header::LOCATION, &location);
         Ok(response)
@@ -129,13 +127,20 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
                 format!("version {expected} was expected, but the current version is {}", current.version()),
             ));
         }
-        resource.status = Some(next_status(current.status(), resource.status)?);
+        let status = next_status(current.status_at(now), resource.status)?;
+        resource.status = Some(initial_status(&resource, status));
         let updated = current.next_version(resource, now);
         self.subscriptions.replace(&updated, current.version()).await?;
-        Ok(resource_response(StatusCode::OK, &updated))
+        Ok(resource_response(StatusCode::OK, &updated, now))
     }
 
-    async fn search(&self, request: &Request, path: &FhirPath, owner: &str) -> Result<Response<Body>, ApiError> {
+    async fn search(
+        &self,
+        request: &Request,
+        path: &FhirPath,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Response<Body>, ApiError> {
         let query = request.query_string_parameters();
         let mut statuses: Vec<SubscriptionState> = Vec::new();
         for value in query.all("status").unwrap_or_default() {
@@ -150,7 +155,7 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
             .list_by_owner(owner)
             .await?
             .into_iter()
-            .filter(|s| statuses.is_empty() || statuses.contains(&s.status()))
+            .filter(|s| statuses.is_empty() || statuses.contains(&s.status_at(now)))
             .collect();
         let mut bundle = Bundle::new("searchset");
         bundle.total = Some(found.len() as u64);
@@ -163,7 +168,7 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
         for stored in &found {
             bundle.entry.push(BundleEntry {
                 full_url: Some(format!("{}/Subscription/{}", path.base, stored.id())),
-                resource: Some(serde_json::to_value(stored.resource()).map_err(|e| ApiError::internal(&e))?),
+                resource: Some(serde_json::to_value(stored.resource_at(now)).map_err(|e| ApiError::internal(&e))?),
                 search: Some(BundleSearch { mode: "match".to_owned() }),
             });
         }
@@ -181,6 +186,12 @@ fn subscription_body(request: &Request) -> Result<Subscription, ApiError> {
             .map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, IssueType::NotSupported, message))?;
     }
     Ok(resource)
+}
+
+/// `requested` means "please start": a websocket subscription needs nothing more, so it
+/// is `active` at once. Any other status, or channel, stays as it is.
+fn initial_status(resource: &Subscription, status: SubscriptionState) -> SubscriptionState {
+    if status == SubscriptionState::Requested && resource.is_websocket() { SubscriptionState::Active } else { status }
 }
 
 /// The status an update may leave: the current one, or one the client may choose.
@@ -208,9 +219,9 @@ fn if_match_version(request: &Request) -> Result<Option<u64>, ApiError> {
     bare.parse().map(Some).map_err(|_| ApiError::invalid(format!("If-Match must be W/\"<version>\", not '{text}'")))
 }
 
-/// The resource with its `ETag` and `Last-Modified` headers.
-fn resource_response(status: StatusCode, stored: &StoredSubscription) -> Response<Body> {
-    let mut response = fhir_response(status, stored.resource());
+/// The resource as seen at `now`, with its `ETag` and `Last-Modified` headers.
+fn resource_response(status: StatusCode, stored: &StoredSubscription, now: DateTime<Utc>) -> Response<Body> {
+    let mut response = fhir_response(status, &stored.resource_at(now));
     set_header(&mut response, header::ETAG, &format!("W/\"{}\"", stored.version()));
     set_header(
         &mut response,

@@ -15,6 +15,10 @@
 //! - counters: key `subscriptionId` (S); `events` (N), `lastEventAt` (N), and one
 //!   `k:<event key>` (N) per recently numbered event, all changed by one conditional
 //!   update so numbering is atomic and idempotent.
+//! - events: key `subscriptionId` (S) + `eventNumber` (N); `timestamp` (S, FHIR instant),
+//!   `focus` (S), `additionalContext` (L of S), `resources` (S, JSON array text, only
+//!   when kept), `expiresAt` (N, epoch seconds: the TTL attribute). Written with a
+//!   condition so the first record of a number wins.
 
 use std::collections::HashMap;
 
@@ -25,8 +29,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRe
 use chrono::DateTime;
 
 use super::{
-    Binding, BindingStore, CounterStore, EventCounter, REMEMBERED_EVENT_KEYS, StoreError, StoredSubscription,
-    SubscriptionStore, TokenRecord, TokenStore, heartbeat_shard,
+    Binding, BindingStore, CounterStore, EventCounter, EventRecord, EventStore, REMEMBERED_EVENT_KEYS, StoreError,
+    StoredSubscription, SubscriptionStore, TokenRecord, TokenStore, heartbeat_shard,
 };
 use crate::fhir::Subscription;
 
@@ -321,6 +325,10 @@ table_adapter!(
 table_adapter!(
     /// The counters table.
     DynamoCounterStore
+);
+table_adapter!(
+    /// The events table.
+    DynamoEventStore
 );
 
 fn binding_to_item(binding: &Binding) -> Item {
@@ -643,6 +651,120 @@ impl CounterStore for DynamoCounterStore {
                     .map_err(|_| StoreError::Corrupt("negative event number".to_owned()))
             }
             Err(other) => Err(other),
+        }
+    }
+}
+
+fn event_to_item(record: &EventRecord) -> Result<Item, StoreError> {
+    let mut item = Item::from([
+        ("subscriptionId".to_owned(), AttributeValue::S(record.subscription_id.clone())),
+        ("eventNumber".to_owned(), AttributeValue::N(record.event_number.to_string())),
+        ("timestamp".to_owned(), AttributeValue::S(record.timestamp.clone())),
+        (
+            "additionalContext".to_owned(),
+            AttributeValue::L(record.additional_context.iter().cloned().map(AttributeValue::S).collect()),
+        ),
+        (TTL_ATTRIBUTE.to_owned(), AttributeValue::N(record.expires_at.to_string())),
+    ]);
+    if let Some(focus) = &record.focus {
+        item.insert("focus".to_owned(), AttributeValue::S(focus.clone()));
+    }
+    if let Some(resources) = &record.resources {
+        let json = serde_json::to_string(resources).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        item.insert("resources".to_owned(), AttributeValue::S(json));
+    }
+    Ok(item)
+}
+
+fn event_from_item(item: &Item) -> Result<EventRecord, StoreError> {
+    let additional_context = match item.get("additionalContext") {
+        None => Vec::new(),
+        Some(AttributeValue::L(values)) => values
+            .iter()
+            .map(|v| match v {
+                AttributeValue::S(reference) => Ok(reference.clone()),
+                _ => Err(StoreError::Corrupt("additionalContext holds a non-string".to_owned())),
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        Some(_) => return Err(StoreError::Corrupt("additionalContext is not a list".to_owned())),
+    };
+    let resources = match item.get("resources") {
+        None => None,
+        Some(AttributeValue::S(json)) => {
+            Some(serde_json::from_str(json).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+        }
+        Some(_) => return Err(StoreError::Corrupt("resources is not a string".to_owned())),
+    };
+    Ok(EventRecord {
+        subscription_id: string(item, "subscriptionId")?,
+        event_number: u64::try_from(number(item, "eventNumber")?)
+            .map_err(|_| StoreError::Corrupt("negative event number".to_owned()))?,
+        timestamp: string(item, "timestamp")?,
+        focus: item.get("focus").map(|_| string(item, "focus")).transpose()?,
+        additional_context,
+        resources,
+        expires_at: number(item, TTL_ATTRIBUTE)?,
+    })
+}
+
+impl EventStore for DynamoEventStore {
+    async fn record_event(&self, record: &EventRecord) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(event_to_item(record)?))
+            .condition_expression("attribute_not_exists(eventNumber)")
+            .send()
+            .await;
+        match result.map_err(classify) {
+            // Recorded before (a redelivery): the first record stands.
+            Ok(_) | Err(StoreError::Conflict) => Ok(()),
+            Err(other) => Err(other),
+        }
+    }
+
+    async fn events(
+        &self,
+        subscription_id: &str,
+        since: u64,
+        until: u64,
+        limit: usize,
+        now: i64,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        if since > until || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let page_size = i32::try_from(limit).unwrap_or(i32::MAX);
+        // Strongly consistent (a base-table query), so an event numbered a moment ago is
+        // already answered; expired rows TTL has not deleted yet are filtered out.
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("subscriptionId = :s AND eventNumber BETWEEN :since AND :until")
+            .filter_expression("#expires > :now")
+            .expression_attribute_names("#expires", TTL_ATTRIBUTE)
+            .expression_attribute_values(":s", AttributeValue::S(subscription_id.to_owned()))
+            .expression_attribute_values(":since", AttributeValue::N(since.to_string()))
+            .expression_attribute_values(":until", AttributeValue::N(until.to_string()))
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .consistent_read(true)
+            .limit(page_size);
+        let mut records = Vec::new();
+        let mut start_key: Option<Item> = None;
+        loop {
+            let page = query.clone().set_exclusive_start_key(start_key.take()).send().await.map_err(classify)?;
+            for item in page.items.unwrap_or_default() {
+                if records.len() == limit {
+                    return Ok(records);
+                }
+                records.push(event_from_item(&item)?);
+            }
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() && records.len() < limit => start_key = Some(key),
+                _ => return Ok(records),
+            }
         }
     }
 }

@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use super::{
-    Binding, BindingStore, CounterStore, EventCounter, REMEMBERED_EVENT_KEYS, StoreError, StoredSubscription,
-    SubscriptionStore, TokenRecord, TokenStore, heartbeat_shard,
+    Binding, BindingStore, CounterStore, EventCounter, EventRecord, EventStore, REMEMBERED_EVENT_KEYS, StoreError,
+    StoredSubscription, SubscriptionStore, TokenRecord, TokenStore, heartbeat_shard,
 };
 
 /// Every table in process memory. Cheap to create; shared through an `Arc`.
@@ -16,6 +16,8 @@ pub struct MemoryStore {
     /// Keyed by (connection id, subscription id), like the table.
     bindings: Mutex<BTreeMap<(String, String), Binding>>,
     counters: Mutex<HashMap<String, MemoryCounter>>,
+    /// Keyed by (subscription id, event number), like the table.
+    events: Mutex<BTreeMap<(String, u64), EventRecord>>,
 }
 
 /// A counter with the event keys it has numbered.
@@ -181,5 +183,35 @@ impl CounterStore for MemoryStore {
         let oldest_kept = number.saturating_sub(REMEMBERED_EVENT_KEYS);
         counter.numbered.retain(|_, n| *n > oldest_kept);
         Ok(number)
+    }
+}
+
+impl EventStore for MemoryStore {
+    async fn record_event(&self, record: &EventRecord) -> Result<(), StoreError> {
+        let key = (record.subscription_id.clone(), record.event_number);
+        lock(&self.events).entry(key).or_insert_with(|| record.clone());
+        Ok(())
+    }
+
+    async fn events(
+        &self,
+        subscription_id: &str,
+        since: u64,
+        until: u64,
+        limit: usize,
+        now: i64,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        if since > until {
+            return Ok(Vec::new());
+        }
+        let from = (subscription_id.to_owned(), since);
+        let to = (subscription_id.to_owned(), until);
+        Ok(lock(&self.events)
+            .range(from..=to)
+            .map(|(_, r)| r)
+            .filter(|r| r.expires_at > now)
+            .take(limit)
+            .cloned()
+            .collect())
     }
 }

@@ -1,10 +1,10 @@
-//! Storage ports: what the handlers need from the subscriptions and tokens tables.
+//! Storage ports: what the handlers need from the tables.
 //!
-//! One trait per table (subscriptions, tokens, bindings, counters), with only the
-//! operations the domain uses. Two adapters implement
-//! them: [`dynamodb::DynamoSubscriptionStore`] and [`dynamodb::DynamoTokenStore`] (production, and tests against a DynamoDB-compatible
-//! server) and [`memory::MemoryStore`] (the local stack's embedded default and unit
-//! tests). Both pass the same contract tests (`functions/core/tests/store_contract.rs`).
+//! One trait per table (subscriptions, tokens, bindings, counters, events), with only the
+//! operations the domain uses. Two adapters implement them: [`dynamodb`] (production, and
+//! tests against a DynamoDB-compatible server) and [`memory::MemoryStore`] (the local
+//! stack's embedded default and unit tests). Both pass the same contract tests
+//! (`tests/tests/store_contract.rs`).
 
 pub mod dynamodb;
 pub mod memory;
@@ -12,6 +12,7 @@ pub mod memory;
 use std::future::Future;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::Value;
 
 use crate::fhir::{Meta, Subscription, SubscriptionState};
 
@@ -85,6 +86,24 @@ impl StoredSubscription {
     /// The resource with id and meta as stored.
     pub fn resource(&self) -> &Subscription {
         &self.resource
+    }
+
+    /// The status clients see at `now`: `off` once `Subscription.end` has passed
+    /// (`entered-in-error` stays what it is), else the stored status. Nothing needs to
+    /// write the change: every reader asks this.
+    pub fn status_at(&self, now: DateTime<Utc>) -> SubscriptionState {
+        let status = self.status();
+        match self.resource.end_time() {
+            Some(end) if end <= now && status != SubscriptionState::EnteredInError => SubscriptionState::Off,
+            _ => status,
+        }
+    }
+
+    /// The resource as clients see it at `now` (its status from [`Self::status_at`]).
+    pub fn resource_at(&self, now: DateTime<Utc>) -> Subscription {
+        let mut resource = self.resource.clone();
+        resource.status = Some(self.status_at(now));
+        resource
     }
 }
 
@@ -173,6 +192,31 @@ pub struct EventCounter {
 /// the number it was given the first time. Redeliveries come within minutes (SQS
 /// visibility timeout × receive count); the window keeps the DynamoDB counter item small.
 pub const REMEMBERED_EVENT_KEYS: u64 = 100;
+
+/// One numbered event of a subscription, kept for `$events` (a row of the events table).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRecord {
+    /// The subscription the event was numbered for.
+    pub subscription_id: String,
+    /// Its number in that subscription (1 for the first event).
+    pub event_number: u64,
+    /// When the event happened (FHIR instant, as sent in the notification).
+    pub timestamp: String,
+    /// Absolute reference to the focus resource.
+    pub focus: Option<String>,
+    /// Absolute references to the additional context resources.
+    pub additional_context: Vec<String>,
+    /// The focus and context resources as they were in the event (focus first), when the
+    /// subscription wanted `full-resource` and they fit [`MAX_RECORDED_RESOURCE_BYTES`];
+    /// `None` otherwise (replays then carry references only).
+    pub resources: Option<Vec<Value>>,
+    /// When the record stops being answered, epoch seconds; also the table's TTL attribute.
+    pub expires_at: i64,
+}
+
+/// Largest JSON size of the resources kept with one event (focus plus context). Larger
+/// events keep their references only, so an item stays far below DynamoDB's 400 KB.
+pub const MAX_RECORDED_RESOURCE_BYTES: usize = 64 * 1024;
 
 /// The subscriptions table.
 pub trait SubscriptionStore: Send + Sync {
@@ -279,6 +323,25 @@ pub trait CounterStore: Send + Sync {
         event_key: &str,
         at: i64,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+/// The events table: what each subscription's numbered events were, for `$events`.
+pub trait EventStore: Send + Sync {
+    /// Records an event under its number. Idempotent: if the number is already recorded
+    /// (an SQS redelivery), the first record stays and nothing changes.
+    fn record_event(&self, record: &EventRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The recorded events of a subscription numbered `since..=until`, ascending, at most
+    /// `limit` of them, leaving out records whose `expires_at` is at or before `now`
+    /// (TTL deletes lazily, so expiry is checked against the clock).
+    fn events(
+        &self,
+        subscription_id: &str,
+        since: u64,
+        until: u64,
+        limit: usize,
+        now: i64,
+    ) -> impl Future<Output = Result<Vec<EventRecord>, StoreError>> + Send;
 }
 
 // Handlers own their stores; these let several handlers share one store (as the
@@ -390,5 +453,22 @@ impl<T: TokenStore> TokenStore for std::sync::Arc<T> {
 
     fn revoke_token(&self, token_id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send {
         (**self).revoke_token(token_id)
+    }
+}
+
+impl<E: EventStore> EventStore for std::sync::Arc<E> {
+    fn record_event(&self, record: &EventRecord) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).record_event(record)
+    }
+
+    fn events(
+        &self,
+        subscription_id: &str,
+        since: u64,
+        until: u64,
+        limit: usize,
+        now: i64,
+    ) -> impl Future<Output = Result<Vec<EventRecord>, StoreError>> + Send {
+        (**self).events(subscription_id, since, until, limit, now)
     }
 }

@@ -74,7 +74,7 @@ where
     let mut bound = Vec::with_capacity(claims.subscription_ids.len());
     for id in &claims.subscription_ids {
         let found = subscriptions.get(id).await?;
-        bound.push(bindable(id, found, &claims.owner)?);
+        bound.push(bindable(id, found, &claims.owner, now)?);
     }
     Ok(VerifiedToken { claims, subscriptions: bound })
 }

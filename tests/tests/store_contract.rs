@@ -135,33 +135,28 @@ async fn expired_rows_are_returned<S: Backend, T: TokenBackend>(stores: Stores<S
 }
 both_stores!(expired_token_rows_are_still_readable, expired_rows_are_returned);
 
+/// Asserts that the item of `table` under `key` holds `expiresAt` as a top-level Number
+/// of epoch seconds equal to `expected`, and that the table's TTL is enabled on it.
+async fn assert_ttl_attribute(table: &str, key: &[(&str, AttributeValue)], expected: i64) {
+    let client = dynamodb_client().await;
+    let mut get = client.get_item().table_name(table);
+    for (name, value) in key {
+        get = get.key(*name, value.clone());
+    }
+    let item = get.send().await.unwrap().item.unwrap_or_default();
+    assert_eq!(item.get("expiresAt"), Some(&AttributeValue::N(expected.to_string())), "{table}");
+    let ttl = client.describe_time_to_live().table_name(table).send().await.unwrap().time_to_live_description.unwrap();
+    assert_eq!(ttl.attribute_name(), Some("expiresAt"), "{table}");
+    assert_eq!(ttl.time_to_live_status(), Some(&TimeToLiveStatus::Enabled), "{table}");
+}
+
 /// The TTL attribute is a top-level Number holding epoch seconds, and TTL is enabled on it.
 #[tokio::test]
 async fn dynamodb_token_ttl_is_a_number_of_epoch_seconds() {
     let stores = fhir_ws_tests::dynamodb_stores().await;
     let record = token(1_800_001_800);
     stores.tokens.put_token(&record).await.unwrap_or_else(|e| panic!("{e}"));
-    let client = dynamodb_client().await;
-    let item = client
-        .get_item()
-        .table_name(tokens_table())
-        .key("tokenId", AttributeValue::S(record.token_id.clone()))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .item
-        .unwrap_or_default();
-    assert_eq!(item.get("expiresAt"), Some(&AttributeValue::N("1800001800".to_owned())));
-    let ttl = client
-        .describe_time_to_live()
-        .table_name(tokens_table())
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .time_to_live_description
-        .unwrap_or_else(|| panic!("no TTL description"));
-    assert_eq!(ttl.attribute_name(), Some("expiresAt"));
-    assert_eq!(ttl.time_to_live_status(), Some(&TimeToLiveStatus::Enabled));
+    assert_ttl_attribute(&tokens_table(), &[("tokenId", AttributeValue::S(record.token_id))], 1_800_001_800).await;
 }
 
 fn binding(connection: &str, subscription: &str, token: &str, expires_at: i64) -> Binding {
@@ -369,22 +364,8 @@ async fn dynamodb_binding_ttl_is_a_number_of_epoch_seconds() {
     let ws = fhir_ws_tests::dynamodb_ws_stores().await;
     let connection = new_id();
     ws.bindings.put_bindings(&[binding(&connection, "s", "t", 1_800_001_800)]).await.unwrap();
-    let client = dynamodb_client().await;
-    let table = std::env::var("BINDINGS_TABLE").unwrap();
-    let item = client
-        .get_item()
-        .table_name(&table)
-        .key("connectionId", AttributeValue::S(connection))
-        .key("subscriptionId", AttributeValue::S("s".to_owned()))
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap_or_default();
-    assert_eq!(item.get("expiresAt"), Some(&AttributeValue::N("1800001800".to_owned())));
-    let ttl = client.describe_time_to_live().table_name(&table).send().await.unwrap().time_to_live_description.unwrap();
-    assert_eq!(ttl.attribute_name(), Some("expiresAt"));
-    assert_eq!(ttl.time_to_live_status(), Some(&TimeToLiveStatus::Enabled));
+    let key = [("connectionId", AttributeValue::S(connection)), ("subscriptionId", AttributeValue::S("s".to_owned()))];
+    assert_ttl_attribute(&std::env::var("BINDINGS_TABLE").unwrap(), &key, 1_800_001_800).await;
 }
 
 fn event_record(subscription_id: &str, number: u64, expires_at: i64) -> EventRecord {
@@ -444,20 +425,6 @@ async fn dynamodb_event_ttl_is_a_number_of_epoch_seconds() {
     let ws = fhir_ws_tests::dynamodb_ws_stores().await;
     let subscription = new_id();
     ws.events.record_event(&event_record(&subscription, 1, 1_800_001_800)).await.unwrap();
-    let client = dynamodb_client().await;
-    let table = std::env::var("EVENTS_TABLE").unwrap();
-    let item = client
-        .get_item()
-        .table_name(&table)
-        .key("subscriptionId", AttributeValue::S(subscription))
-        .key("eventNumber", AttributeValue::N("1".to_owned()))
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap_or_default();
-    assert_eq!(item.get("expiresAt"), Some(&AttributeValue::N("1800001800".to_owned())));
-    let ttl = client.describe_time_to_live().table_name(&table).send().await.unwrap().time_to_live_description.unwrap();
-    assert_eq!(ttl.attribute_name(), Some("expiresAt"));
-    assert_eq!(ttl.time_to_live_status(), Some(&TimeToLiveStatus::Enabled));
+    let key = [("subscriptionId", AttributeValue::S(subscription)), ("eventNumber", AttributeValue::N("1".to_owned()))];
+    assert_ttl_attribute(&std::env::var("EVENTS_TABLE").unwrap(), &key, 1_800_001_800).await;
 }

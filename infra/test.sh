@@ -11,7 +11,8 @@ export SAM_CLI_TELEMETRY=0
 
 ensure_python_tools
 ensure_venv .venv/checkov infra/requirements-checkov.txt
-export FHIR_WS_PYTHON="$PWD/.venv/bin/python"
+ensure_venv .venv/r4 infra/requirements-r4.txt
+export FHIR_WS_PYTHON="$PWD/.venv/bin/python" FHIR_WS_PYTHON_R4="$PWD/.venv/r4/bin/python"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

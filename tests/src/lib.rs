@@ -1,5 +1,5 @@
 //! Test support for the fhir-ws end-to-end tests: real API Gateway HTTP API (payload 2.0)
-//! events, the two store back ends, and an independent FHIR R5 validator.
+//! events, the two store back ends, and independent FHIR R5, R4B and R4 validators.
 //!
 //! The DynamoDB back end needs a DynamoDB-compatible server; `infra/test.sh` starts
 //! `moto_server`, creates the tables from `template.yaml` and exports
@@ -283,10 +283,26 @@ pub fn assert_outcome(response: &Response<Body>, status: u16, code: &str) -> Val
 /// Validates resources with `fhir.resources` (R5 models) through `infra/fhir_validate.py`,
 /// using the interpreter named by `FHIR_WS_PYTHON` (set by `infra/test.sh`).
 pub fn assert_valid_r5(resources: &[Value]) {
-    let python = required_env("FHIR_WS_PYTHON");
+    validate("FHIR_WS_PYTHON", "R5", resources);
+}
+
+/// Validates resources with the R4B models of `fhir.resources` 8.x (`FHIR_WS_PYTHON`).
+pub fn assert_valid_r4b(resources: &[Value]) {
+    validate("FHIR_WS_PYTHON", "R4B", resources);
+}
+
+/// Validates resources with the R4 (4.0.1) models of `fhir.resources` 6.1.0, from their
+/// own virtualenv (`FHIR_WS_PYTHON_R4`, set by `infra/test.sh`).
+pub fn assert_valid_r4(resources: &[Value]) {
+    validate("FHIR_WS_PYTHON_R4", "R4", resources);
+}
+
+fn validate(python_variable: &str, version: &str, resources: &[Value]) {
+    let python = required_env(python_variable);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/fhir_validate.py");
     let mut child = Command::new(python)
         .arg(script)
+        .args(["--fhir-version", version])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -302,7 +318,7 @@ pub fn assert_valid_r5(resources: &[Value]) {
     let output = child.wait_with_output().unwrap_or_else(|e| panic!("validator failed to run: {e}"));
     assert!(
         output.status.success(),
-        "fhir.resources refused the output:\n{}\n{input}",
+        "fhir.resources refused the output as FHIR {version}:\n{}\n{input}",
         String::from_utf8_lossy(&output.stderr)
     );
 }

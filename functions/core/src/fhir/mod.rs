@@ -1,10 +1,12 @@
-//! FHIR R5 JSON types for the resources fhir-ws reads and writes.
+//! FHIR R5 JSON types for the resources fhir-ws reads and writes, and ([`backport`]) the
+//! R4/R4B shapes of notifications from the Subscriptions Backport IG.
 //!
 //! Only the elements this project acts on are typed; every other element a client sends
 //! is kept in an `other` map (`#[serde(flatten)]`) so a stored resource survives a round
 //! trip without losing anything. Serialization follows FHIR JSON: camelCase names,
 //! `resourceType` first, empty arrays and absent values omitted.
 
+pub mod backport;
 mod bundle;
 mod id;
 mod outcome;

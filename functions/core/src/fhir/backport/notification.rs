@@ -1,6 +1,5 @@
-//! Notification Bundles in the shapes of the Subscriptions R5 Backport IG (1.1.0), for R4
-//! and R4B clients, rendered from the R5 Bundles the core builds (one model, version
-//! edges).
+//! Notification Bundles in the Backport IG's R4 and R4B shapes, rendered from the R5
+//! Bundles the core builds.
 //!
 //! - **R4** (profile `backport-subscription-notification-r4`): a `history` Bundle whose
 //!   first entry is a `Parameters` (profile `backport-subscription-status-r4`) with
@@ -19,13 +18,10 @@
 //! has, is shown as `off` (such a subscription gets nothing either way). Following the
 //! IG's payload rules, `topic` is left out at content level `empty`. `Bundle.link` is kept;
 //! `Bundle.issues` (R5 only) has no place in R4 or R4B and is not carried.
-//!
-//! Not wired yet: the subscription API, operations and delivery still answer in R5 only
-//! (issue 10 goes on from here).
 
 use serde_json::{Map, Value, json};
 
-use super::{Bundle, ContentLevel, NotificationEvent, SubscriptionStatus};
+use crate::fhir::{Bundle, ContentLevel, NotificationEvent, SubscriptionStatus};
 
 /// Canonical of the IG's R4 notification Bundle profile.
 pub const R4_NOTIFICATION_PROFILE: &str =

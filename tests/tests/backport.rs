@@ -1,8 +1,9 @@
-//! The R4 and R4B (Subscriptions Backport IG) shapes of the notification Bundles the core
-//! builds: checked by the independent R4 (fhir.resources 6.1.0) and R4B validators, by
-//! explicit assertions for the IG's rules (which the models do not check: codes, profiles,
-//! parameter names and value types, `request` on every entry), and against the shape of
-//! the IG's own example `r4-notification-handshake`.
+//! The R4 and R4B (Subscriptions Backport IG) edges of the core: notification Bundles in
+//! the IG's shapes and the IG's Subscription profile to and from the R5 model. Checked by
+//! the independent R4 (fhir.resources 6.1.0) and R4B validators, by explicit assertions
+//! for the IG's rules (which the models do not check: codes, profiles, parameter names and
+//! value types, `request` on every entry), and against the IG's own examples
+//! (`r4-notification-handshake`, `subscription-admission`).
 
 use chrono::{DateTime, Utc};
 use fhir_ws_core::fhir::backport::{
@@ -196,4 +197,71 @@ fn statuses_r4_and_r4b_lack_are_shown_as_off() {
     let mut not_a_notification = bundle.clone();
     not_a_notification.entry.clear();
     assert!(to_r4(&not_a_notification, ContentLevel::IdOnly).is_err());
+}
+
+/// The IG's example Subscription `subscription-admission` on the websocket channel (digest
+/// 2.2), plus elements this server does not model, which must come back unchanged.
+fn r4_websocket_subscription() -> Value {
+    let ig = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition";
+    json!({
+        "resourceType": "Subscription",
+        "id": "admission",
+        "status": "requested",
+        "reason": "Patient admissions",
+        "contact": [{"system": "email", "value": "ward4@example.org"}],
+        "end": "2027-01-01T00:00:00Z",
+        "criteria": "http://hl7.org/SubscriptionTopic/admission",
+        "_criteria": {"extension": [
+            {"url": format!("{ig}/backport-filter-criteria"), "valueString": "Encounter?patient=Patient/123"}]},
+        "channel": {
+            "extension": [
+                {"url": "http://example.org/fhir/StructureDefinition/note", "valueString": "kept"},
+                {"url": format!("{ig}/backport-heartbeat-period"), "valueUnsignedInt": 60},
+                {"url": format!("{ig}/backport-timeout"), "valueUnsignedInt": 60},
+                {"url": format!("{ig}/backport-max-count"), "valuePositiveInt": 20}],
+            "type": "websocket",
+            "header": ["X-Ward: 4"],
+            "payload": "application/fhir+json;fhirVersion=4.0",
+            "_payload": {"extension": [{"url": format!("{ig}/backport-payload-content"), "valueCode": "id-only"}]}
+        }
+    })
+}
+
+#[test]
+fn r4_subscriptions_map_to_the_r5_model_and_back_unchanged() {
+    use fhir_ws_core::fhir::backport::subscription::{subscription_from_r4, subscription_to_r4};
+    let sent = r4_websocket_subscription();
+    let model = subscription_from_r4(sent.clone()).unwrap();
+    assert!(model.is_websocket());
+    assert_eq!(model.validate(), Ok(()), "what the R5 rules check holds for it too");
+    assert_eq!(model.topic.as_deref(), Some("http://hl7.org/SubscriptionTopic/admission"));
+    assert_eq!(model.filter_by.len(), 1);
+    assert_eq!(model.filter_by[0].resource_type.as_deref(), Some("Encounter"));
+    assert_eq!(model.filter_by[0].filter_parameter.as_deref(), Some("patient"));
+    assert_eq!(model.filter_by[0].value.as_deref(), Some("Patient/123"));
+    assert_eq!(model.content, Some(ContentLevel::IdOnly));
+    assert_eq!((model.heartbeat_period, model.timeout, model.max_count), (Some(60), Some(60), Some(20)));
+    assert_eq!(model.content_type.as_deref(), Some("application/fhir+json;fhirVersion=4.0"));
+    assert_eq!(model.end.as_deref(), Some("2027-01-01T00:00:00Z"));
+    let back = subscription_to_r4(&model);
+    assert_eq!(back, sent, "a round trip changes nothing");
+    assert_valid_r4(&[sent.clone(), back.clone()]);
+    assert_valid_r4b(&[back]);
+
+    // What R4 requires, and what the IG's extensions must hold, is checked.
+    for (broken, expected) in [("reason", "reason"), ("criteria", "criteria"), ("channel", "channel")] {
+        let mut resource = sent.clone();
+        resource.as_object_mut().unwrap().remove(broken);
+        let error = subscription_from_r4(resource).err().unwrap_or_default();
+        assert!(error.contains(expected), "{broken}: {error}");
+    }
+    let mut bad_content = sent.clone();
+    bad_content["channel"]["_payload"]["extension"][0]["valueCode"] = json!("everything");
+    assert!(subscription_from_r4(bad_content).is_err());
+    let mut bad_filter = sent.clone();
+    bad_filter["_criteria"]["extension"][0]["valueString"] = json!("patient=123");
+    assert!(subscription_from_r4(bad_filter).is_err());
+    let mut no_type = sent;
+    no_type["channel"].as_object_mut().unwrap().remove("type");
+    assert!(subscription_from_r4(no_type).err().unwrap_or_default().contains("channel.type"));
 }

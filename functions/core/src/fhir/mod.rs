@@ -1,5 +1,5 @@
-//! FHIR R5 JSON types for the resources fhir-ws reads and writes, and ([`backport`]) the
-//! R4/R4B shapes of notifications from the Subscriptions Backport IG.
+//! FHIR R5 JSON types for the resources fhir-ws reads and writes; [`backport`], the R4/R4B
+//! edges of the Subscriptions Backport IG; [`version`], which FHIR version a request speaks.
 //!
 //! Only the elements this project acts on are typed; every other element a client sends
 //! is kept in an `other` map (`#[serde(flatten)]`) so a stored resource survives a round
@@ -12,6 +12,7 @@ mod id;
 mod outcome;
 mod parameters;
 mod subscription;
+pub mod version;
 
 pub use bundle::{
     Bundle, BundleEntry, BundleLink, BundleSearch, NotificationEvent, NotificationType, Reference, SubscriptionStatus,

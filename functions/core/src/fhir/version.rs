@@ -1,0 +1,74 @@
+//! The FHIR versions served: R4 (4.0.1) and R4B (4.3.0) through the Subscriptions
+//! Backport IG, and R5 (5.0.0). How a request selects one: [`crate::http::requested_version`].
+//!
+//! A request selects its version in either of two ways FHIR defines, or both if they
+//! agree:
+//! - a base-path segment per version: `[base]/R4/Subscription…`, `[base]/R4B/…`,
+//!   `[base]/R5/…` (the segment directly before `Subscription` or `metadata`);
+//! - the `fhirVersion` parameter of the FHIR media type in `Content-Type` (for a body) or
+//!   `Accept`: `application/fhir+json; fhirVersion=4.0` (`4.0`, `4.3`, `5.0`, or the full
+//!   version such as `4.0.1`).
+//!
+//! Neither: R5, the unversioned base. A version this server does not serve (`fhirVersion=3.0`,
+//! a `/R3/` or `/STU3/` segment) is refused: 406 for `Accept`, 415 for `Content-Type`, 404
+//! for a path, each an `OperationOutcome` naming the versions served; a path and a media
+//! type that disagree are a 400.
+//!
+//! Not wired yet (issue 10): every route still answers R5.
+
+/// A FHIR version this server serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FhirVersion {
+    /// FHIR R4, 4.0.1 (Subscriptions Backport IG).
+    R4,
+    /// FHIR R4B, 4.3.0 (Subscriptions Backport IG).
+    R4B,
+    /// FHIR R5, 5.0.0.
+    R5,
+}
+
+/// The versions served, as refusal messages list them.
+pub const SERVED: &str = "R4 (fhirVersion=4.0), R4B (4.3) and R5 (5.0)";
+
+impl FhirVersion {
+    /// Every version served.
+    pub const ALL: [Self; 3] = [Self::R4, Self::R4B, Self::R5];
+
+    /// The base-path segment, e.g. `R4B`.
+    pub fn path_segment(self) -> &'static str {
+        match self {
+            Self::R4 => "R4",
+            Self::R4B => "R4B",
+            Self::R5 => "R5",
+        }
+    }
+
+    /// The `fhirVersion` media-type parameter value, e.g. `4.3`.
+    pub fn mime_version(self) -> &'static str {
+        match self {
+            Self::R4 => "4.0",
+            Self::R4B => "4.3",
+            Self::R5 => "5.0",
+        }
+    }
+
+    /// The full version, as `CapabilityStatement.fhirVersion` states it.
+    pub fn full_version(self) -> &'static str {
+        match self {
+            Self::R4 => "4.0.1",
+            Self::R4B => "4.3.0",
+            Self::R5 => "5.0.0",
+        }
+    }
+
+    /// The version a `fhirVersion` parameter value names (`4.0` or `4.0.1`, …).
+    pub fn from_mime_version(value: &str) -> Option<Self> {
+        let value = value.trim().trim_matches('"');
+        Self::ALL.into_iter().find(|v| value == v.mime_version() || value == v.full_version())
+    }
+
+    /// The version a base-path segment names (`R4`, `R4B`, `R5`, any case).
+    pub fn from_path_segment(segment: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| segment.eq_ignore_ascii_case(v.path_segment()))
+    }
+}

@@ -265,3 +265,86 @@ fn r4_subscriptions_map_to_the_r5_model_and_back_unchanged() {
     no_type["channel"].as_object_mut().unwrap().remove("type");
     assert!(subscription_from_r4(no_type).err().unwrap_or_default().contains("channel.type"));
 }
+
+/// One connection bound to subscriptions created in R4, R4B and R5: every frame comes in
+/// its subscription's version (the handshakes and one event), whatever the store.
+async fn one_socket_three_versions<
+    S: fhir_ws_tests::Backend,
+    T: fhir_ws_tests::TokenBackend,
+    B: fhir_ws_core::store::BindingStore + Clone,
+    C: fhir_ws_core::store::CounterStore + Clone,
+    E: fhir_ws_core::store::EventStore + Clone,
+>(
+    stores: fhir_ws_tests::Stores<S, T>,
+    ws_stores: fhir_ws_tests::websocket::WsStores<B, C, E>,
+) {
+    use fhir_ws_core::fhir::backport::subscription::subscription_from_r4;
+    use fhir_ws_core::fhir::version::FhirVersion;
+    use fhir_ws_tests::websocket::{SqsBatch, WsHarness};
+
+    let ws = WsHarness::new(stores, ws_stores).await;
+    let owner = fhir_ws_tests::unique_principal("alice");
+    let topic = format!("http://example.org/fhir/SubscriptionTopic/versions-{}", uuid::Uuid::new_v4());
+    let mut ids = Vec::new();
+    for version in [FhirVersion::R4, FhirVersion::R4B] {
+        let mut resource = r4_websocket_subscription();
+        resource["criteria"] = json!(topic);
+        resource["_criteria"] = json!({});
+        resource["channel"]["_payload"]["extension"][0]["valueCode"] = json!("full-resource");
+        let mut model = subscription_from_r4(resource).unwrap();
+        let id = fhir_ws_core::fhir::new_id();
+        model.id = Some(id.clone());
+        model.status = Some(fhir_ws_core::fhir::SubscriptionState::Active);
+        model.end = None;
+        let stored = StoredSubscription::new(&owner, 1, Utc::now(), model).in_fhir_version(version);
+        ws.app.stores.subscriptions.insert(&stored).await.unwrap();
+        assert_eq!(ws.app.stores.subscriptions.get(&id).await.unwrap().map(|s| s.fhir_version()), Some(version));
+        ids.push(id);
+    }
+    let mut r5 = websocket_subscription(&topic);
+    r5["content"] = json!("full-resource");
+    ids.push(ws.app.create(&owner, &r5).await);
+    let token = ws.token(&owner, &ids).await;
+    let connection = ws.bound_connection(&token).await;
+    let patient = json!({"resourceType": "Patient", "id": "p1", "active": true});
+    let event = json!({"topic": topic, "focus": patient, "timestamp": "2026-11-27T06:30:00Z"});
+    assert!(ws.fan_out(&SqsBatch::default().message("versions-1", &event)).await.is_empty());
+
+    let frames = ws.frames(&connection);
+    assert_eq!(frames.len(), 6, "three handshakes and three events: {frames:#?}");
+    let subject = |frame: &Value| -> String {
+        let status = &frame["entry"][0]["resource"];
+        let reference = match status["resourceType"].as_str() {
+            Some("Parameters") => status["parameter"][0]["valueReference"]["reference"].clone(),
+            _ => status["subscription"]["reference"].clone(),
+        };
+        reference.as_str().unwrap_or_default().replace("Subscription/", "")
+    };
+    for (id, version) in ids.iter().zip([FhirVersion::R4, FhirVersion::R4B, FhirVersion::R5]) {
+        let mine: Vec<Value> = frames.iter().filter(|f| subject(f) == *id).cloned().collect();
+        assert_eq!(mine.len(), 2, "{version:?}: {frames:#?}");
+        match version {
+            FhirVersion::R4 => {
+                mine.iter().for_each(|f| {
+                    assert_eq!(f["meta"]["profile"][0], R4_NOTIFICATION_PROFILE);
+                    assert_eq!(f["entry"][0]["request"]["url"], format!("Subscription/{id}/$status"));
+                });
+                let types: Vec<&Value> =
+                    mine.iter().map(|f| &f["entry"][0]["resource"]["parameter"][3]["valueCode"]).collect();
+                assert_eq!(types, [&json!("handshake"), &json!("event-notification")]);
+                assert_eq!(mine[1]["entry"][1]["resource"], patient, "full-resource");
+                assert_valid_r4(&mine);
+            }
+            FhirVersion::R4B => {
+                mine.iter().for_each(|f| assert_eq!(f["meta"]["profile"][0], R4B_NOTIFICATION_PROFILE));
+                assert_eq!(mine[1]["entry"][0]["resource"]["notificationEvent"][0]["eventNumber"], "1");
+                assert_valid_r4b(&mine);
+            }
+            FhirVersion::R5 => {
+                mine.iter().for_each(|f| assert_eq!(f["type"], "subscription-notification"));
+                fhir_ws_tests::assert_valid_r5(&mine);
+            }
+        }
+    }
+}
+fhir_ws_tests::all_stores!(one_socket_carries_each_subscription_in_its_own_fhir_version, one_socket_three_versions);

@@ -11,7 +11,7 @@ use futures::stream::FuturesUnordered;
 use crate::access::bindable;
 use crate::fhir::NotificationType;
 use crate::metrics::Metrics;
-use crate::notification::status_notification;
+use crate::notification::{content_level, frame, status_notification};
 use crate::push::{PushError, Pusher, RetryPolicy, post_with_retry};
 use crate::store::{Binding, BindingStore, CounterStore, SubscriptionStore};
 use crate::ws::forget_connection;
@@ -86,7 +86,8 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, P: Pusher> Delivery
         };
         let counter = self.counters.counter(subscription.id()).await?;
         let bundle = status_notification(kind, &subscription, counter.events, now);
-        let frame = serde_json::to_vec(&bundle).map_err(|e| DeliveryError::Push(PushError::Failed(e.to_string())))?;
+        let frame = frame(&subscription, &bundle, content_level(&subscription))
+            .map_err(|e| DeliveryError::Push(PushError::Failed(e.to_string())))?;
         self.post(&binding.callback_url, &binding.connection_id, &frame, metrics).await?;
         let at = now.timestamp();
         self.bindings

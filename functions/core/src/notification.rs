@@ -4,11 +4,15 @@
 //!
 //! An event is first turned into an [`EventRecord`] (its number, timestamp, references
 //! and resources); the live notification and a later `$events` replay are both built
-//! from such a record, so the two cannot drift apart.
+//! from such a record, so the two cannot drift apart. Bundles are built in R5 shape and
+//! become a WebSocket frame in the FHIR version of their subscription ([`frame`]: the
+//! Backport IG's R4 or R4B shape for subscriptions created in those versions).
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 
+use crate::fhir::backport::{NotANotification, to_r4, to_r4b};
+use crate::fhir::version::FhirVersion;
 use crate::fhir::{
     Bundle, BundleEntry, ContentLevel, NotificationEvent, NotificationType, Reference, SubscriptionStatus, new_id,
 };
@@ -185,20 +189,42 @@ pub fn content_level(subscription: &StoredSubscription) -> ContentLevel {
     subscription.resource().content.unwrap_or(ContentLevel::IdOnly)
 }
 
-/// The notification as one WebSocket frame. A `full-resource` notification larger than
-/// API Gateway accepts is sent `id-only` instead (never dropped); the flag says so.
+/// Why a notification could not become a frame (a bug, never the client's input).
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// Serializing failed.
+    #[error("cannot serialize the notification: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The Bundle was not a notification.
+    #[error(transparent)]
+    NotANotification(#[from] NotANotification),
+}
+
+/// A notification Bundle (R5 shape, sent at content level `level`) as the frame
+/// `subscription` receives: JSON in the FHIR version it was created in.
+pub fn frame(subscription: &StoredSubscription, bundle: &Bundle, level: ContentLevel) -> Result<Vec<u8>, FrameError> {
+    Ok(match subscription.fhir_version() {
+        FhirVersion::R5 => serde_json::to_vec(bundle)?,
+        FhirVersion::R4 => serde_json::to_vec(&to_r4(bundle, level)?)?,
+        FhirVersion::R4B => serde_json::to_vec(&to_r4b(bundle, level)?)?,
+    })
+}
+
+/// The notification as one WebSocket frame, in the subscription's FHIR version. A
+/// `full-resource` notification larger than API Gateway accepts is sent `id-only`
+/// instead (never dropped); the flag says so.
 pub fn event_frame(
     subscription: &StoredSubscription,
     record: &EventRecord,
     now: DateTime<Utc>,
-) -> Result<(Vec<u8>, bool), serde_json::Error> {
+) -> Result<(Vec<u8>, bool), FrameError> {
     let level = content_level(subscription);
-    let frame = serde_json::to_vec(&event_notification(subscription, record, level, now))?;
-    if frame.len() <= MAX_MESSAGE_BYTES || level != ContentLevel::FullResource {
-        return Ok((frame, false));
+    let bytes = frame(subscription, &event_notification(subscription, record, level, now), level)?;
+    if bytes.len() <= MAX_MESSAGE_BYTES || level != ContentLevel::FullResource {
+        return Ok((bytes, false));
     }
     let smaller = event_notification(subscription, record, ContentLevel::IdOnly, now);
-    Ok((serde_json::to_vec(&smaller)?, true))
+    Ok((frame(subscription, &smaller, ContentLevel::IdOnly)?, true))
 }
 
 /// The `$events` answer: a `subscription-notification` Bundle whose `SubscriptionStatus`

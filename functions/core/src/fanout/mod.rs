@@ -184,8 +184,8 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: P
         // Recorded before posting, so `$events` knows every number a client may have seen.
         let keep_resources = crate::notification::content_level(subscription) == ContentLevel::FullResource;
         self.history.store.record_event(&record.for_history(keep_resources)).await?;
-        let (frame, downgraded) = event_frame(subscription, &record, now)
-            .map_err(|e| FanOutError::Invalid(format!("cannot serialize the notification: {e}")))?;
+        let (frame, downgraded) =
+            event_frame(subscription, &record, now).map_err(|e| FanOutError::Invalid(e.to_string()))?;
         if downgraded {
             metrics.add("OversizeDowngraded", 1);
         }

@@ -2,8 +2,9 @@
 //!
 //! Table layout (the same as `template.yaml`):
 //! - subscriptions: key `id` (S); GSI `byOwner` (`owner` S, `id` S, all attributes);
-//!   attributes `owner`, `version` (N), `lastUpdated` (N, epoch milliseconds), `status`, `topic`, `channelType`
-//!   and `resource` (the FHIR JSON text, so unknown elements survive untouched).
+//!   attributes `owner`, `version` (N), `lastUpdated` (N, epoch milliseconds), `status`, `topic`, `channelType`,
+//!   `fhirVersion` (`R4`, `R4B` or `R5`; absent means R5) and `resource` (the FHIR JSON text, in the R5
+//!   model, so unknown elements survive untouched).
 //! - tokens: key `tokenId` (S); `owner`, `subscriptionIds` (L of S), `keyId`,
 //!   `issuedAt` (N), `expiresAt` (N, epoch seconds: the table's TTL attribute), `revoked` (BOOL).
 //! - bindings: key `connectionId` (S) + `subscriptionId` (S); GSI `bySubscription`
@@ -33,6 +34,7 @@ use super::{
     StoredSubscription, SubscriptionStore, TokenRecord, TokenStore, heartbeat_shard,
 };
 use crate::fhir::Subscription;
+use crate::fhir::version::FhirVersion;
 
 /// Name of the subscriptions table's owner index.
 pub const OWNER_INDEX: &str = "byOwner";
@@ -110,6 +112,7 @@ fn subscription_to_item(subscription: &StoredSubscription) -> Result<Item, Store
         ("lastUpdated".to_owned(), AttributeValue::N(subscription.last_updated().timestamp_millis().to_string())),
         ("status".to_owned(), AttributeValue::S(subscription.status().code().to_owned())),
         ("resource".to_owned(), AttributeValue::S(json)),
+        ("fhirVersion".to_owned(), AttributeValue::S(subscription.fhir_version().path_segment().to_owned())),
     ]);
     if let Some(topic) = &resource.topic {
         item.insert("topic".to_owned(), AttributeValue::S(topic.clone()));
@@ -127,7 +130,13 @@ fn subscription_from_item(item: &Item) -> Result<StoredSubscription, StoreError>
         u64::try_from(number(item, "version")?).map_err(|_| StoreError::Corrupt("negative version".to_owned()))?;
     let last_updated = DateTime::from_timestamp_millis(number(item, "lastUpdated")?)
         .ok_or_else(|| StoreError::Corrupt("lastUpdated out of range".to_owned()))?;
-    Ok(StoredSubscription::new(&string(item, "owner")?, version, last_updated, resource))
+    // Items written before versions were recorded are R5.
+    let fhir_version = match item.get("fhirVersion") {
+        None => FhirVersion::R5,
+        Some(_) => FhirVersion::from_path_segment(&string(item, "fhirVersion")?)
+            .ok_or_else(|| StoreError::Corrupt("fhirVersion is not R4, R4B or R5".to_owned()))?,
+    };
+    Ok(StoredSubscription::new(&string(item, "owner")?, version, last_updated, resource).in_fhir_version(fhir_version))
 }
 
 fn token_to_item(record: &TokenRecord) -> Item {

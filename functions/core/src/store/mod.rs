@@ -14,6 +14,7 @@ use std::future::Future;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
 
+use crate::fhir::version::FhirVersion;
 use crate::fhir::{Meta, Subscription, SubscriptionState};
 
 /// Why a store operation failed.
@@ -40,6 +41,7 @@ pub struct StoredSubscription {
     version: u64,
     last_updated: DateTime<Utc>,
     resource: Subscription,
+    fhir_version: FhirVersion,
 }
 
 impl StoredSubscription {
@@ -49,13 +51,25 @@ impl StoredSubscription {
         let meta = resource.meta.get_or_insert_with(Meta::default);
         meta.version_id = Some(version.to_string());
         meta.last_updated = Some(last_updated.to_rfc3339_opts(SecondsFormat::Millis, true));
-        Self { owner: owner.to_owned(), version, last_updated, resource }
+        Self { owner: owner.to_owned(), version, last_updated, resource, fhir_version: FhirVersion::R5 }
+    }
+
+    /// The same subscription, created in (and answered in) FHIR version `fhir_version`.
+    pub fn in_fhir_version(mut self, fhir_version: FhirVersion) -> Self {
+        self.fhir_version = fhir_version;
+        self
+    }
+
+    /// The FHIR version the subscription was created in; everything it receives comes in
+    /// that version's shape (R5 unless set).
+    pub fn fhir_version(&self) -> FhirVersion {
+        self.fhir_version
     }
 
     /// The next version of this subscription: `resource` (its id is kept) written at `now`.
     pub fn next_version(&self, mut resource: Subscription, now: DateTime<Utc>) -> Self {
         resource.id = self.resource.id.clone();
-        Self::new(&self.owner, self.version + 1, now, resource)
+        Self::new(&self.owner, self.version + 1, now, resource).in_fhir_version(self.fhir_version)
     }
 
     /// The logical id.

@@ -7,9 +7,12 @@
 //! - [`subscription`] — the IG's R4/R4B Subscription profile (topic in `criteria`,
 //!   filters, channel and payload extensions) to and from the R5 `Subscription`.
 //!
-//! Not wired yet: the Subscription API, the operations and delivery still answer in R5
-//! only (issue 10 goes on from here: version selection, storage of each subscription's
-//! version, routes).
+//! Wired so far: a stored subscription records the FHIR version it was created in, and
+//! delivery (handshakes, heartbeats, event notifications) frames each notification in that
+//! version ([`crate::notification::frame`]). Not yet: the Subscription API and the
+//! operations create and answer R5 only, so no R4/R4B subscription can be created through
+//! them yet (issue 10 goes on from here: routes per version, `$status`/`$events`/token
+//! operation and `metadata` in backport shape, CLI `--fhir-version`).
 
 pub mod notification;
 pub mod subscription;

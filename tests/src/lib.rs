@@ -152,11 +152,11 @@ impl HttpEvent {
         event["rawQueryString"] = json!(query);
         event["requestContext"]["http"]["method"] = json!(method);
         event["requestContext"]["http"]["path"] = json!(path);
-        let route = route_template(path);
+        let (route, parameters) = route_of(path);
         event["routeKey"] = json!(format!("{method} {route}"));
         event["requestContext"]["routeKey"] = event["routeKey"].clone();
-        if let Some(id) = path_id(path) {
-            event["pathParameters"] = json!({ "id": id });
+        if !parameters.is_empty() {
+            event["pathParameters"] = Value::Object(parameters);
         }
         if !query.is_empty() {
             // API Gateway joins repeated keys with commas here; lambda_http reads rawQueryString.
@@ -235,21 +235,30 @@ impl HttpEvent {
     }
 }
 
-fn route_template(path: &str) -> String {
+/// The route key's path template and the path parameters the template's route for
+/// `path` binds (a leading segment before `Subscription`/`metadata` is `{fhirVersion}`).
+fn route_of(path: &str) -> (String, serde_json::Map<String, Value>) {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    match segments.as_slice() {
+    let mut parameters = serde_json::Map::new();
+    let rest = match segments.split_first() {
+        Some((first, rest)) if *first != "Subscription" && *first != "metadata" && !rest.is_empty() => {
+            parameters.insert("fhirVersion".to_owned(), json!(first));
+            rest
+        }
+        _ => segments.as_slice(),
+    };
+    let prefix = if parameters.is_empty() { "" } else { "/{fhirVersion}" };
+    let template = match rest {
         ["Subscription", id] if !id.starts_with('$') => "/Subscription/{id}".to_owned(),
         ["Subscription", _, op] => format!("/Subscription/{{id}}/{op}"),
-        _ => path.to_owned(),
+        _ => format!("/{}", rest.join("/")),
+    };
+    if let ["Subscription", id] | ["Subscription", id, _] = rest
+        && !id.starts_with('$')
+    {
+        parameters.insert("id".to_owned(), json!(id));
     }
-}
-
-fn path_id(path: &str) -> Option<String> {
-    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    match segments.as_slice() {
-        ["Subscription", id] | ["Subscription", id, _] if !id.starts_with('$') => Some((*id).to_owned()),
-        _ => None,
-    }
+    (format!("{prefix}{template}"), parameters)
 }
 
 /// A response's status and parsed JSON body (`Value::Null` when empty).
@@ -425,6 +434,24 @@ pub fn websocket_subscription(topic: &str) -> Value {
         },
         "content": "id-only",
         "heartbeatPeriod": 60
+    })
+}
+
+/// A valid R4/R4B websocket Subscription (Backport IG profile) as a client would POST it
+/// to the `/R4` or `/R4B` base: `full-resource`, heartbeat every 60 s.
+pub fn backport_websocket_subscription(topic: &str) -> Value {
+    let ig = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition";
+    json!({
+        "resourceType": "Subscription",
+        "status": "requested",
+        "reason": "Encounters of the ward",
+        "criteria": topic,
+        "channel": {
+            "extension": [{"url": format!("{ig}/backport-heartbeat-period"), "valueUnsignedInt": 60}],
+            "type": "websocket",
+            "payload": "application/fhir+json",
+            "_payload": {"extension": [{"url": format!("{ig}/backport-payload-content"), "valueCode": "full-resource"}]}
+        }
     })
 }
 

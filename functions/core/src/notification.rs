@@ -11,7 +11,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 
-use crate::fhir::backport::{NotANotification, to_r4, to_r4b};
+use crate::fhir::backport::{NotANotification, render_notification};
 use crate::fhir::version::FhirVersion;
 use crate::fhir::{
     Bundle, BundleEntry, ContentLevel, NotificationEvent, NotificationType, Reference, SubscriptionStatus, new_id,
@@ -205,8 +205,7 @@ pub enum FrameError {
 pub fn frame(subscription: &StoredSubscription, bundle: &Bundle, level: ContentLevel) -> Result<Vec<u8>, FrameError> {
     Ok(match subscription.fhir_version() {
         FhirVersion::R5 => serde_json::to_vec(bundle)?,
-        FhirVersion::R4 => serde_json::to_vec(&to_r4(bundle, level)?)?,
-        FhirVersion::R4B => serde_json::to_vec(&to_r4b(bundle, level)?)?,
+        version => serde_json::to_vec(&render_notification(version, bundle, level)?)?,
     })
 }
 

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use chrono::Utc;
 use fhir_ws_core::fhir::{IssueType, OperationOutcome};
+use fhir_ws_core::http::VERSION_PATH_PARAMETER;
 use fhir_ws_core::ops::binding_token::OPERATION;
 use fhir_ws_core::ops::capability::METADATA;
 use fhir_ws_core::ops::queries::{EVENTS, STATUS};
@@ -25,31 +26,47 @@ enum Function {
     BindingToken,
 }
 
+/// Where the template routes a request: the function, the route key's path template and
+/// the path parameters it binds.
+struct Route {
+    function: Function,
+    template: String,
+    parameters: Map<String, Value>,
+}
+
 /// Routes like the template: `…/$get-ws-binding-token` to the operation; `/metadata`,
 /// `$status`, `$events` and the rest of `/Subscription…` to the Subscription API
-/// function. Returns the route key's path template too.
-fn route(path: &str) -> Option<(Function, String, Option<String>)> {
+/// function; each also under a leading `/{fhirVersion}` segment (the function checks it).
+fn route(path: &str) -> Option<Route> {
     let segments: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(percent_decode).collect();
-    match segments.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    let mut parameters = Map::new();
+    let (prefix, rest) = match segments.split_first() {
+        Some((first, rest)) if first != "Subscription" && first != METADATA && !rest.is_empty() => {
+            parameters.insert(VERSION_PATH_PARAMETER.to_owned(), json!(first));
+            (format!("/{{{VERSION_PATH_PARAMETER}}}"), rest)
+        }
+        _ => (String::new(), segments.as_slice()),
+    };
+    let (function, template, id) = match rest.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["Subscription", op] if *op == OPERATION => {
-            Some((Function::BindingToken, format!("/Subscription/{OPERATION}"), None))
+            (Function::BindingToken, format!("/Subscription/{OPERATION}"), None)
         }
         ["Subscription", id, op] if *op == OPERATION => {
-            Some((Function::BindingToken, format!("/Subscription/{{id}}/{OPERATION}"), Some((*id).to_owned())))
+            (Function::BindingToken, format!("/Subscription/{{id}}/{OPERATION}"), Some(*id))
         }
-        [metadata] if *metadata == METADATA => Some((Function::SubscriptionApi, format!("/{METADATA}"), None)),
-        ["Subscription", op] if *op == STATUS => {
-            Some((Function::SubscriptionApi, format!("/Subscription/{STATUS}"), None))
-        }
+        [metadata] if *metadata == METADATA => (Function::SubscriptionApi, format!("/{METADATA}"), None),
+        ["Subscription", op] if *op == STATUS => (Function::SubscriptionApi, format!("/Subscription/{STATUS}"), None),
         ["Subscription", id, op] if *op == STATUS || *op == EVENTS => {
-            Some((Function::SubscriptionApi, format!("/Subscription/{{id}}/{op}"), Some((*id).to_owned())))
+            (Function::SubscriptionApi, format!("/Subscription/{{id}}/{op}"), Some(*id))
         }
-        ["Subscription"] => Some((Function::SubscriptionApi, "/Subscription".to_owned(), None)),
-        ["Subscription", id] => {
-            Some((Function::SubscriptionApi, "/Subscription/{id}".to_owned(), Some((*id).to_owned())))
-        }
-        _ => None,
+        ["Subscription"] => (Function::SubscriptionApi, "/Subscription".to_owned(), None),
+        ["Subscription", id] => (Function::SubscriptionApi, "/Subscription/{id}".to_owned(), Some(*id)),
+        _ => return None,
+    };
+    if let Some(id) = id {
+        parameters.insert("id".to_owned(), json!(id));
     }
+    Some(Route { function, template: format!("{prefix}{template}"), parameters })
 }
 
 fn percent_decode(segment: &str) -> String {
@@ -69,7 +86,7 @@ pub(crate) async fn handle<K: Backend>(
 ) -> Response {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_owned();
-    let Some((function, route_path, id)) = route(&path) else {
+    let Some(Route { function, template: route_path, parameters }) = route(&path) else {
         return outcome(StatusCode::NOT_FOUND, IssueType::NotFound, &format!("no route for {path}"));
     };
     let Ok(bytes) = to_bytes(body, MAX_REQUEST_BYTES).await else {
@@ -115,8 +132,8 @@ pub(crate) async fn handle<K: Backend>(
         event["requestContext"]["authorizer"] =
             json!({"jwt": {"claims": {"sub": principal, "iss": "fhir-ws-local"}, "scopes": null}});
     }
-    if let Some(id) = id {
-        event["pathParameters"] = json!({ "id": id });
+    if !parameters.is_empty() {
+        event["pathParameters"] = Value::Object(parameters);
     }
     if !bytes.is_empty() {
         match std::str::from_utf8(&bytes) {

@@ -14,7 +14,15 @@
 //! for a path, each an `OperationOutcome` naming the versions served; a path and a media
 //! type that disagree are a 400.
 //!
-//! Not wired yet (issue 10): every route still answers R5.
+//! The template and the local stack route `/{fhirVersion}/Subscription…` and
+//! `/{fhirVersion}/metadata` to the same functions as the unversioned paths; a
+//! `fhirVersion` path segment that names no served version is a 404.
+//!
+//! What a version changes: the shape of every resource read or written (Subscription,
+//! status resources, notification and `$events` Bundles, `metadata`), by
+//! [`crate::fhir::backport`]. A subscription keeps the version it was created in: it is
+//! read, updated, searched and queried (`$status`, `$events`) at that version's base only,
+//! and every frame it receives on a socket is in that version.
 
 /// A FHIR version this server serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

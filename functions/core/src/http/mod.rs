@@ -9,7 +9,7 @@ mod version;
 pub use error::ApiError;
 pub use identity::IdentityConfig;
 pub use request::{FhirPath, IGNORED_QUERY_PARAMETERS, fhir_path, json_body, operation_inputs, origin};
-pub use version::requested_version;
+pub use version::{VERSION_PATH_PARAMETER, request_version, requested_version};
 
 use lambda_http::http::{HeaderName, HeaderValue, StatusCode, header};
 use lambda_http::{Body, Response};

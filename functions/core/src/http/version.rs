@@ -1,6 +1,8 @@
 //! Which FHIR version a request speaks (rules: [`crate::fhir::version`]).
 
-use lambda_http::http::StatusCode;
+use lambda_http::http::{StatusCode, header};
+use lambda_http::{Request, RequestExt as _};
+use percent_encoding::percent_decode_str;
 
 use super::ApiError;
 use crate::fhir::IssueType;
@@ -67,6 +69,29 @@ pub fn requested_version(
         (Some(version), _) | (None, Some(version)) => Ok(version),
         (None, None) => Ok(FhirVersion::R5),
     }
+}
+
+/// The name of the path parameter the versioned routes of the template carry
+/// (`/{fhirVersion}/Subscription…`).
+pub const VERSION_PATH_PARAMETER: &str = "fhirVersion";
+
+/// The version `request` speaks: its path (and the `fhirVersion` path parameter of a
+/// versioned route, which must name a served version), `Accept` and `Content-Type`.
+pub fn request_version(request: &Request) -> Result<FhirVersion, ApiError> {
+    if let Some(segment) = request.path_parameters_ref().and_then(|p| p.first(VERSION_PATH_PARAMETER))
+        && FhirVersion::from_path_segment(segment).is_none()
+    {
+        return Err(ApiError::not_found(format!("FHIR {segment} is not served here; this server serves {SERVED}")));
+    }
+    let segments: Vec<String> = request
+        .uri()
+        .path()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .collect();
+    let text = |name| request.headers().get(name).and_then(|v| v.to_str().ok());
+    requested_version(&segments, text(header::ACCEPT), text(header::CONTENT_TYPE))
 }
 
 #[cfg(test)]

@@ -6,6 +6,12 @@
 //! With no ids the token covers every `active` or `requested` websocket subscription of
 //! the caller (404 if there are none). GET is accepted as well as POST (`?id=a&id=b` at
 //! type level) because R4/R4B backport clients call the operation with GET.
+//!
+//! The Backport IG's `backport-subscription-get-ws-binding-token` has the same parameters
+//! and output in R4 and R4B, so one answer serves every base. Without ids, the token
+//! covers the caller's subscriptions of the request's FHIR version; named ids may be of
+//! any version, so that one socket can carry R4, R4B and R5 subscriptions together (each
+//! frame in its subscription's version).
 
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use lambda_http::http::{Method, StatusCode};
@@ -13,8 +19,11 @@ use lambda_http::{Body, Request, RequestExt as _, Response};
 
 use crate::access::bindable;
 use crate::config::BindingTokenConfig;
+use crate::fhir::version::FhirVersion;
 use crate::fhir::{Parameter, Parameters, SubscriptionState, is_valid_id, new_id};
-use crate::http::{ApiError, IGNORED_QUERY_PARAMETERS, IdentityConfig, fhir_path, fhir_response, json_body};
+use crate::http::{
+    ApiError, IGNORED_QUERY_PARAMETERS, IdentityConfig, fhir_path, fhir_response, json_body, request_version,
+};
 use crate::store::{SubscriptionStore, TokenRecord, TokenStore};
 use crate::token::{KeyRing, TokenClaims, sign};
 
@@ -67,6 +76,7 @@ impl<S: SubscriptionStore, T: TokenStore> BindingTokenOperation<S, T> {
         if method != Method::GET && method != Method::POST {
             return Err(ApiError::method_not_allowed(method.as_str(), "GET, POST"));
         }
+        let version = request_version(request)?;
         let owner = self.identity.caller(request)?;
         let requested_ids = match level {
             Level::Instance(id) => {
@@ -80,14 +90,15 @@ impl<S: SubscriptionStore, T: TokenStore> BindingTokenOperation<S, T> {
             Level::Type if method == Method::POST => ids_from_body(request)?,
             Level::Type => ids_from_query(request)?,
         };
-        let subscription_ids = self.bindable_ids(&owner, requested_ids, now).await?;
+        let subscription_ids = self.bindable_ids(&owner, version, requested_ids, now).await?;
         self.issue(owner, subscription_ids, now).await
     }
 
-    /// Checks each requested id, or picks all usable ones when none were named.
+    /// Checks each requested id, or picks all usable ones of `version` when none were named.
     async fn bindable_ids(
         &self,
         owner: &str,
+        version: FhirVersion,
         requested: Vec<String>,
         now: DateTime<Utc>,
     ) -> Result<Vec<String>, ApiError> {
@@ -97,12 +108,15 @@ impl<S: SubscriptionStore, T: TokenStore> BindingTokenOperation<S, T> {
                 .list_by_owner(owner)
                 .await?
                 .into_iter()
-                .filter(|s| s.resource().is_websocket())
+                .filter(|s| s.fhir_version() == version && s.resource().is_websocket())
                 .filter(|s| matches!(s.status_at(now), SubscriptionState::Active | SubscriptionState::Requested))
                 .map(|s| s.id().to_owned())
                 .collect();
             if ids.is_empty() {
-                return Err(ApiError::not_found("the caller has no active or requested websocket subscriptions"));
+                return Err(ApiError::not_found(format!(
+                    "the caller has no active or requested FHIR {} websocket subscriptions",
+                    version.path_segment()
+                )));
             }
             check_count(ids.len())?;
             return Ok(ids);

@@ -1,16 +1,24 @@
-//! `GET [base]/metadata`: the `CapabilityStatement` (R5) stating what this server does.
+//! `GET [base]/metadata`: the `CapabilityStatement` stating what this server does, in the
+//! request's FHIR version.
 //!
 //! Only what is implemented is listed: the Subscription resource with its interactions
-//! and the `status` search parameter, the three Subscription operations with their
+//! and the `status`, `topic` and `url` search parameters, the three Subscription operations with their
 //! canonical definitions, and the websocket channel (the `websocket` channel type, and
 //! the WebSocket URL in the `capabilitystatement-websocket` extension). No
 //! authentication is needed, as FHIR asks of `metadata`.
+//!
+//! At `/R4/metadata` and `/R4B/metadata` the statement is R4 (4.0.1) or R4B (4.3.0): it
+//! `instantiates` the Backport IG's server statement for that version
+//! (`backport-subscription-server-r4`, `backport-subscription-server`), names the IG in
+//! `implementationGuide`, the IG's Subscription profile in `supportedProfile`, and the
+//! IG's OperationDefinitions and `topic` search parameter.
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
 
-use crate::http::{ApiError, fhir_response, origin};
+use crate::fhir::version::FhirVersion;
+use crate::http::{ApiError, fhir_response, origin, request_version};
 
 /// The path segment.
 pub const METADATA: &str = "metadata";
@@ -20,13 +28,22 @@ const STATEMENT_DATE: &str = "2026-11-28";
 /// server's WebSocket endpoint.
 pub const WEBSOCKET_EXTENSION: &str = "http://hl7.org/fhir/StructureDefinition/capabilitystatement-websocket";
 
+/// Canonical of the Backport IG (`CapabilityStatement.implementationGuide`).
+pub const BACKPORT_IG: &str =
+    "http://hl7.org/fhir/uv/subscriptions-backport/ImplementationGuide/hl7.fhir.uv.subscriptions-backport";
+/// Prefix of the Backport IG's canonicals.
+const IG_BASE: &str = "http://hl7.org/fhir/uv/subscriptions-backport";
+
 /// Answers `GET [base]/metadata` with the statement for the server at the request's base
-/// URL, whose WebSocket API is at `websocket_url`.
+/// URL, in the request's FHIR version, whose WebSocket API is at `websocket_url`.
 pub fn handle(request: &Request, websocket_url: &str) -> Response<Body> {
     if request.method() != Method::GET {
         return ApiError::method_not_allowed(request.method().as_str(), "GET").into_response();
     }
-    fhir_response(StatusCode::OK, &statement(&base_url(request), websocket_url))
+    match request_version(request) {
+        Ok(version) => fhir_response(StatusCode::OK, &statement(&base_url(request), websocket_url, version)),
+        Err(error) => error.into_response(),
+    }
 }
 
 /// The service base: the request URL without its trailing `/metadata`.
@@ -36,16 +53,67 @@ fn base_url(request: &Request) -> String {
     format!("{}{prefix}", origin(request))
 }
 
-/// The statement itself.
-pub fn statement(base: &str, websocket_url: &str) -> Value {
-    let operation = |name: &str, id: &str, documentation: &str| {
-        json!({
-            "name": name,
-            "definition": format!("http://hl7.org/fhir/OperationDefinition/{id}"),
-            "documentation": documentation,
-        })
+/// The canonical of the IG's server CapabilityStatement a version's statement
+/// instantiates (none for R5, whose core defines the operations).
+pub fn instantiated_statement(version: FhirVersion) -> Option<String> {
+    match version {
+        FhirVersion::R4 => Some(format!("{IG_BASE}/CapabilityStatement/backport-subscription-server-r4")),
+        FhirVersion::R4B => Some(format!("{IG_BASE}/CapabilityStatement/backport-subscription-server")),
+        FhirVersion::R5 => None,
+    }
+}
+
+/// The statement itself, for a client of `version`.
+pub fn statement(base: &str, websocket_url: &str, version: FhirVersion) -> Value {
+    let backport = version != FhirVersion::R5;
+    let operation = |code: &str, r5_id: &str, documentation: &str| {
+        let definition = if backport {
+            format!("{IG_BASE}/OperationDefinition/backport-subscription-{code}")
+        } else {
+            format!("http://hl7.org/fhir/OperationDefinition/{r5_id}")
+        };
+        json!({"name": code, "definition": definition, "documentation": documentation})
     };
-    json!({
+    let search_parameter = |name: &str, kind: &str| {
+        let definition = if backport && name == "topic" {
+            format!("{IG_BASE}/SearchParameter/Subscription-topic")
+        } else {
+            format!("http://hl7.org/fhir/SearchParameter/Subscription-{name}")
+        };
+        json!({"name": name, "definition": definition, "type": kind})
+    };
+    let mut subscription = json!({
+        "type": "Subscription",
+        "documentation": "Websocket subscriptions are active from creation; other channel types \
+            are stored but not delivered by this server. A subscription is served at the base of \
+            the FHIR version it was created in.",
+        "interaction": [
+            {"code": "read"}, {"code": "update"}, {"code": "delete"},
+            {"code": "create"}, {"code": "search-type"},
+        ],
+        "versioning": "versioned-update",
+        "readHistory": false,
+        "updateCreate": false,
+        "conditionalCreate": false,
+        "conditionalUpdate": false,
+        "conditionalDelete": "not-supported",
+        "searchParam": [
+            search_parameter("status", "token"),
+            search_parameter("topic", "uri"),
+            search_parameter("url", "uri"),
+        ],
+        "operation": [
+            operation("get-ws-binding-token", "Subscription-get-ws-binding-token",
+                "Type and instance level, GET and POST."),
+            operation("status", "Subscription-status", "Type and instance level, GET and POST."),
+            operation("events", "Subscription-events",
+                "Instance level, GET and POST; events are retained for a configured time."),
+        ],
+    });
+    if backport {
+        subscription["supportedProfile"] = json!([format!("{IG_BASE}/StructureDefinition/backport-subscription")]);
+    }
+    let mut statement = json!({
         "resourceType": "CapabilityStatement",
         "status": "active",
         "date": STATEMENT_DATE,
@@ -56,46 +124,26 @@ pub fn statement(base: &str, websocket_url: &str) -> Value {
             "description": "fhir-ws: FHIR topic-based Subscriptions over WebSockets",
             "url": base,
         },
-        "fhirVersion": "5.0.0",
+        "fhirVersion": version.full_version(),
         "format": ["application/fhir+json", "json"],
         "rest": [{
             "mode": "server",
             "documentation": "Topic-based Subscriptions delivered on the websocket channel \
                 (channelType http://terminology.hl7.org/CodeSystem/subscription-channel-type#websocket). \
                 Clients get a binding token with $get-ws-binding-token, open the WebSocket at the URL in \
-                the websocket extension and send bind-with-token <token>.",
+                the websocket extension and send bind-with-token <token>. R4 clients use the /R4 base, \
+                R4B clients /R4B, R5 clients the unversioned base or /R5.",
             "extension": [{"url": WEBSOCKET_EXTENSION, "valueUri": websocket_url}],
             "security": {
                 "description": "Every interaction but metadata needs a bearer token (JWT); a caller sees \
                     only the subscriptions it created.",
             },
-            "resource": [{
-                "type": "Subscription",
-                "documentation": "Websocket subscriptions are active from creation; other channel types \
-                    are stored but not delivered by this server.",
-                "interaction": [
-                    {"code": "read"}, {"code": "update"}, {"code": "delete"},
-                    {"code": "create"}, {"code": "search-type"},
-                ],
-                "versioning": "versioned-update",
-                "readHistory": false,
-                "updateCreate": false,
-                "conditionalCreate": false,
-                "conditionalUpdate": false,
-                "conditionalDelete": "not-supported",
-                "searchParam": [{
-                    "name": "status",
-                    "definition": "http://hl7.org/fhir/SearchParameter/Subscription-status",
-                    "type": "token",
-                }],
-                "operation": [
-                    operation("get-ws-binding-token", "Subscription-get-ws-binding-token",
-                        "Type and instance level, GET and POST."),
-                    operation("status", "Subscription-status", "Type and instance level, GET and POST."),
-                    operation("events", "Subscription-events",
-                        "Instance level, GET and POST; events are retained for a configured time."),
-                ],
-            }],
+            "resource": [subscription],
         }],
-    })
+    });
+    if let Some(instantiated) = instantiated_statement(version) {
+        statement["instantiates"] = json!([instantiated]);
+        statement["implementationGuide"] = json!([BACKPORT_IG]);
+    }
+    statement
 }

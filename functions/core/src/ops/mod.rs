@@ -20,19 +20,36 @@ use lambda_http::{Body, Request, Response};
 
 use crate::config::SubscriptionApiConfig;
 use crate::fhir::is_valid_id;
+use crate::fhir::version::FhirVersion;
 use crate::http::ApiError;
 use crate::store::{CounterStore, EventStore, StoredSubscription, SubscriptionStore};
 use queries::SubscriptionQueries;
 use subscription_api::SubscriptionApi;
 
-/// The subscription `id` if it exists and belongs to `owner`; otherwise 404, the same
-/// answer for a missing subscription and for someone else's.
-async fn owned<S: SubscriptionStore>(subscriptions: &S, id: &str, owner: &str) -> Result<StoredSubscription, ApiError> {
+/// The subscription `id` if it exists, belongs to `owner` and was created in `version`;
+/// otherwise 404, the same answer for a missing subscription and for someone else's. Its
+/// owner asking at another version's base is told where it lives.
+async fn owned<S: SubscriptionStore>(
+    subscriptions: &S,
+    id: &str,
+    owner: &str,
+    version: FhirVersion,
+) -> Result<StoredSubscription, ApiError> {
     let not_found = || ApiError::not_found(format!("Subscription/{id} is not known"));
     if !is_valid_id(id) {
         return Err(not_found());
     }
-    subscriptions.get(id).await?.filter(|s| s.owner() == owner).ok_or_else(not_found)
+    let found = subscriptions.get(id).await?.filter(|s| s.owner() == owner).ok_or_else(not_found)?;
+    if found.fhir_version() != version {
+        let home = found.fhir_version();
+        return Err(ApiError::not_found(format!(
+            "Subscription/{id} was created in FHIR {}: it is served at the /{} base, not in FHIR {}",
+            home.path_segment(),
+            home.path_segment(),
+            version.path_segment()
+        )));
+    }
+    Ok(found)
 }
 
 /// Which handler of the `subscription-api` function a request path belongs to.

@@ -9,6 +9,15 @@
 //!   (a hint). Out: a `subscription-notification` Bundle whose `SubscriptionStatus` has
 //!   type `query-event`, one `notificationEvent` per retained event.
 //!
+//! At the `/R4` and `/R4B` bases both answer in the Backport IG's shapes
+//! (`backport-subscription-status`, `backport-subscription-events`): `$status` a
+//! `searchset` of R4 `Parameters` (profile `backport-subscription-status-r4`) or R4B
+//! `SubscriptionStatus` resources; `$events` takes its bounds as strings (`valueString`, or
+//! the query string) and answers a `history` Bundle whose first entry is that status
+//! resource. R4 and R4B Bundles have no `issues`, so there the retention warning is the
+//! first entry's `response.outcome`. Only subscriptions created in the request's version
+//! are seen (a subscription keeps its version).
+//!
 //! `$events` defaults: `eventsUntilNumber` = the subscription's event count (larger
 //! values are clamped to it), `eventsSinceNumber` = 1. One answer holds at most
 //! [`MAX_EVENTS_PER_ANSWER`] events (fewer if the subscription's `maxCount` is smaller,
@@ -21,12 +30,15 @@
 use chrono::{DateTime, Utc};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
+use serde_json::Value;
 
+use crate::fhir::backport::{render_notification, render_status};
+use crate::fhir::version::FhirVersion;
 use crate::fhir::{
     Bundle, BundleEntry, BundleLink, BundleSearch, ContentLevel, IssueSeverity, IssueType, NotificationType,
     OperationOutcome, SubscriptionState, new_id,
 };
-use crate::http::{ApiError, FhirPath, IdentityConfig, fhir_path, fhir_response, operation_inputs};
+use crate::http::{ApiError, FhirPath, IdentityConfig, fhir_path, fhir_response, operation_inputs, request_version};
 use crate::notification::{content_level, query_event_bundle, subscription_status};
 use crate::store::{CounterStore, EventRecord, EventStore, StoredSubscription, SubscriptionStore};
 
@@ -68,21 +80,22 @@ impl<S: SubscriptionStore, C: CounterStore, E: EventStore> SubscriptionQueries<S
         if method != Method::GET && method != Method::POST {
             return Err(ApiError::method_not_allowed(method.as_str(), "GET, POST"));
         }
+        let version = request_version(request)?;
         let owner = self.identity.caller(request)?;
         let bundle = match path.rest.as_slice() {
             [operation] if operation == STATUS => {
                 let inputs = operation_inputs(request, &["id", "status"])?;
-                self.status(&owner, inputs, now).await?
+                self.status(&owner, version, inputs, now).await?
             }
             [id, operation] if operation == STATUS => {
                 // `id` and `status` are ignored at instance level, but must still be valid names.
                 operation_inputs(request, &["id", "status"])?;
-                let subscription = self.owned(id, &owner).await?;
-                self.status_bundle(vec![subscription], now).await?
+                let subscription = self.owned(id, &owner, version).await?;
+                self.status_bundle(vec![subscription], version, now).await?
             }
             [id, operation] if operation == EVENTS => {
                 let inputs = operation_inputs(request, &["eventsSinceNumber", "eventsUntilNumber", "content"])?;
-                let subscription = self.owned(id, &owner).await?;
+                let subscription = self.owned(id, &owner, version).await?;
                 self.replay(&path, &subscription, &inputs, now).await?
             }
             [operation] if operation == EVENTS => {
@@ -94,13 +107,20 @@ impl<S: SubscriptionStore, C: CounterStore, E: EventStore> SubscriptionQueries<S
     }
 
     /// The subscription if it exists and belongs to `owner`; 404 (same answer) otherwise.
-    async fn owned(&self, id: &str, owner: &str) -> Result<StoredSubscription, ApiError> {
-        super::owned(&self.subscriptions, id, owner).await
+    async fn owned(&self, id: &str, owner: &str, version: FhirVersion) -> Result<StoredSubscription, ApiError> {
+        super::owned(&self.subscriptions, id, owner, version).await
     }
 
-    /// Type-level `$status`: the named subscriptions (each must be the caller's), or all
-    /// of the caller's, kept when their status is one of those asked for.
-    async fn status(&self, owner: &str, inputs: Vec<(String, String)>, now: DateTime<Utc>) -> Result<Bundle, ApiError> {
+    /// Type-level `$status`: the named subscriptions (each must be the caller's, in
+    /// `version`), or all of the caller's in `version`, kept when their status is one of
+    /// those asked for.
+    async fn status(
+        &self,
+        owner: &str,
+        version: FhirVersion,
+        inputs: Vec<(String, String)>,
+        now: DateTime<Utc>,
+    ) -> Result<Value, ApiError> {
         let mut ids: Vec<String> = Vec::new();
         let mut statuses: Vec<SubscriptionState> = Vec::new();
         for (name, value) in inputs {
@@ -124,24 +144,26 @@ impl<S: SubscriptionStore, C: CounterStore, E: EventStore> SubscriptionQueries<S
             )));
         }
         let found = if ids.is_empty() {
-            self.subscriptions.list_by_owner(owner).await?
+            self.subscriptions.list_by_owner(owner).await?.into_iter().filter(|s| s.fhir_version() == version).collect()
         } else {
             let mut found = Vec::with_capacity(ids.len());
             for id in &ids {
-                found.push(self.owned(id, owner).await?);
+                found.push(self.owned(id, owner, version).await?);
             }
             found
         };
         let kept = found.into_iter().filter(|s| statuses.is_empty() || statuses.contains(&s.status_at(now))).collect();
-        self.status_bundle(kept, now).await
+        self.status_bundle(kept, version, now).await
     }
 
-    /// A `searchset` Bundle with one `query-status` SubscriptionStatus per subscription.
+    /// A `searchset` Bundle with one `query-status` status resource per subscription, in
+    /// `version`'s shape.
     async fn status_bundle(
         &self,
         subscriptions: Vec<StoredSubscription>,
+        version: FhirVersion,
         now: DateTime<Utc>,
-    ) -> Result<Bundle, ApiError> {
+    ) -> Result<Value, ApiError> {
         let mut bundle = Bundle::new("searchset");
         bundle.id = Some(new_id());
         bundle.timestamp = Some(now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
@@ -150,23 +172,25 @@ impl<S: SubscriptionStore, C: CounterStore, E: EventStore> SubscriptionQueries<S
             let counter = self.counters.counter(subscription.id()).await?;
             let status =
                 subscription_status(subscription, NotificationType::QueryStatus, counter.events, Vec::new(), now);
+            let resource =
+                render_status(version, &status, content_level(subscription)).map_err(|e| ApiError::internal(&e))?;
             bundle.entry.push(BundleEntry {
                 full_url: Some(format!("urn:uuid:{}", new_id())),
-                resource: Some(serde_json::to_value(&status).map_err(|e| ApiError::internal(&e))?),
+                resource: Some(resource),
                 search: Some(BundleSearch { mode: "match".to_owned() }),
             });
         }
-        Ok(bundle)
+        serde_json::to_value(&bundle).map_err(|e| ApiError::internal(&e))
     }
 
-    /// `$events` for one subscription.
+    /// `$events` for one subscription, in its FHIR version.
     async fn replay(
         &self,
         path: &FhirPath,
         subscription: &StoredSubscription,
         inputs: &[(String, String)],
         now: DateTime<Utc>,
-    ) -> Result<Bundle, ApiError> {
+    ) -> Result<Value, ApiError> {
         let request = EventsRequest::read(inputs)?;
         let count = self.counters.counter(subscription.id()).await?.events;
         let until = request.until.unwrap_or(count).min(count);
@@ -202,8 +226,8 @@ impl<S: SubscriptionStore, C: CounterStore, E: EventStore> SubscriptionQueries<S
             _ => until,
         };
         let missing = missing_ranges(since, covered_until, &records);
-        if !missing.is_empty() {
-            let outcome = OperationOutcome::single(
+        let warning = (!missing.is_empty()).then(|| {
+            OperationOutcome::single(
                 IssueSeverity::Warning,
                 IssueType::NotFound,
                 format!(
@@ -211,10 +235,20 @@ impl<S: SubscriptionStore, C: CounterStore, E: EventStore> SubscriptionQueries<S
                     missing.join(", "),
                     subscription.id()
                 ),
-            );
-            bundle.issues = serde_json::to_value(outcome).ok();
+            )
+        });
+        let version = subscription.fhir_version();
+        if version == FhirVersion::R5 {
+            bundle.issues = warning.as_ref().and_then(|w| serde_json::to_value(w).ok());
         }
-        Ok(bundle)
+        let mut answer = render_notification(version, &bundle, level).map_err(|e| ApiError::internal(&e))?;
+        if version != FhirVersion::R5
+            && let Some(warning) = warning
+            && let Some(response) = answer.pointer_mut("/entry/0/response").and_then(Value::as_object_mut)
+        {
+            response.insert("outcome".to_owned(), serde_json::to_value(warning).map_err(|e| ApiError::internal(&e))?);
+        }
+        Ok(answer)
     }
 }
 
@@ -233,10 +267,9 @@ impl EventsRequest {
                 if slot { Err(ApiError::invalid(format!("'{name}' may be given only once"))) } else { Ok(()) }
             };
             let number = || {
-                value
-                    .trim()
-                    .parse::<u64>()
-                    .map_err(|_| ApiError::invalid(format!("'{name}' must be a non-negative integer64, not '{value}'")))
+                value.trim().parse::<u64>().map_err(|_| {
+                    ApiError::invalid(format!("'{name}' must be a non-negative whole number, not '{value}'"))
+                })
             };
             match name.as_str() {
                 "eventsSinceNumber" => {

@@ -7,7 +7,16 @@
 //!   `requested`.
 //! - `GET /Subscription/{id}`, `PUT /Subscription/{id}` (optional `If-Match: W/"n"`),
 //!   `DELETE /Subscription/{id}`.
-//! - `GET /Subscription[?status=a,b]` — a `searchset` Bundle of the caller's subscriptions.
+//! - `GET /Subscription[?status=a,b][&topic=…][&url=…]` — a `searchset` Bundle of the
+//!   caller's subscriptions: `status` (token, values OR-ed), `topic` (the topic canonical,
+//!   `criteria` in R4/R4B) and `url` (the channel endpoint), both uri parameters matched
+//!   exactly, as the Backport IG's CapabilityStatements ask. Other parameters are ignored
+//!   and left out of the `self` link, which shows what was applied.
+//!
+//! Every request speaks one FHIR version ([`crate::http::request_version`]): R5 at the
+//! unversioned or `/R5` base, R4 and R4B (Backport IG profile, read and written by
+//! [`crate::fhir::backport`]) at `/R4` and `/R4B`. A subscription keeps the version it was
+//! created in, and is read, updated, deleted and found only at that version's base.
 //!
 //! Someone else's subscription answers exactly like a missing one (404). A client may
 //! set `status` to `requested`, `off` or `entered-in-error`, or leave it as it is;
@@ -18,11 +27,15 @@
 use chrono::{DateTime, Utc};
 use lambda_http::http::{Method, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt as _, Response};
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
 use crate::config::SubscriptionApiConfig;
+use crate::fhir::backport::{read_subscription, render_subscription};
+use crate::fhir::version::FhirVersion;
 use crate::fhir::{Bundle, BundleEntry, BundleLink, BundleSearch, IssueType, Subscription, SubscriptionState, new_id};
 use crate::http::{
-    ApiError, FhirPath, IdentityConfig, empty_response, fhir_path, fhir_response, json_body, set_header,
+    ApiError, FhirPath, IdentityConfig, empty_response, fhir_path, fhir_response, json_body, request_version,
+    set_header,
 };
 use crate::store::{StoredSubscription, SubscriptionStore};
 
@@ -46,6 +59,7 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
 
     async fn respond(&self, request: &Request, now: DateTime<Utc>) -> Result<Response<Body>, ApiError> {
         let path = fhir_path(request)?;
+        let version = request_version(request)?;
         let method = request.method().clone();
         match path.rest.as_slice() {
             [] => {
@@ -54,9 +68,9 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
                 }
                 let owner = self.identity.caller(request)?;
                 if method == Method::POST {
-                    self.create(request, &path, &owner, now).await
+                    self.create(request, &path, version, &owner, now).await
                 } else {
-                    self.search(request, &path, &owner, now).await
+                    self.search(request, &path, version, &owner, now).await
                 }
             }
             [id] => {
@@ -64,9 +78,9 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
                     return Err(ApiError::method_not_allowed(method.as_str(), "GET, PUT, DELETE"));
                 }
                 let owner = self.identity.caller(request)?;
-                let current = self.owned(id, &owner).await?;
+                let current = self.owned(id, &owner, version).await?;
                 match method {
-                    Method::GET => Ok(resource_response(StatusCode::OK, &current, now)),
+                    Method::GET => resource_response(StatusCode::OK, &current, now),
                     Method::PUT => self.update(request, current, now).await,
                     _ => {
                         self.subscriptions.delete(id).await?;
@@ -79,23 +93,24 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
     }
 
     /// The subscription if it exists and belongs to `owner`; 404 (same answer) otherwise.
-    async fn owned(&self, id: &str, owner: &str) -> Result<StoredSubscription, ApiError> {
-        super::owned(&self.subscriptions, id, owner).await
+    async fn owned(&self, id: &str, owner: &str, version: FhirVersion) -> Result<StoredSubscription, ApiError> {
+        super::owned(&self.subscriptions, id, owner, version).await
     }
 
     async fn create(
         &self,
         request: &Request,
         path: &FhirPath,
+        version: FhirVersion,
         owner: &str,
         now: DateTime<Utc>,
     ) -> Result<Response<Body>, ApiError> {
-        let mut resource = subscription_body(request)?;
+        let mut resource = subscription_body(request, version)?;
         resource.id = Some(new_id());
         resource.status = Some(initial_status(&resource, SubscriptionState::Requested));
-        let stored = StoredSubscription::new(owner, 1, now, resource);
+        let stored = StoredSubscription::new(owner, 1, now, resource).in_fhir_version(version);
         self.subscriptions.insert(&stored).await?;
-        let mut response = resource_response(StatusCode::CREATED, &stored, now);
+        let mut response = resource_response(StatusCode::CREATED, &stored, now)?;
         let location = format!("{}/Subscription/{}/_history/1", path.base, stored.id());
         set_header(&mut response, header::LOCATION, &location);
         Ok(response)
@@ -107,7 +122,7 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
         current: StoredSubscription,
         now: DateTime<Utc>,
     ) -> Result<Response<Body>, ApiError> {
-        let mut resource = subscription_body(request)?;
+        let mut resource = subscription_body(request, current.fhir_version())?;
         match resource.id.as_deref() {
             Some(id) if id == current.id() => {}
             Some(id) => {
@@ -131,44 +146,34 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
         resource.status = Some(initial_status(&resource, status));
         let updated = current.next_version(resource, now);
         self.subscriptions.replace(&updated, current.version()).await?;
-        Ok(resource_response(StatusCode::OK, &updated, now))
+        resource_response(StatusCode::OK, &updated, now)
     }
 
     async fn search(
         &self,
         request: &Request,
         path: &FhirPath,
+        version: FhirVersion,
         owner: &str,
         now: DateTime<Utc>,
     ) -> Result<Response<Body>, ApiError> {
-        let query = request.query_string_parameters();
-        let mut statuses: Vec<SubscriptionState> = Vec::new();
-        for value in query.all("status").unwrap_or_default() {
-            for code in value.split(',').map(str::trim).filter(|c| !c.is_empty()) {
-                let status = SubscriptionState::from_code(code)
-                    .ok_or_else(|| ApiError::invalid(format!("'{code}' is not a Subscription status")))?;
-                statuses.push(status);
-            }
-        }
+        let criteria = SearchCriteria::read(request)?;
         let found: Vec<StoredSubscription> = self
             .subscriptions
             .list_by_owner(owner)
             .await?
             .into_iter()
-            .filter(|s| statuses.is_empty() || statuses.contains(&s.status_at(now)))
+            .filter(|s| s.fhir_version() == version && criteria.matches(s, now))
             .collect();
         let mut bundle = Bundle::new("searchset");
         bundle.total = Some(found.len() as u64);
-        let mut self_url = format!("{}/Subscription", path.base);
-        if !statuses.is_empty() {
-            let codes: Vec<&str> = statuses.iter().map(|s| s.code()).collect();
-            self_url.push_str(&format!("?status={}", codes.join(",")));
-        }
-        bundle.link.push(BundleLink { relation: "self".to_owned(), url: self_url });
+        bundle.link.push(BundleLink { relation: "self".to_owned(), url: criteria.self_url(&path.base) });
         for stored in &found {
+            let resource =
+                render_subscription(version, &stored.resource_at(now)).map_err(|e| ApiError::internal(&e))?;
             bundle.entry.push(BundleEntry {
                 full_url: Some(format!("{}/Subscription/{}", path.base, stored.id())),
-                resource: Some(serde_json::to_value(stored.resource_at(now)).map_err(|e| ApiError::internal(&e))?),
+                resource: Some(resource),
                 search: Some(BundleSearch { mode: "match".to_owned() }),
             });
         }
@@ -176,10 +181,86 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
     }
 }
 
-/// Reads and validates a Subscription body (required for POST and PUT).
-fn subscription_body(request: &Request) -> Result<Subscription, ApiError> {
-    let resource: Subscription =
+/// The search parameters applied: each list is OR-ed, the lists are AND-ed.
+#[derive(Debug, Default)]
+struct SearchCriteria {
+    statuses: Vec<SubscriptionState>,
+    topics: Vec<String>,
+    urls: Vec<String>,
+}
+
+impl SearchCriteria {
+    fn read(request: &Request) -> Result<Self, ApiError> {
+        let query = request.query_string_parameters();
+        let mut criteria = Self::default();
+        for (name, _) in query.iter() {
+            if let Some((parameter, modifier)) = name.split_once(':')
+                && ["status", "topic", "url"].contains(&parameter)
+            {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    IssueType::NotSupported,
+                    format!("the modifier ':{modifier}' is not supported on '{parameter}'"),
+                ));
+            }
+        }
+        let values = |name: &str| -> Vec<String> {
+            query
+                .all(name)
+                .unwrap_or_default()
+                .iter()
+                .flat_map(|value| value.split(','))
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        for code in values("status") {
+            let status = SubscriptionState::from_code(&code)
+                .ok_or_else(|| ApiError::invalid(format!("'{code}' is not a Subscription status")))?;
+            criteria.statuses.push(status);
+        }
+        criteria.topics = values("topic");
+        criteria.urls = values("url");
+        Ok(criteria)
+    }
+
+    fn matches(&self, stored: &StoredSubscription, now: DateTime<Utc>) -> bool {
+        let resource = stored.resource();
+        let any =
+            |wanted: &[String], value: Option<&String>| wanted.is_empty() || value.is_some_and(|v| wanted.contains(v));
+        (self.statuses.is_empty() || self.statuses.contains(&stored.status_at(now)))
+            && any(&self.topics, resource.topic.as_ref())
+            && any(&self.urls, resource.endpoint.as_ref())
+    }
+
+    /// The search as applied, for the `self` link.
+    fn self_url(&self, base: &str) -> String {
+        let mut applied: Vec<String> = Vec::new();
+        if !self.statuses.is_empty() {
+            let codes: Vec<&str> = self.statuses.iter().map(|s| s.code()).collect();
+            applied.push(format!("status={}", codes.join(",")));
+        }
+        for (name, values) in [("topic", &self.topics), ("url", &self.urls)] {
+            if !values.is_empty() {
+                let encoded: Vec<String> =
+                    values.iter().map(|v| utf8_percent_encode(v, QUERY_VALUE).to_string()).collect();
+                applied.push(format!("{name}={}", encoded.join(",")));
+            }
+        }
+        let query = if applied.is_empty() { String::new() } else { format!("?{}", applied.join("&")) };
+        format!("{base}/Subscription{query}")
+    }
+}
+
+/// What a search value must escape in the `self` link.
+const QUERY_VALUE: &AsciiSet = &CONTROLS.add(b' ').add(b'&').add(b'=').add(b'#').add(b'%').add(b'+').add(b',');
+
+/// Reads and validates a Subscription body in `version`'s shape (required for POST and PUT).
+fn subscription_body(request: &Request, version: FhirVersion) -> Result<Subscription, ApiError> {
+    let body: serde_json::Value =
         json_body(request)?.ok_or_else(|| ApiError::invalid("a Subscription resource is required in the body"))?;
+    let resource = read_subscription(version, body).map_err(ApiError::invalid)?;
     resource.validate().map_err(ApiError::invalid)?;
     for filter in &resource.filter_by {
         crate::fanout::filter::check_supported(filter)
@@ -219,14 +300,21 @@ fn if_match_version(request: &Request) -> Result<Option<u64>, ApiError> {
     bare.parse().map(Some).map_err(|_| ApiError::invalid(format!("If-Match must be W/\"<version>\", not '{text}'")))
 }
 
-/// The resource as seen at `now`, with its `ETag` and `Last-Modified` headers.
-fn resource_response(status: StatusCode, stored: &StoredSubscription, now: DateTime<Utc>) -> Response<Body> {
-    let mut response = fhir_response(status, &stored.resource_at(now));
+/// The resource as seen at `now`, in its FHIR version, with its `ETag` and
+/// `Last-Modified` headers.
+fn resource_response(
+    status: StatusCode,
+    stored: &StoredSubscription,
+    now: DateTime<Utc>,
+) -> Result<Response<Body>, ApiError> {
+    let resource =
+        render_subscription(stored.fhir_version(), &stored.resource_at(now)).map_err(|e| ApiError::internal(&e))?;
+    let mut response = fhir_response(status, &resource);
     set_header(&mut response, header::ETAG, &format!("W/\"{}\"", stored.version()));
     set_header(
         &mut response,
         header::LAST_MODIFIED,
         &stored.last_updated().format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
     );
-    response
+    Ok(response)
 }

@@ -36,7 +36,7 @@ pub const R4B_NOTIFICATION_PROFILE: &str =
 /// Why a Bundle could not be rendered: it is not a notification Bundle of ours.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("not a notification Bundle: {0}")]
-pub struct NotANotification(String);
+pub struct NotANotification(pub(crate) String);
 
 /// The first entry's `SubscriptionStatus` of a notification Bundle.
 fn status_of(bundle: &Bundle) -> Result<SubscriptionStatus, NotANotification> {
@@ -102,9 +102,9 @@ fn r4_event_parameter(event: &NotificationEvent) -> Value {
     json!({"name": "notification-event", "part": parts})
 }
 
-/// The R4 shape of a notification Bundle sent at content level `level`.
-pub fn to_r4(bundle: &Bundle, level: ContentLevel) -> Result<Value, NotANotification> {
-    let status = status_of(bundle)?;
+/// The R4 status `Parameters` (profile `backport-subscription-status-r4`) for a
+/// `SubscriptionStatus`, as sent at content level `level`.
+pub fn r4_status_parameters(status: &SubscriptionStatus, level: ContentLevel) -> Value {
     let reference = status.subscription.reference.clone().unwrap_or_default();
     let mut parameters = vec![json!({"name": "subscription", "valueReference": {"reference": reference}})];
     if let Some(topic) = status.topic.as_ref().filter(|_| level != ContentLevel::Empty) {
@@ -118,18 +118,16 @@ pub fn to_r4(bundle: &Bundle, level: ContentLevel) -> Result<Value, NotANotifica
         parameters.push(json!({"name": "events-since-subscription-start", "valueString": count}));
     }
     parameters.extend(status.notification_event.iter().map(r4_event_parameter));
-    let status_parameters = json!({
+    json!({
         "resourceType": "Parameters",
         "meta": {"profile": [R4_STATUS_PROFILE]},
         "parameter": parameters,
-    });
-    Ok(history_bundle(bundle, R4_NOTIFICATION_PROFILE, status_parameters, &reference))
+    })
 }
 
-/// The R4B shape of a notification Bundle sent at content level `level`.
-pub fn to_r4b(bundle: &Bundle, level: ContentLevel) -> Result<Value, NotANotification> {
-    let mut status = status_of(bundle)?;
-    let reference = status.subscription.reference.clone().unwrap_or_default();
+/// The R4B `SubscriptionStatus` for our R5 one, as sent at content level `level`.
+pub fn r4b_status(status: &SubscriptionStatus, level: ContentLevel) -> Result<Value, NotANotification> {
+    let mut status = status.clone();
     if level == ContentLevel::Empty {
         status.topic = None;
     }
@@ -137,5 +135,19 @@ pub fn to_r4b(bundle: &Bundle, level: ContentLevel) -> Result<Value, NotANotific
     if let Some(code) = status.status {
         resource["status"] = json!(backport_status(code.code()));
     }
-    Ok(history_bundle(bundle, R4B_NOTIFICATION_PROFILE, resource, &reference))
+    Ok(resource)
+}
+
+/// The R4 shape of a notification Bundle sent at content level `level`.
+pub fn to_r4(bundle: &Bundle, level: ContentLevel) -> Result<Value, NotANotification> {
+    let status = status_of(bundle)?;
+    let reference = status.subscription.reference.clone().unwrap_or_default();
+    Ok(history_bundle(bundle, R4_NOTIFICATION_PROFILE, r4_status_parameters(&status, level), &reference))
+}
+
+/// The R4B shape of a notification Bundle sent at content level `level`.
+pub fn to_r4b(bundle: &Bundle, level: ContentLevel) -> Result<Value, NotANotification> {
+    let status = status_of(bundle)?;
+    let reference = status.subscription.reference.clone().unwrap_or_default();
+    Ok(history_bundle(bundle, R4B_NOTIFICATION_PROFILE, r4b_status(&status, level)?, &reference))
 }

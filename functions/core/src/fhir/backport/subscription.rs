@@ -137,7 +137,7 @@ pub fn subscription_from_r4(resource: Value) -> Result<Subscription, String> {
         return Err("resourceType must be 'Subscription'".to_owned());
     }
     if resource.get("reason").and_then(Value::as_str).is_none_or(|r| r.trim().is_empty()) {
-        return Err("Subscription.reason is required in R4".to_owned());
+        return Err("Subscription.reason is required in R4 and R4B".to_owned());
     }
     resource.remove("error");
     let topic = match resource.remove("criteria") {

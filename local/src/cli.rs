@@ -8,7 +8,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 
-use crate::client::{Api, Received, describe_received, subscribe};
+use fhir_ws_core::fhir::version::FhirVersion;
+
+use crate::client::{Api, Received, StatusView, describe_received, subscribe};
 use crate::gateway::{Options, Users, serve};
 
 /// FHIR topic-based Subscriptions over WebSockets, on one machine.
@@ -69,6 +71,10 @@ enum Command {
         /// Print the whole Bundle, not one line per subscription.
         #[arg(long)]
         json: bool,
+        /// FHIR version to speak: R5 (the server's base), or R4 / R4B (the Backport IG's
+        /// shapes at the server's /R4 and /R4B bases).
+        #[arg(long, default_value = "R5", value_parser = parse_fhir_version)]
+        fhir_version: FhirVersion,
     },
     /// Create (or use) a websocket Subscription, bind to it and print notifications.
     Subscribe {
@@ -97,6 +103,10 @@ enum Command {
         /// retained are fetched with $events and printed first.
         #[arg(long, value_name = "EVENT_NUMBER")]
         since: Option<u64>,
+        /// FHIR version to speak: R5 (the server's base), or R4 / R4B (the Backport IG's
+        /// shapes at the server's /R4 and /R4B bases).
+        #[arg(long, default_value = "R5", value_parser = parse_fhir_version)]
+        fhir_version: FhirVersion,
     },
     /// Send an event (a focus resource from a file) to the local stack's fan-out.
     Notify {
@@ -116,6 +126,10 @@ enum Command {
         #[arg(long)]
         context: Vec<PathBuf>,
     },
+}
+
+fn parse_fhir_version(text: &str) -> Result<FhirVersion, String> {
+    FhirVersion::from_path_segment(text).ok_or_else(|| format!("'{text}' is not one of R4, R4B, R5"))
 }
 
 fn read_resource(path: &PathBuf) -> Result<Value, String> {
@@ -206,14 +220,27 @@ async fn run(command: Command) -> Result<(), String> {
             };
             serve(listener, options, ctrl_c).await.map_err(|e| e.to_string())
         }
-        Command::Subscribe { server, token, topic, subscription, content, heartbeat_period, json, since } => {
-            let api = Api::new(&server, &token);
+        Command::Subscribe {
+            server,
+            token,
+            topic,
+            subscription,
+            content,
+            heartbeat_period,
+            json,
+            since,
+            fhir_version,
+        } => {
+            let api = Api::new(&server, &token).in_version(fhir_version);
             let id = match (subscription, topic) {
                 (Some(id), _) => id,
                 (None, Some(topic)) => {
                     let id =
                         api.create_subscription(&topic, &content, heartbeat_period).await.map_err(|e| e.to_string())?;
-                    eprintln!("created Subscription/{id} (topic {topic}, content {content})");
+                    eprintln!(
+                        "created Subscription/{id} (FHIR {}, topic {topic}, content {content})",
+                        fhir_version.path_segment()
+                    );
                     id
                 }
                 (None, None) => return Err("give --topic or --subscription".to_owned()),
@@ -243,22 +270,23 @@ async fn run(command: Command) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())
         }
-        Command::Status { server, token, subscription, json } => {
-            let bundle = Api::new(&server, &token).status(subscription.as_deref()).await.map_err(|e| e.to_string())?;
+        Command::Status { server, token, subscription, json, fhir_version } => {
+            let api = Api::new(&server, &token).in_version(fhir_version);
+            let bundle = api.status(subscription.as_deref()).await.map_err(|e| e.to_string())?;
             let mut out = std::io::stdout().lock();
             if json {
                 let _ = writeln!(out, "{}", serde_json::to_string_pretty(&bundle).unwrap_or_default());
                 return Ok(());
             }
             for entry in bundle["entry"].as_array().map(Vec::as_slice).unwrap_or_default() {
-                let status = &entry["resource"];
+                let Some(status) = StatusView::read(&entry["resource"]) else { continue };
                 let _ = writeln!(
                     out,
                     "{}  {}  events {}  topic {}",
-                    status["subscription"]["reference"].as_str().unwrap_or("?"),
-                    status["status"].as_str().unwrap_or("?"),
-                    status["eventsSinceSubscriptionStart"].as_str().unwrap_or("?"),
-                    status["topic"].as_str().unwrap_or("(none)"),
+                    status.subscription,
+                    status.status,
+                    status.count.map_or("?".to_owned(), |n| n.to_string()),
+                    status.topic.as_deref().unwrap_or("(none)"),
                 );
             }
             Ok(())

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use fhir_ws_core::fhir::version::FhirVersion;
 use futures::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -41,19 +42,46 @@ pub struct BindingToken {
     pub websocket_url: String,
 }
 
-/// The HTTP side of a server, as one principal.
+/// The HTTP side of a server, as one principal speaking one FHIR version.
 #[derive(Debug, Clone)]
 pub struct Api {
+    /// The server as given (the local events endpoint hangs off it).
+    server: String,
+    /// The FHIR base of the version spoken: the server for R5, `…/R4` or `…/R4B` otherwise.
     base: String,
+    version: FhirVersion,
     bearer: String,
     http: reqwest::Client,
 }
 
 impl Api {
-    /// `base` is the FHIR base URL (e.g. `http://127.0.0.1:8080`), `bearer` the token sent
-    /// as `Authorization: Bearer …`.
-    pub fn new(base: &str, bearer: &str) -> Self {
-        Self { base: base.trim_end_matches('/').to_owned(), bearer: bearer.to_owned(), http: reqwest::Client::new() }
+    /// `server` is the server's base URL (e.g. `http://127.0.0.1:8080`), `bearer` the token
+    /// sent as `Authorization: Bearer …`; the client speaks R5 at that base.
+    pub fn new(server: &str, bearer: &str) -> Self {
+        let server = server.trim_end_matches('/').to_owned();
+        Self {
+            base: server.clone(),
+            server,
+            version: FhirVersion::R5,
+            bearer: bearer.to_owned(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// The same client speaking `version`: R4 and R4B at the server's `/R4` and `/R4B`
+    /// bases (Backport IG shapes), R5 at the server's own base.
+    pub fn in_version(mut self, version: FhirVersion) -> Self {
+        self.version = version;
+        self.base = match version {
+            FhirVersion::R5 => self.server.clone(),
+            other => format!("{}/{}", self.server, other.path_segment()),
+        };
+        self
+    }
+
+    /// The FHIR version spoken.
+    pub fn version(&self) -> FhirVersion {
+        self.version
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, ClientError> {
@@ -79,16 +107,40 @@ impl Api {
         content: &str,
         heartbeat_period: Option<u32>,
     ) -> Result<String, ClientError> {
-        let mut resource = json!({
-            "resourceType": "Subscription",
-            "status": "requested",
-            "topic": topic,
-            "channelType": {"system": "http://terminology.hl7.org/CodeSystem/subscription-channel-type", "code": "websocket"},
-            "content": content,
-        });
-        if let Some(period) = heartbeat_period {
-            resource["heartbeatPeriod"] = json!(period);
-        }
+        let resource = match self.version {
+            FhirVersion::R5 => {
+                let mut resource = json!({
+                    "resourceType": "Subscription",
+                    "status": "requested",
+                    "topic": topic,
+                    "channelType": {"system": "http://terminology.hl7.org/CodeSystem/subscription-channel-type", "code": "websocket"},
+                    "content": content,
+                });
+                if let Some(period) = heartbeat_period {
+                    resource["heartbeatPeriod"] = json!(period);
+                }
+                resource
+            }
+            FhirVersion::R4 | FhirVersion::R4B => {
+                let ig = fhir_ws_core::fhir::backport::IG_STRUCTURE_DEFINITIONS;
+                let mut resource = json!({
+                    "resourceType": "Subscription",
+                    "status": "requested",
+                    "reason": "fhir-ws subscribe",
+                    "criteria": topic,
+                    "channel": {
+                        "type": "websocket",
+                        "payload": "application/fhir+json",
+                        "_payload": {"extension": [{"url": format!("{ig}backport-payload-content"), "valueCode": content}]},
+                    },
+                });
+                if let Some(period) = heartbeat_period {
+                    resource["channel"]["extension"] =
+                        json!([{"url": format!("{ig}backport-heartbeat-period"), "valueUnsignedInt": period}]);
+                }
+                resource
+            }
+        };
         let created = self.send(self.http.post(format!("{}/Subscription", self.base)).json(&resource)).await?;
         created["id"].as_str().map(str::to_owned).ok_or_else(|| ClientError::Unexpected(created.to_string()))
     }
@@ -117,7 +169,7 @@ impl Api {
 
     /// Sends an event to the local SQS stand-in (`POST /local/events`).
     pub async fn notify(&self, event: &Value) -> Result<Value, ClientError> {
-        let response = self.http.post(format!("{}/local/events", self.base)).json(event).send().await?;
+        let response = self.http.post(format!("{}/local/events", self.server)).json(event).send().await?;
         let status = response.status();
         let body: Value = response.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
@@ -214,20 +266,106 @@ impl EventTracker {
     }
 }
 
-/// The `SubscriptionStatus` of a notification frame: its type, event count and first
-/// event number.
+/// One event of a status resource.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatusEvent {
+    /// `eventNumber` (`event-number` in R4).
+    pub number: Option<u64>,
+    /// The focus reference, if sent.
+    pub focus: Option<String>,
+}
+
+/// What a client reads from a status resource, whatever its version: an R5 or R4B
+/// `SubscriptionStatus`, or the R4 `Parameters` of the Backport IG.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatusView {
+    /// Notification type (`handshake`, `event-notification`, …).
+    pub kind: String,
+    /// The subscription reference.
+    pub subscription: String,
+    /// The subscription's status.
+    pub status: String,
+    /// The topic, if sent.
+    pub topic: Option<String>,
+    /// `eventsSinceSubscriptionStart`.
+    pub count: Option<u64>,
+    /// The events, in order.
+    pub events: Vec<StatusEvent>,
+}
+
+impl StatusView {
+    /// Reads a status resource; `None` when it is neither shape.
+    pub fn read(resource: &Value) -> Option<Self> {
+        let number = |v: &Value| v.as_str().and_then(|t| t.parse::<u64>().ok());
+        let text = |v: &Value| v.as_str().map(str::to_owned);
+        match resource["resourceType"].as_str()? {
+            "SubscriptionStatus" => Some(Self {
+                kind: text(&resource["type"]).unwrap_or_default(),
+                subscription: text(&resource["subscription"]["reference"]).unwrap_or_default(),
+                status: text(&resource["status"]).unwrap_or_default(),
+                topic: text(&resource["topic"]),
+                count: number(&resource["eventsSinceSubscriptionStart"]),
+                events: resource["notificationEvent"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|e| StatusEvent { number: number(&e["eventNumber"]), focus: text(&e["focus"]["reference"]) })
+                    .collect(),
+            }),
+            "Parameters" => {
+                let parameters = resource["parameter"].as_array()?;
+                let value = |list: &[Value], name: &str| -> Value {
+                    list.iter()
+                        .find(|p| p["name"] == name)
+                        .and_then(|p| {
+                            p.as_object()?.iter().find(|(k, _)| k.starts_with("value")).map(|(_, v)| v.clone())
+                        })
+                        .unwrap_or(Value::Null)
+                };
+                let events = parameters
+                    .iter()
+                    .filter(|p| p["name"] == "notification-event")
+                    .map(|event| {
+                        let parts = event["part"].as_array().map(Vec::as_slice).unwrap_or_default();
+                        StatusEvent {
+                            number: number(&value(parts, "event-number")),
+                            focus: text(&value(parts, "focus")["reference"]),
+                        }
+                    })
+                    .collect();
+                Some(Self {
+                    kind: text(&value(parameters, "type"))?,
+                    subscription: text(&value(parameters, "subscription")["reference"]).unwrap_or_default(),
+                    status: text(&value(parameters, "status")).unwrap_or_default(),
+                    topic: text(&value(parameters, "topic")),
+                    count: number(&value(parameters, "events-since-subscription-start")),
+                    events,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// The status resource (first entry) of a notification or `$events` Bundle.
+    pub fn of_bundle(bundle: &Value) -> Option<Self> {
+        Self::read(&bundle["entry"][0]["resource"])
+    }
+}
+
+/// A warning the server attached to an `$events` answer: `Bundle.issues` in R5, the
+/// status entry's `response.outcome` in R4 and R4B.
+fn bundle_warning(bundle: &Value) -> Option<&str> {
+    bundle["issues"]["issue"][0]["diagnostics"]
+        .as_str()
+        .or_else(|| bundle["entry"][0]["response"]["outcome"]["issue"][0]["diagnostics"].as_str())
+}
+
+/// The status of a notification frame: its type, event count and first event number.
 fn frame_status(frame: &str) -> Option<(String, Option<u64>, Option<u64>)> {
     let value: Value = serde_json::from_str(frame).ok()?;
-    let status = &value["entry"][0]["resource"];
-    if status["resourceType"] != "SubscriptionStatus" {
-        return None;
-    }
-    let number = |v: &Value| v.as_str().and_then(|t| t.parse::<u64>().ok());
-    Some((
-        status["type"].as_str().unwrap_or_default().to_owned(),
-        number(&status["eventsSinceSubscriptionStart"]),
-        number(&status["notificationEvent"][0]["eventNumber"]),
-    ))
+    let view = StatusView::of_bundle(&value)?;
+    let first = view.events.first().and_then(|e| e.number);
+    Some((view.kind, view.count, first))
 }
 
 impl Api {
@@ -378,8 +516,8 @@ async fn fill(
 ) -> Result<(), ClientError> {
     let mut got = Vec::new();
     for page in api.events(subscription_id, since, until).await? {
-        let events = page["entry"][0]["resource"]["notificationEvent"].as_array().cloned().unwrap_or_default();
-        got.extend(events.iter().filter_map(|e| e["eventNumber"].as_str().and_then(|n| n.parse::<u64>().ok())));
+        let events = StatusView::of_bundle(&page).map(|view| view.events).unwrap_or_default();
+        got.extend(events.iter().filter_map(|e| e.number));
         on_received(&Received::Replayed(page));
     }
     tracker.filled(since, until, &got);
@@ -393,20 +531,17 @@ pub fn describe_received(received: &Received) -> Vec<String> {
         Received::Frame(frame) => vec![describe(frame)],
         Received::Reconnecting(message) => vec![message.clone()],
         Received::Replayed(bundle) => {
-            let status = &bundle["entry"][0]["resource"];
-            let subscription = status["subscription"]["reference"].as_str().unwrap_or("?");
-            let mut lines: Vec<String> = status["notificationEvent"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
+            let view = StatusView::of_bundle(bundle).unwrap_or_default();
+            let mut lines: Vec<String> = view
+                .events
                 .iter()
                 .map(|event| {
-                    let number = event["eventNumber"].as_str().unwrap_or("?");
-                    let focus = event["focus"]["reference"].as_str().unwrap_or("(no focus)");
-                    format!("event-notification #{number} for {subscription}: {focus} (replayed)")
+                    let number = event.number.map_or("?".to_owned(), |n| n.to_string());
+                    let focus = event.focus.as_deref().unwrap_or("(no focus)");
+                    format!("event-notification #{number} for {}: {focus} (replayed)", view.subscription)
                 })
                 .collect();
-            if let Some(warning) = bundle["issues"]["issue"][0]["diagnostics"].as_str() {
+            if let Some(warning) = bundle_warning(bundle) {
                 lines.push(format!("warning: {warning}"));
             }
             lines
@@ -420,16 +555,20 @@ pub fn describe(frame: &str) -> String {
     let status = &value["entry"][0]["resource"];
     match value["resourceType"].as_str() {
         Some("Bundle") => {
-            let kind = status["type"].as_str().unwrap_or("?");
-            let subscription = status["subscription"]["reference"].as_str().unwrap_or("?");
-            match status["notificationEvent"][0]["eventNumber"].as_str() {
-                Some(number) => {
-                    let focus = status["notificationEvent"][0]["focus"]["reference"].as_str().unwrap_or("(no focus)");
-                    format!("{kind} #{number} for {subscription}: {focus}")
-                }
+            let Some(view) = StatusView::read(status) else { return frame.to_owned() };
+            match view.events.first() {
+                Some(event) => format!(
+                    "{} #{} for {}: {}",
+                    view.kind,
+                    event.number.map_or("?".to_owned(), |n| n.to_string()),
+                    view.subscription,
+                    event.focus.as_deref().unwrap_or("(no focus)")
+                ),
                 None => format!(
-                    "{kind} for {subscription} (events so far: {})",
-                    status["eventsSinceSubscriptionStart"].as_str().unwrap_or("?")
+                    "{} for {} (events so far: {})",
+                    view.kind,
+                    view.subscription,
+                    view.count.map_or("?".to_owned(), |n| n.to_string())
                 ),
             }
         }

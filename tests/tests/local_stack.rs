@@ -7,7 +7,9 @@ use std::time::Duration;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use fhir_ws_local::client::{Api, describe_received};
+use fhir_ws_core::fhir::backport::{R4_NOTIFICATION_PROFILE, R4_STATUS_PROFILE, R4B_NOTIFICATION_PROFILE};
+use fhir_ws_core::fhir::version::FhirVersion;
+use fhir_ws_local::client::{Api, StatusView, describe_received};
 use fhir_ws_local::gateway::{Options, serve};
 use futures::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
@@ -142,6 +144,145 @@ async fn whole_flow_against_moto_server() {
     whole_flow(true).await;
 }
 
+/// The validator of `version`.
+fn assert_valid(version: FhirVersion, resources: &[Value]) {
+    match version {
+        FhirVersion::R4 => fhir_ws_tests::assert_valid_r4(resources),
+        FhirVersion::R4B => fhir_ws_tests::assert_valid_r4b(resources),
+        FhirVersion::R5 => fhir_ws_tests::assert_valid_r5(resources),
+    }
+}
+
+/// A GET or POST with Alice's bearer token; the status and the JSON answer.
+async fn alice(method: reqwest::Method, url: &str, body: Option<&Value>) -> (u16, Value) {
+    let mut request = reqwest::Client::new().request(method, url).bearer_auth("alice-token");
+    if let Some(body) = body {
+        request = request.header("content-type", "application/fhir+json").body(body.to_string());
+    }
+    let response = request.send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
+}
+
+/// The version a notification frame is in, by its shape (and the IG's profiles).
+fn frame_version(frame: &Value) -> FhirVersion {
+    match (frame["type"].as_str(), frame["meta"]["profile"][0].as_str()) {
+        (Some("subscription-notification"), _) => FhirVersion::R5,
+        (Some("history"), Some(R4_NOTIFICATION_PROFILE)) => FhirVersion::R4,
+        (Some("history"), Some(R4B_NOTIFICATION_PROFILE)) => FhirVersion::R4B,
+        _ => panic!("not a notification of any version: {frame}"),
+    }
+}
+
+/// The scenario: an R4 client creates a Subscription at the `/R4` base, gets a
+/// token and binds over a real WebSocket, and receives its handshake and event
+/// notification in R4 shape; R4B and R5 subscriptions on the same socket get theirs in
+/// their own shapes. Every resource is checked by its version's validator.
+async fn three_versions_on_one_socket(dynamodb: bool) {
+    let stack = Stack::start(dynamodb, 1800).await;
+    let topic = topic();
+    let mut ids = Vec::new();
+    for version in FhirVersion::ALL {
+        let api = Api::new(&stack.base, "alice-token").in_version(version);
+        let id = api.create_subscription(&topic, "full-resource", Some(60)).await.unwrap();
+        let url = format!("{}/{}/Subscription/{id}", stack.base, version.path_segment());
+        let (status, resource) = alice(reqwest::Method::GET, &url, None).await;
+        assert_eq!(status, 200, "{resource}");
+        assert_eq!(resource["status"], "active");
+        assert_eq!(resource.get("criteria").is_some(), version != FhirVersion::R5, "{resource}");
+        assert_valid(version, &[resource]);
+        ids.push((version, id));
+    }
+    // One token for all three, asked for at the R4 base as an R4 client would.
+    let ask: Vec<Value> = ids.iter().map(|(_, id)| json!({"name": "id", "valueId": id})).collect();
+    let body = json!({"resourceType": "Parameters", "parameter": ask});
+    let operation = format!("{}/R4/Subscription/$get-ws-binding-token", stack.base);
+    let (status, parameters) = alice(reqwest::Method::POST, &operation, Some(&body)).await;
+    assert_eq!(status, 200, "{parameters}");
+    let value =
+        |name: &str| parameters["parameter"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap().clone();
+    let (token, url) = (value("token")["valueString"].clone(), value("websocket-url")["valueUrl"].clone());
+    assert_valid(FhirVersion::R4, std::slice::from_ref(&parameters));
+
+    let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str().unwrap()).await.unwrap();
+    socket.send(Message::text(format!("bind-with-token {}", token.as_str().unwrap()))).await.unwrap();
+    let mut handshakes = Vec::new();
+    for _ in 0..3 {
+        handshakes.push(next_json(&mut socket).await);
+    }
+    let patient = json!({"resourceType": "Patient", "id": "p-123", "active": true});
+    let answer = Api::new(&stack.base, "").notify(&json!({"topic": topic, "focus": patient})).await.unwrap();
+    assert_eq!(answer["delivered"], true, "{answer}");
+    let mut events = Vec::new();
+    for _ in 0..3 {
+        events.push(next_json(&mut socket).await);
+    }
+
+    for (version, id) in &ids {
+        let mine = |frames: &[Value]| -> Value {
+            let found: Vec<&Value> = frames
+                .iter()
+                .filter(|f| StatusView::of_bundle(f).is_some_and(|v| v.subscription == format!("Subscription/{id}")))
+                .collect();
+            assert_eq!(found.len(), 1, "{version:?}: {frames:#?}");
+            found[0].clone()
+        };
+        let (handshake, event) = (mine(&handshakes), mine(&events));
+        for frame in [&handshake, &event] {
+            assert_eq!(frame_version(frame), *version, "{frame}");
+        }
+        let (said_hello, said_event) =
+            (StatusView::of_bundle(&handshake).unwrap(), StatusView::of_bundle(&event).unwrap());
+        assert_eq!((said_hello.kind.as_str(), said_hello.status.as_str()), ("handshake", "active"));
+        assert_eq!(said_event.kind, "event-notification");
+        assert_eq!(said_event.events.len(), 1);
+        assert_eq!(said_event.events[0].number, Some(1));
+        assert_eq!(said_event.events[0].focus.as_deref(), Some("http://localhost:8080/fhir/Patient/p-123"));
+        assert_eq!(event["entry"][1]["resource"], patient, "full-resource: {event}");
+        if *version != FhirVersion::R5 {
+            // The IG: request and response on every entry of a history Bundle; the first
+            // mimics a $status call.
+            for frame in [&handshake, &event] {
+                let entries = frame["entry"].as_array().unwrap();
+                assert!(entries.iter().all(|e| e["request"]["method"].is_string() && e["response"]["status"] == "200"));
+                assert_eq!(entries[0]["request"]["url"], format!("Subscription/{id}/$status"));
+            }
+        }
+        if *version == FhirVersion::R4 {
+            let status = &event["entry"][0]["resource"];
+            assert_eq!(status["resourceType"], "Parameters");
+            assert_eq!(status["meta"]["profile"][0], R4_STATUS_PROFILE);
+            let names: Vec<&str> =
+                status["parameter"].as_array().unwrap().iter().filter_map(|p| p["name"].as_str()).collect();
+            assert_eq!(
+                names,
+                ["subscription", "topic", "status", "type", "events-since-subscription-start", "notification-event"]
+            );
+            let parts = &status["parameter"][5]["part"];
+            assert_eq!(parts[0], json!({"name": "event-number", "valueString": "1"}));
+            assert!(parts[1]["valueInstant"].is_string() && parts[2]["valueReference"].is_object(), "{parts}");
+        }
+        assert_valid(*version, &[handshake, event]);
+    }
+    for version in [FhirVersion::R4, FhirVersion::R4B] {
+        let url = format!("{}/{}/metadata", stack.base, version.path_segment());
+        let statement: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+        assert_eq!(statement["fhirVersion"], version.full_version());
+        assert_valid(version, &[statement]);
+    }
+    socket.close(None).await.unwrap();
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn r4_r4b_and_r5_clients_share_one_socket_on_the_embedded_store() {
+    three_versions_on_one_socket(false).await;
+}
+
+#[tokio::test]
+async fn r4_r4b_and_r5_clients_share_one_socket_against_moto_server() {
+    three_versions_on_one_socket(true).await;
+}
+
 #[tokio::test]
 async fn the_cli_client_refreshes_its_token_and_keeps_receiving() {
     let stack = Stack::start(false, 60).await;
@@ -243,11 +384,11 @@ impl Drop for Proxy {
 /// The scenario: the CLI client's connection is killed, events are sent while it
 /// is away, and after it reconnects it prints every missed event exactly once, in order
 /// (fetched with `$events`), then goes on with live ones.
-async fn missed_events_are_replayed_after_a_reconnect(dynamodb: bool) {
+async fn missed_events_are_replayed_after_a_reconnect(dynamodb: bool, version: FhirVersion) {
     let (mut proxy, proxy_listener) = Proxy::start().await;
     let stack = Stack::start_with(dynamodb, 1800, Some(format!("ws://{}/ws", proxy.address))).await;
     proxy.forward(proxy_listener, stack.base.trim_start_matches("http://").parse().unwrap());
-    let api = Api::new(&stack.base, "alice-token");
+    let api = Api::new(&stack.base, "alice-token").in_version(version);
     let topic = topic();
     let id = api.create_subscription(&topic, "id-only", None).await.unwrap();
     let (subscriber, mut lines) = cli_subscriber(&api, &id, None);
@@ -292,12 +433,12 @@ async fn missed_events_are_replayed_after_a_reconnect(dynamodb: bool) {
     assert!(printed[2].starts_with("handshake") && printed[2].contains("events so far: 4"), "{printed:#?}");
     subscriber.abort();
 
-    // `fhir-ws status` reads $status through the local HTTP API.
-    let one = api.status(Some(&id)).await.unwrap();
-    assert_eq!(one["entry"][0]["resource"]["eventsSinceSubscriptionStart"], "5");
-    assert_eq!(one["entry"][0]["resource"]["status"], "active");
+    // `fhir-ws status` reads $status through the local HTTP API, in the client's version.
+    let one = StatusView::of_bundle(&api.status(Some(&id)).await.unwrap()).unwrap();
+    assert_eq!((one.count, one.status.as_str()), (Some(5), "active"));
     assert!(api.status(None).await.unwrap()["total"].as_u64().is_some_and(|n| n >= 1));
-    assert!(Api::new(&stack.base, "bob-token").status(Some(&id)).await.is_err(), "not Bob's");
+    let bob = Api::new(&stack.base, "bob-token").in_version(version);
+    assert!(bob.status(Some(&id)).await.is_err(), "not Bob's");
 
     // A new run resuming after event 3 (`subscribe --since 3`) prints 4 and 5 first.
     let (resumed, mut lines) = cli_subscriber(&api, &id, Some(3));
@@ -312,12 +453,17 @@ async fn missed_events_are_replayed_after_a_reconnect(dynamodb: bool) {
 
 #[tokio::test]
 async fn the_cli_client_replays_missed_events_after_a_reconnect_on_the_embedded_store() {
-    missed_events_are_replayed_after_a_reconnect(false).await;
+    missed_events_are_replayed_after_a_reconnect(false, FhirVersion::R5).await;
+}
+
+#[tokio::test]
+async fn the_cli_client_replays_missed_r4_events_after_a_reconnect() {
+    missed_events_are_replayed_after_a_reconnect(false, FhirVersion::R4).await;
 }
 
 #[tokio::test]
 async fn the_cli_client_replays_missed_events_after_a_reconnect_against_moto_server() {
-    missed_events_are_replayed_after_a_reconnect(true).await;
+    missed_events_are_replayed_after_a_reconnect(true, FhirVersion::R5).await;
 }
 
 #[tokio::test]

@@ -57,7 +57,8 @@ def status_is(code):
     return lambda answer: isinstance(answer, dict) and answer.get("statusCode") == code, f"statusCode {code}"
 
 INVOCATIONS = {
-    "subscription-api": [("subscription-create.json", status_is(201)), ("subscription-search.json", status_is(200)),
+    "subscription-api": [("subscription-create.json", status_is(201)), ("subscription-create-r4.json", status_is(201)),
+                         ("subscription-search.json", status_is(200)),
                          ("subscription-status.json", status_is(200)), ("subscription-events.json", status_is(404)),
                          ("metadata.json", status_is(200))],
     "get-ws-binding-token": [("get-ws-binding-token-all.json", status_is(200)),

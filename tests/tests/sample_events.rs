@@ -18,6 +18,11 @@ async fn sample_events_drive_the_handlers_as_the_readme_says() {
     assert_eq!(status, 201, "{created}");
     let (status, found) = status_and_json(&app.api.handle(&event("subscription-search.json"), now).await);
     assert_eq!((status, &found["total"]), (200, &serde_json::json!(1)), "{found}");
+    // The R4 sample (route `/{fhirVersion}/Subscription`) creates an R4 subscription, which
+    // the R5 search above does not see.
+    let (status, r4) = status_and_json(&app.api.handle(&event("subscription-create-r4.json"), now).await);
+    assert_eq!((status, &r4["criteria"]), (201, &created["topic"]), "{r4}");
+    fhir_ws_tests::assert_valid_r4(&[r4]);
     let (status, token) = status_and_json(&app.operation.handle(&event("get-ws-binding-token-all.json"), now).await);
     assert_eq!(status, 200, "{token}");
     assert_eq!(token["parameter"][2]["valueString"], created["id"]);

@@ -23,7 +23,7 @@ use crate::http::{ApiError, fhir_response, origin, request_version};
 /// The path segment.
 pub const METADATA: &str = "metadata";
 /// When this statement last changed (`CapabilityStatement.date`).
-const STATEMENT_DATE: &str = "2026-11-28";
+const STATEMENT_DATE: &str = "2026-12-02";
 /// The extension (FHIR extensions pack, on `CapabilityStatement.rest`) naming the
 /// server's WebSocket endpoint.
 pub const WEBSOCKET_EXTENSION: &str = "http://hl7.org/fhir/StructureDefinition/capabilitystatement-websocket";

@@ -290,6 +290,19 @@ impl<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: CounterStore + Clo
         (id, self.bound_connection(&token).await)
     }
 
+    /// Sends an HTTP API event to the `subscription-api` function (Subscription API,
+    /// `$status`, `$events`, `metadata`), now.
+    pub async fn service_call(&self, event: HttpEvent) -> lambda_http::Response<lambda_http::Body> {
+        self.service.handle(&event.request(), Utc::now()).await
+    }
+
+    /// [`Self::service_call`], asserting the answer's status; its JSON body.
+    pub async fn service_json(&self, event: HttpEvent, expected_status: u16) -> Value {
+        let (status, body) = status_and_json(&self.service_call(event).await);
+        assert_eq!(status, expected_status, "{body}");
+        body
+    }
+
     /// Sends `$disconnect`.
     pub async fn disconnect(&self, connection_id: &str) -> ApiGatewayProxyResponse {
         self.disconnect_raw(&WsEvent::disconnect(connection_id).event()).await

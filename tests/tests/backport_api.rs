@@ -15,7 +15,6 @@ use fhir_ws_tests::{
     assert_valid_r5, backport_websocket_subscription, header, output_values, status_and_json, unique_principal,
     websocket_subscription,
 };
-use lambda_http::{Body, Response};
 use serde_json::{Value, json};
 
 const IG: &str = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition";
@@ -31,29 +30,6 @@ fn assert_valid(version: FhirVersion, resources: &[Value]) {
         FhirVersion::R4B => assert_valid_r4b(resources),
         FhirVersion::R5 => assert_valid_r5(resources),
     }
-}
-
-async fn call<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: CounterStore + Clone, E: EventStore + Clone>(
-    ws: &WsHarness<S, T, B, C, E>,
-    event: HttpEvent,
-) -> Response<Body> {
-    ws.service.handle(&event.request(), Utc::now()).await
-}
-
-async fn answer<
-    S: Backend,
-    T: TokenBackend,
-    B: BindingStore + Clone,
-    C: CounterStore + Clone,
-    E: EventStore + Clone,
->(
-    ws: &WsHarness<S, T, B, C, E>,
-    event: HttpEvent,
-    expected: u16,
-) -> Value {
-    let (status, body) = status_and_json(&call(ws, event).await);
-    assert_eq!(status, expected, "{body}");
-    body
 }
 
 /// The `(name, value)` of each R4 status parameter whose value is a primitive.
@@ -113,19 +89,20 @@ async fn subscription_crud_and_search<
         assert!(created.get("topic").is_none() && created.get("channelType").is_none(), "no R5 elements: {created}");
         assert_valid(version, std::slice::from_ref(&created));
 
-        let read = answer(&ws, HttpEvent::new("GET", &format!("{base}/Subscription/{id}"), Some(&alice)), 200).await;
+        let read =
+            ws.service_json(HttpEvent::new("GET", &format!("{base}/Subscription/{id}"), Some(&alice)), 200).await;
         assert_eq!(read, created);
 
         // The subscription lives at its own version's base; its owner is told where.
         for other in FhirVersion::ALL.into_iter().filter(|v| *v != version) {
             let path = format!("/{}/Subscription/{id}", other.path_segment());
             let outcome =
-                assert_outcome(&call(&ws, HttpEvent::new("GET", &path, Some(&alice))).await, 404, "not-found");
+                assert_outcome(&ws.service_call(HttpEvent::new("GET", &path, Some(&alice))).await, 404, "not-found");
             assert!(outcome.to_string().contains(&format!("/{} base", version.path_segment())), "{outcome}");
         }
-        let unversioned = call(&ws, HttpEvent::new("GET", &format!("/Subscription/{id}"), Some(&alice))).await;
+        let unversioned = ws.service_call(HttpEvent::new("GET", &format!("/Subscription/{id}"), Some(&alice))).await;
         assert_outcome(&unversioned, 404, "not-found");
-        let bobs = call(&ws, HttpEvent::new("GET", &format!("{base}/Subscription/{id}"), Some(&bob))).await;
+        let bobs = ws.service_call(HttpEvent::new("GET", &format!("{base}/Subscription/{id}"), Some(&bob))).await;
         let bobs = assert_outcome(&bobs, 404, "not-found");
         assert!(!bobs.to_string().contains("base"), "nothing about someone else's subscription: {bobs}");
 
@@ -133,8 +110,9 @@ async fn subscription_crud_and_search<
         let mut hook = backport_websocket_subscription(&topic);
         hook["channel"]["type"] = json!("rest-hook");
         hook["channel"]["endpoint"] = json!("https://client.example.org/hook");
-        let hook =
-            answer(&ws, HttpEvent::new("POST", &format!("{base}/Subscription"), Some(&alice)).json(&hook), 201).await;
+        let hook = ws
+            .service_json(HttpEvent::new("POST", &format!("{base}/Subscription"), Some(&alice)).json(&hook), 201)
+            .await;
         assert_eq!(hook["status"], "requested", "rest-hook is stored, not delivered");
         let search = |query: &str| HttpEvent::new("GET", &format!("{base}/Subscription?{query}"), Some(&alice));
         let ids = |bundle: &Value| -> Vec<String> {
@@ -148,19 +126,20 @@ async fn subscription_crud_and_search<
             ids
         };
         let encoded = topic.replace(':', "%3A").replace('/', "%2F");
-        let by_topic = answer(&ws, search(&format!("topic={encoded}")), 200).await;
+        let by_topic = ws.service_json(search(&format!("topic={encoded}")), 200).await;
         let mut both = vec![id.clone(), hook["id"].as_str().unwrap_or_default().to_owned()];
         both.sort();
         assert_eq!(ids(&by_topic), both);
         assert!(by_topic["link"][0]["url"].as_str().is_some_and(|u| u.contains("topic=")), "{by_topic}");
         assert_valid(version, std::slice::from_ref(&by_topic));
-        let by_url = answer(&ws, search("url=https%3A%2F%2Fclient.example.org%2Fhook"), 200).await;
+        let by_url = ws.service_json(search("url=https%3A%2F%2Fclient.example.org%2Fhook"), 200).await;
         assert_eq!(ids(&by_url), [hook["id"].as_str().unwrap_or_default()]);
-        let active = answer(&ws, search(&format!("status=active&topic={encoded}")), 200).await;
+        let active = ws.service_json(search(&format!("status=active&topic={encoded}")), 200).await;
         assert_eq!(ids(&active), [id.as_str()]);
-        assert_eq!(answer(&ws, search("topic=http%3A%2F%2Fexample.org%2Fnone"), 200).await["total"], 0);
-        assert_outcome(&call(&ws, search("topic:below=http%3A%2F%2Fexample.org")).await, 400, "not-supported");
-        let everything = answer(&ws, HttpEvent::new("GET", &format!("{base}/Subscription"), Some(&alice)), 200).await;
+        assert_eq!(ws.service_json(search("topic=http%3A%2F%2Fexample.org%2Fnone"), 200).await["total"], 0);
+        assert_outcome(&ws.service_call(search("topic:below=http%3A%2F%2Fexample.org")).await, 400, "not-supported");
+        let everything =
+            ws.service_json(HttpEvent::new("GET", &format!("{base}/Subscription"), Some(&alice)), 200).await;
         assert_eq!(ids(&everything), both, "only this version's subscriptions");
         for entry in everything["entry"].as_array().into_iter().flatten() {
             assert!(entry["fullUrl"].as_str().is_some_and(|u| u.contains(&format!("{base}/Subscription/"))));
@@ -171,12 +150,12 @@ async fn subscription_crud_and_search<
         let path = format!("{base}/Subscription/{id}");
         let mut wrong = read.clone();
         wrong["status"] = json!("entered-in-error");
-        let refused = call(&ws, HttpEvent::new("PUT", &path, Some(&alice)).json(&wrong)).await;
+        let refused = ws.service_call(HttpEvent::new("PUT", &path, Some(&alice)).json(&wrong)).await;
         let refused = assert_outcome(&refused, 400, "invalid");
         assert!(refused.to_string().contains("entered-in-error"), "{refused}");
         let mut off = read.clone();
         off["status"] = json!("off");
-        let updated = answer(&ws, HttpEvent::new("PUT", &path, Some(&alice)).json(&off), 200).await;
+        let updated = ws.service_json(HttpEvent::new("PUT", &path, Some(&alice)).json(&off), 200).await;
         assert_eq!((updated["status"].as_str(), updated["meta"]["versionId"].as_str()), (Some("off"), Some("2")));
         assert_eq!(updated["channel"], sent["channel"], "the IG's extensions survive an update");
         assert_valid(version, &[updated]);
@@ -185,21 +164,21 @@ async fn subscription_crud_and_search<
         let create = |body: &Value| HttpEvent::new("POST", &format!("{base}/Subscription"), Some(&alice)).json(body);
         let mut no_reason = sent.clone();
         no_reason.as_object_mut().map(|o| o.remove("reason"));
-        let outcome = assert_outcome(&call(&ws, create(&no_reason)).await, 400, "invalid");
+        let outcome = assert_outcome(&ws.service_call(create(&no_reason)).await, 400, "invalid");
         assert!(outcome.to_string().contains("reason"), "{outcome}");
         let mut r5_payload = sent.clone();
         r5_payload["channel"]["payload"] = json!("application/fhir+json;fhirVersion=5.0");
-        let outcome = assert_outcome(&call(&ws, create(&r5_payload)).await, 400, "invalid");
+        let outcome = assert_outcome(&ws.service_call(create(&r5_payload)).await, 400, "invalid");
         assert!(outcome.to_string().contains("fhirVersion=5.0"), "{outcome}");
         let mut own_payload = sent.clone();
         own_payload["channel"]["payload"] =
             json!(format!("application/fhir+json; fhirVersion={}", version.mime_version()));
-        answer(&ws, create(&own_payload), 201).await;
-        let outcome = assert_outcome(&call(&ws, create(&websocket_subscription(&topic))).await, 400, "invalid");
+        ws.service_json(create(&own_payload), 201).await;
+        let outcome = assert_outcome(&ws.service_call(create(&websocket_subscription(&topic))).await, 400, "invalid");
         assert!(outcome.to_string().contains("criteria"), "an R5 body at an R4 base: {outcome}");
 
         assert_eq!(ws.app.api(HttpEvent::new("DELETE", &path, Some(&alice))).await.status().as_u16(), 204);
-        assert_outcome(&call(&ws, HttpEvent::new("GET", &path, Some(&alice))).await, 404, "not-found");
+        assert_outcome(&ws.service_call(HttpEvent::new("GET", &path, Some(&alice))).await, 404, "not-found");
     }
 
     // The version can come from the media type instead of the path.
@@ -207,19 +186,19 @@ async fn subscription_crud_and_search<
     let by_media = HttpEvent::new("POST", "/Subscription", Some(&alice))
         .body(r4_media, &backport_websocket_subscription(&topic).to_string())
         .header("accept", r4_media);
-    let created = answer(&ws, by_media, 201).await;
+    let created = ws.service_json(by_media, 201).await;
     let id = created["id"].as_str().unwrap_or_default();
-    answer(&ws, HttpEvent::new("GET", &format!("/R4/Subscription/{id}"), Some(&alice)), 200).await;
+    ws.service_json(HttpEvent::new("GET", &format!("/R4/Subscription/{id}"), Some(&alice)), 200).await;
     // Versions not served, and requests that contradict themselves, are refused.
     let get = |path: &str| HttpEvent::new("GET", path, Some(&alice));
-    assert_outcome(&call(&ws, get("/R6/Subscription")).await, 404, "not-found");
-    assert_outcome(&call(&ws, get("/STU3/Subscription")).await, 404, "not-found");
-    assert_outcome(&call(&ws, get("/X1/Subscription")).await, 404, "not-found");
+    assert_outcome(&ws.service_call(get("/R6/Subscription")).await, 404, "not-found");
+    assert_outcome(&ws.service_call(get("/STU3/Subscription")).await, 404, "not-found");
+    assert_outcome(&ws.service_call(get("/X1/Subscription")).await, 404, "not-found");
     let stu3 = get("/Subscription").header("accept", "application/fhir+json; fhirVersion=3.0");
-    let outcome = assert_outcome(&call(&ws, stu3).await, 406, "not-supported");
+    let outcome = assert_outcome(&ws.service_call(stu3).await, 406, "not-supported");
     assert!(outcome.to_string().contains("R4"), "names what is served: {outcome}");
     let mixed = get("/R4/Subscription").header("accept", "application/fhir+json; fhirVersion=5.0");
-    assert_outcome(&call(&ws, mixed).await, 400, "invalid");
+    assert_outcome(&ws.service_call(mixed).await, 400, "invalid");
 }
 all_stores!(
     r4_and_r4b_subscriptions_are_created_read_searched_and_updated_in_their_own_shape,
@@ -243,7 +222,7 @@ async fn status_events_and_token<
     for version in [FhirVersion::R4, FhirVersion::R4B] {
         let path = format!("/{}/Subscription", version.path_segment());
         let body = backport_websocket_subscription(&topic);
-        let created = answer(&ws, HttpEvent::new("POST", &path, Some(&alice)).json(&body), 201).await;
+        let created = ws.service_json(HttpEvent::new("POST", &path, Some(&alice)).json(&body), 201).await;
         ids.push(created["id"].as_str().unwrap_or_default().to_owned());
     }
     ids.push(ws.app.create(&alice, &websocket_subscription(&topic)).await);
@@ -274,7 +253,7 @@ async fn status_events_and_token<
         let base = format!("/{}/Subscription", version.path_segment());
         // $status, type and instance level: a searchset of the version's status resources.
         for path in [format!("{base}/$status"), format!("{base}/{id}/$status")] {
-            let bundle = answer(&ws, HttpEvent::new("GET", &path, Some(&alice)), 200).await;
+            let bundle = ws.service_json(HttpEvent::new("GET", &path, Some(&alice)), 200).await;
             assert_eq!((bundle["type"].as_str(), bundle["total"].as_u64()), (Some("searchset"), Some(1)), "{bundle}");
             let status = &bundle["entry"][0]["resource"];
             match version {
@@ -298,17 +277,17 @@ async fn status_events_and_token<
             }
             assert_valid(version, &[bundle]);
         }
-        let others = answer(&ws, HttpEvent::new("GET", "/Subscription/$status", Some(&alice)), 200).await;
+        let others = ws.service_json(HttpEvent::new("GET", "/Subscription/$status", Some(&alice)), 200).await;
         assert_eq!(others["total"], 1, "the R5 base sees only the R5 subscription: {others}");
         let elsewhere = format!("/Subscription/$status?id={id}");
-        assert_outcome(&call(&ws, HttpEvent::new("GET", &elsewhere, Some(&alice))).await, 404, "not-found");
+        assert_outcome(&ws.service_call(HttpEvent::new("GET", &elsewhere, Some(&alice))).await, 404, "not-found");
 
         // $events with string bounds (the IG's valueString): a history Bundle whose first
         // entry is the status resource, request/response on every entry.
         let body = json!({"resourceType": "Parameters", "parameter": [
             {"name": "eventsSinceNumber", "valueString": "2"}, {"name": "eventsUntilNumber", "valueString": "3"}]});
         let events_path = format!("{base}/{id}/$events");
-        let bundle = answer(&ws, HttpEvent::new("POST", &events_path, Some(&alice)).json(&body), 200).await;
+        let bundle = ws.service_json(HttpEvent::new("POST", &events_path, Some(&alice)).json(&body), 200).await;
         assert_eq!(bundle["type"], "history");
         let profile = if version == FhirVersion::R4 { R4_NOTIFICATION_PROFILE } else { R4B_NOTIFICATION_PROFILE };
         assert_eq!(bundle["meta"]["profile"][0], profile);
@@ -324,14 +303,16 @@ async fn status_events_and_token<
         assert!(entries.iter().all(|e| e["request"]["method"].is_string() && e["response"]["status"].is_string()));
         assert_eq!(entries[1]["resource"]["id"], "enc-2");
         assert_valid(version, &[bundle]);
-        let by_query =
-            answer(&ws, HttpEvent::new("GET", &format!("{events_path}?eventsSinceNumber=3"), Some(&alice)), 200).await;
+        let by_query = ws
+            .service_json(HttpEvent::new("GET", &format!("{events_path}?eventsSinceNumber=3"), Some(&alice)), 200)
+            .await;
         assert_eq!(event_numbers(&by_query["entry"][0]["resource"]), ["3"]);
-        let hint = answer(&ws, HttpEvent::new("GET", &format!("{events_path}?content=empty"), Some(&alice)), 200).await;
+        let hint =
+            ws.service_json(HttpEvent::new("GET", &format!("{events_path}?content=empty"), Some(&alice)), 200).await;
         assert_eq!(hint["entry"].as_array().map(Vec::len), Some(1), "empty: the status entry only");
         assert_valid(version, &[hint]);
         let bad = HttpEvent::new("GET", &format!("{events_path}?eventsSinceNumber=two"), Some(&alice));
-        assert_outcome(&call(&ws, bad).await, 400, "invalid");
+        assert_outcome(&ws.service_call(bad).await, 400, "invalid");
     }
 }
 all_stores!(r4_and_r4b_status_events_and_tokens_answer_in_the_igs_shapes, status_events_and_token);
@@ -350,7 +331,7 @@ async fn retention_warning<
     let alice = unique_principal("alice");
     let topic = topic();
     let body = backport_websocket_subscription(&topic);
-    let created = answer(&ws, HttpEvent::new("POST", "/R4/Subscription", Some(&alice)).json(&body), 201).await;
+    let created = ws.service_json(HttpEvent::new("POST", "/R4/Subscription", Some(&alice)).json(&body), 201).await;
     let id = created["id"].as_str().unwrap_or_default().to_owned();
     // Event 1 is recorded two hours ago, past the harness's one-hour retention.
     let event = |n: u32| json!({"topic": topic, "focus": {"resourceType": "Patient", "id": format!("p{n}")}});
@@ -358,7 +339,7 @@ async fn retention_warning<
     assert!(ws.fan_out_at(&SqsBatch::default().message("old", &event(1)), long_ago).await.is_empty());
     assert!(ws.fan_out(&SqsBatch::default().message("new", &event(2))).await.is_empty());
     let path = format!("/R4/Subscription/{id}/$events");
-    let bundle = answer(&ws, HttpEvent::new("GET", &path, Some(&alice)), 200).await;
+    let bundle = ws.service_json(HttpEvent::new("GET", &path, Some(&alice)), 200).await;
     assert_eq!(event_numbers(&bundle["entry"][0]["resource"]), ["2"]);
     // R4 Bundles have no `issues`: the warning is the status entry's response outcome.
     assert!(bundle.get("issues").is_none());
@@ -388,7 +369,7 @@ async fn metadata_per_version<
     ];
     for (version, full, instantiated) in cases {
         let path = format!("/{}/metadata", version.path_segment());
-        let statement = answer(&ws, HttpEvent::new("GET", &path, None), 200).await;
+        let statement = ws.service_json(HttpEvent::new("GET", &path, None), 200).await;
         assert_eq!(statement["fhirVersion"], full);
         assert!(
             statement["implementation"]["url"]
@@ -424,7 +405,7 @@ async fn metadata_per_version<
         assert_valid(version, &[statement]);
     }
     let by_media = HttpEvent::new("GET", "/metadata", None).header("accept", "application/fhir+json; fhirVersion=4.3");
-    assert_eq!(answer(&ws, by_media, 200).await["fhirVersion"], "4.3.0");
-    assert_outcome(&call(&ws, HttpEvent::new("GET", "/R3/metadata", None)).await, 404, "not-found");
+    assert_eq!(ws.service_json(by_media, 200).await["fhirVersion"], "4.3.0");
+    assert_outcome(&ws.service_call(HttpEvent::new("GET", "/R3/metadata", None)).await, 404, "not-found");
 }
 all_stores!(metadata_answers_in_each_version_and_names_the_igs_statements, metadata_per_version);

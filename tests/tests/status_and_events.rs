@@ -10,7 +10,6 @@ use fhir_ws_tests::{
     Backend, HttpEvent, Stores, TokenBackend, all_stores, assert_outcome, assert_valid_r5, status_and_json,
     unique_principal, websocket_subscription,
 };
-use lambda_http::{Body, Response};
 use serde_json::{Value, json};
 
 const BASE: &str = "https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com";
@@ -30,28 +29,6 @@ fn event(topic: &str, n: u32) -> Value {
            "focus": {"resourceType": "Encounter", "id": format!("enc-{n}"), "status": "in-progress",
                      "meta": {"versionId": n.to_string()}},
            "additionalContext": [{"resourceType": "Patient", "id": "123"}]})
-}
-
-async fn call<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: CounterStore + Clone, E: EventStore + Clone>(
-    ws: &WsHarness<S, T, B, C, E>,
-    event: HttpEvent,
-) -> Response<Body> {
-    ws.service.handle(&event.request(), Utc::now()).await
-}
-
-async fn ok_json<
-    S: Backend,
-    T: TokenBackend,
-    B: BindingStore + Clone,
-    C: CounterStore + Clone,
-    E: EventStore + Clone,
->(
-    ws: &WsHarness<S, T, B, C, E>,
-    event: HttpEvent,
-) -> Value {
-    let (status, body) = status_and_json(&call(ws, event).await);
-    assert_eq!(status, 200, "{body}");
-    body
 }
 
 /// The SubscriptionStatus resources of a `$status` answer, by subscription id.
@@ -102,7 +79,7 @@ async fn status_operation<
     }
 
     // Type level, no ids: every subscription of the caller, none of Bob's.
-    let all = ok_json(&ws, HttpEvent::new("GET", "/Subscription/$status", Some(&alice))).await;
+    let all = ws.service_json(HttpEvent::new("GET", "/Subscription/$status", Some(&alice)), 200).await;
     assert_eq!(all["resourceType"], "Bundle");
     assert_eq!(all["type"], "searchset");
     assert_eq!(all["total"], 2);
@@ -125,27 +102,31 @@ async fn status_operation<
     );
 
     // Filters: ids and statuses, repeated or comma-separated, OR-ed; GET and POST.
-    let by_status = ok_json(&ws, HttpEvent::new("GET", "/Subscription/$status?status=off", Some(&alice))).await;
+    let by_status = ws.service_json(HttpEvent::new("GET", "/Subscription/$status?status=off", Some(&alice)), 200).await;
     assert_eq!(statuses(&by_status).iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), [b.as_str()]);
-    let either = ok_json(&ws, HttpEvent::new("GET", "/Subscription/$status?status=off,active", Some(&alice))).await;
+    let either =
+        ws.service_json(HttpEvent::new("GET", "/Subscription/$status?status=off,active", Some(&alice)), 200).await;
     assert_eq!(either["total"], 2);
-    let by_id = ok_json(&ws, HttpEvent::new("GET", &format!("/Subscription/$status?id={a}"), Some(&alice))).await;
+    let by_id =
+        ws.service_json(HttpEvent::new("GET", &format!("/Subscription/$status?id={a}"), Some(&alice)), 200).await;
     assert_eq!(statuses(&by_id).iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), [a.as_str()]);
     let body = json!({"resourceType": "Parameters", "parameter": [
         {"name": "id", "valueId": a}, {"name": "id", "valueId": b}, {"name": "status", "valueCode": "active"}]});
-    let posted = ok_json(&ws, HttpEvent::new("POST", "/Subscription/$status", Some(&alice)).json(&body)).await;
+    let posted = ws.service_json(HttpEvent::new("POST", "/Subscription/$status", Some(&alice)).json(&body), 200).await;
     assert_eq!(statuses(&posted).iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), [a.as_str()]);
 
     // Instance level (its id/status inputs are ignored, as the definition says).
-    let one =
-        ok_json(&ws, HttpEvent::new("GET", &format!("/Subscription/{b}/$status?status=active"), Some(&alice))).await;
+    let one = ws
+        .service_json(HttpEvent::new("GET", &format!("/Subscription/{b}/$status?status=active"), Some(&alice)), 200)
+        .await;
     assert_eq!(statuses(&one).iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), [b.as_str()]);
-    let one_post = ok_json(&ws, HttpEvent::new("POST", &format!("/Subscription/{a}/$status"), Some(&alice))).await;
+    let one_post =
+        ws.service_json(HttpEvent::new("POST", &format!("/Subscription/{a}/$status"), Some(&alice)), 200).await;
     assert_eq!(statuses(&one_post)[0].1["eventsSinceSubscriptionStart"], "2");
 
     // Someone else's subscription is a 404 exactly like a missing one.
-    let theirs = call(&ws, HttpEvent::new("GET", &format!("/Subscription/{bobs}/$status"), Some(&alice))).await;
-    let missing = call(&ws, HttpEvent::new("GET", "/Subscription/no-such-id/$status", Some(&alice))).await;
+    let theirs = ws.service_call(HttpEvent::new("GET", &format!("/Subscription/{bobs}/$status"), Some(&alice))).await;
+    let missing = ws.service_call(HttpEvent::new("GET", "/Subscription/no-such-id/$status", Some(&alice))).await;
     let theirs = assert_outcome(&theirs, 404, "not-found");
     let missing = assert_outcome(&missing, 404, "not-found");
     assert_eq!(
@@ -153,25 +134,30 @@ async fn status_operation<
         missing["issue"][0]["diagnostics"].as_str().map(|d| d.replace("no-such-id", "X"))
     );
     let mixed = HttpEvent::new("GET", &format!("/Subscription/$status?id={a}&id={bobs}"), Some(&alice));
-    assert_outcome(&call(&ws, mixed).await, 404, "not-found");
+    assert_outcome(&ws.service_call(mixed).await, 404, "not-found");
 
     // Refusals.
     let get = |path: &str| HttpEvent::new("GET", path, Some(&alice));
-    assert_outcome(&call(&ws, get("/Subscription/$status?status=paused")).await, 400, "invalid");
-    assert_outcome(&call(&ws, get("/Subscription/$status?colour=red")).await, 400, "invalid");
-    assert_outcome(&call(&ws, HttpEvent::new("GET", "/Subscription/$status", None)).await, 401, "login");
+    assert_outcome(&ws.service_call(get("/Subscription/$status?status=paused")).await, 400, "invalid");
+    assert_outcome(&ws.service_call(get("/Subscription/$status?colour=red")).await, 400, "invalid");
+    assert_outcome(&ws.service_call(HttpEvent::new("GET", "/Subscription/$status", None)).await, 401, "login");
     assert_outcome(
-        &call(&ws, HttpEvent::new("DELETE", "/Subscription/$status", Some(&alice))).await,
+        &ws.service_call(HttpEvent::new("DELETE", "/Subscription/$status", Some(&alice))).await,
         405,
         "not-supported",
     );
     let not_parameters =
         HttpEvent::new("POST", "/Subscription/$status", Some(&alice)).json(&json!({"resourceType": "Patient"}));
-    assert_outcome(&call(&ws, not_parameters).await, 400, "invalid");
+    assert_outcome(&ws.service_call(not_parameters).await, 400, "invalid");
     let many: Vec<String> = (0..101).map(|n| format!("id=s{n}")).collect();
-    assert_outcome(&call(&ws, get(&format!("/Subscription/$status?{}", many.join("&")))).await, 413, "too-costly");
+    assert_outcome(
+        &ws.service_call(get(&format!("/Subscription/$status?{}", many.join("&")))).await,
+        413,
+        "too-costly",
+    );
 
-    let empty = ok_json(&ws, HttpEvent::new("GET", "/Subscription/$status", Some(&unique_principal("carol")))).await;
+    let empty =
+        ws.service_json(HttpEvent::new("GET", "/Subscription/$status", Some(&unique_principal("carol"))), 200).await;
     assert_eq!(empty["total"], 0);
     assert_valid_r5(&[all, by_status, either, by_id, posted, one, one_post, empty]);
 }
@@ -206,7 +192,7 @@ async fn events_operation<
 
     // Defaults: everything retained, the subscription's own content level.
     let path = format!("/Subscription/{full}/$events");
-    let all = ok_json(&ws, HttpEvent::new("GET", &path, Some(&alice))).await;
+    let all = ws.service_json(HttpEvent::new("GET", &path, Some(&alice)), 200).await;
     assert_eq!(all["type"], "subscription-notification");
     let status = &all["entry"][0]["resource"];
     assert_eq!(status["type"], "query-event");
@@ -234,39 +220,46 @@ async fn events_operation<
     assert_eq!(all["link"][0]["url"], format!("{BASE}{path}?eventsSinceNumber=1&eventsUntilNumber=4"));
 
     // A range, inclusive; the content hint can lower the level.
-    let range = ok_json(
-        &ws,
-        HttpEvent::new("GET", &format!("{path}?eventsSinceNumber=2&eventsUntilNumber=3&content=id-only"), Some(&alice)),
-    )
-    .await;
+    let range = ws
+        .service_json(
+            HttpEvent::new(
+                "GET",
+                &format!("{path}?eventsSinceNumber=2&eventsUntilNumber=3&content=id-only"),
+                Some(&alice),
+            ),
+            200,
+        )
+        .await;
     assert_eq!(numbers(&range), ["2", "3"]);
     assert_eq!(range["entry"].as_array().map(Vec::len), Some(1), "id-only: no resource entries");
     assert!(range["entry"][0]["resource"]["notificationEvent"][0]["focus"].is_object());
-    let empty =
-        ok_json(&ws, HttpEvent::new("GET", &format!("{path}?eventsSinceNumber=4&content=empty"), Some(&alice))).await;
+    let empty = ws
+        .service_json(HttpEvent::new("GET", &format!("{path}?eventsSinceNumber=4&content=empty"), Some(&alice)), 200)
+        .await;
     assert_eq!(numbers(&empty), ["4"]);
     assert!(empty["entry"][0]["resource"]["notificationEvent"][0].get("focus").is_none());
     // POST with Parameters (integer64 values are JSON strings).
     let body = json!({"resourceType": "Parameters", "parameter": [
         {"name": "eventsSinceNumber", "valueInteger64": "3"}, {"name": "eventsUntilNumber", "valueInteger64": "99"}]});
-    let posted = ok_json(&ws, HttpEvent::new("POST", &path, Some(&alice)).json(&body)).await;
+    let posted = ws.service_json(HttpEvent::new("POST", &path, Some(&alice)).json(&body), 200).await;
     assert_eq!(numbers(&posted), ["3", "4"], "until is clamped to the count");
     // …but never raise it: an id-only subscription's history holds no resources.
-    let raised = ok_json(
-        &ws,
-        HttpEvent::new("GET", &format!("/Subscription/{ids_only}/$events?content=full-resource"), Some(&alice)),
-    )
-    .await;
+    let raised = ws
+        .service_json(
+            HttpEvent::new("GET", &format!("/Subscription/{ids_only}/$events?content=full-resource"), Some(&alice)),
+            200,
+        )
+        .await;
     assert_eq!(numbers(&raised), ["1", "2", "3", "4"]);
     assert_eq!(raised["entry"].as_array().map(Vec::len), Some(1));
     // Past the end: nothing yet, which is a query-status (query-event needs an event).
-    let later = ok_json(&ws, HttpEvent::new("GET", &format!("{path}?eventsSinceNumber=5"), Some(&alice))).await;
+    let later = ws.service_json(HttpEvent::new("GET", &format!("{path}?eventsSinceNumber=5"), Some(&alice)), 200).await;
     assert_eq!(later["entry"][0]["resource"]["type"], "query-status");
     assert_eq!(numbers(&later), Vec::<String>::new());
 
     // Refusals: the caller's own subscriptions only (404 like a missing one), valid inputs.
     let bob = unique_principal("bob");
-    assert_outcome(&call(&ws, HttpEvent::new("GET", &path, Some(&bob))).await, 404, "not-found");
+    assert_outcome(&ws.service_call(HttpEvent::new("GET", &path, Some(&bob))).await, 404, "not-found");
     let get = |query: &str| HttpEvent::new("GET", &format!("{path}?{query}"), Some(&alice));
     for (query, code) in [
         ("eventsSinceNumber=3&eventsUntilNumber=2", "invalid"),
@@ -275,11 +268,15 @@ async fn events_operation<
         ("content=everything", "invalid"),
         ("since=1", "invalid"),
     ] {
-        assert_outcome(&call(&ws, get(query)).await, 400, code);
+        assert_outcome(&ws.service_call(get(query)).await, 400, code);
     }
-    assert_outcome(&call(&ws, HttpEvent::new("GET", "/Subscription/$events", Some(&alice))).await, 400, "invalid");
-    assert_outcome(&call(&ws, HttpEvent::new("PUT", &path, Some(&alice))).await, 405, "not-supported");
-    assert_outcome(&call(&ws, HttpEvent::new("GET", &path, None)).await, 401, "login");
+    assert_outcome(
+        &ws.service_call(HttpEvent::new("GET", "/Subscription/$events", Some(&alice))).await,
+        400,
+        "invalid",
+    );
+    assert_outcome(&ws.service_call(HttpEvent::new("PUT", &path, Some(&alice))).await, 405, "not-supported");
+    assert_outcome(&ws.service_call(HttpEvent::new("GET", &path, None)).await, 401, "login");
     assert_valid_r5(&[all, range, empty, posted, raised, later]);
 }
 all_stores!(events_replays_each_number_once_at_the_asked_content_level, events_operation);
@@ -308,7 +305,7 @@ async fn events_paging_and_retention<
         assert!(ws.fan_out_at(&SqsBatch::default().message(&format!("m{n}"), &event(&topic, n)), at).await.is_empty());
     }
     let path = format!("/Subscription/{id}/$events");
-    let first = ok_json(&ws, HttpEvent::new("GET", &path, Some(&alice))).await;
+    let first = ws.service_json(HttpEvent::new("GET", &path, Some(&alice)), 200).await;
     assert_eq!(numbers(&first), ["3", "4"], "maxCount 2 events per answer");
     assert_eq!(first["entry"][0]["resource"]["eventsSinceSubscriptionStart"], "5");
     let warning = &first["issues"];
@@ -319,12 +316,12 @@ async fn events_paging_and_retention<
     let next = next.unwrap_or_else(|| panic!("a next link: {first}"));
     assert_eq!(next["url"], format!("{BASE}{path}?eventsSinceNumber=5&eventsUntilNumber=5"));
     let query = next["url"].as_str().unwrap_or_default().split_once('?').map(|(_, q)| q.to_owned()).unwrap_or_default();
-    let second = ok_json(&ws, HttpEvent::new("GET", &format!("{path}?{query}"), Some(&alice))).await;
+    let second = ws.service_json(HttpEvent::new("GET", &format!("{path}?{query}"), Some(&alice)), 200).await;
     assert_eq!(numbers(&second), ["5"]);
     assert!(second["link"].as_array().into_iter().flatten().all(|l| l["relation"] != "next"));
     assert!(second.get("issues").is_none());
     // Only expired numbers asked for: nothing to answer, and the warning says why.
-    let gone = ok_json(&ws, HttpEvent::new("GET", &format!("{path}?eventsUntilNumber=2"), Some(&alice))).await;
+    let gone = ws.service_json(HttpEvent::new("GET", &format!("{path}?eventsUntilNumber=2"), Some(&alice)), 200).await;
     assert_eq!(gone["entry"][0]["resource"]["type"], "query-status");
     assert!(gone["issues"]["issue"][0]["diagnostics"].as_str().is_some_and(|d| d.contains("1–2")), "{gone}");
     assert_valid_r5(&[first, second, gone]);
@@ -396,7 +393,7 @@ async fn metadata<
     ws_stores: WsStores<B, C, E>,
 ) {
     let ws = WsHarness::new(stores, ws_stores).await;
-    let statement = ok_json(&ws, HttpEvent::new("GET", "/metadata", None)).await;
+    let statement = ws.service_json(HttpEvent::new("GET", "/metadata", None), 200).await;
     assert_eq!(statement["resourceType"], "CapabilityStatement");
     assert_eq!(statement["fhirVersion"], "5.0.0");
     assert_eq!(statement["kind"], "instance");
@@ -425,7 +422,7 @@ async fn metadata<
         ]
     );
     assert_eq!(resource["searchParam"][0]["name"], "status");
-    assert_outcome(&call(&ws, HttpEvent::new("POST", "/metadata", None)).await, 405, "not-supported");
+    assert_outcome(&ws.service_call(HttpEvent::new("POST", "/metadata", None)).await, 405, "not-supported");
     assert_valid_r5(&[statement]);
 }
 all_stores!(metadata_is_a_capability_statement_without_authentication, metadata);

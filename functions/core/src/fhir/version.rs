@@ -80,3 +80,12 @@ impl FhirVersion {
         Self::ALL.into_iter().find(|v| segment.eq_ignore_ascii_case(v.path_segment()))
     }
 }
+
+/// The `fhirVersion` parameter of a media type (or a header's comma-separated list of
+/// them), if one has it: `application/fhir+json; fhirVersion=4.0` gives `4.0`.
+pub fn fhir_version_parameter(media_types: &str) -> Option<&str> {
+    media_types.split(',').flat_map(|media| media.split(';').skip(1)).find_map(|parameter| {
+        let (name, value) = parameter.split_once('=')?;
+        name.trim().eq_ignore_ascii_case("fhirVersion").then_some(value.trim())
+    })
+}

@@ -6,20 +6,12 @@ use percent_encoding::percent_decode_str;
 
 use super::ApiError;
 use crate::fhir::IssueType;
-use crate::fhir::version::{FhirVersion, SERVED};
+use crate::fhir::version::{FhirVersion, SERVED, fhir_version_parameter};
 
 /// Segments that name FHIR versions this server does not serve.
 fn names_another_version(segment: &str) -> bool {
     let upper = segment.to_ascii_uppercase();
     ["DSTU1", "DSTU2", "STU3", "R2", "R3", "R6"].contains(&upper.as_str())
-}
-
-/// The `fhirVersion` parameter of a media-type header value, if it has one.
-fn mime_parameter(header: &str) -> Option<&str> {
-    header.split(',').flat_map(|media| media.split(';').skip(1)).find_map(|parameter| {
-        let (name, value) = parameter.split_once('=')?;
-        name.trim().eq_ignore_ascii_case("fhirVersion").then_some(value.trim())
-    })
 }
 
 /// The version of a request from its path segments (decoded, in order) and its `Accept`
@@ -40,7 +32,7 @@ pub fn requested_version(
     };
     let mut from_media: Option<FhirVersion> = None;
     for (header, status) in [(content_type, StatusCode::UNSUPPORTED_MEDIA_TYPE), (accept, StatusCode::NOT_ACCEPTABLE)] {
-        let Some(value) = header.and_then(mime_parameter) else { continue };
+        let Some(value) = header.and_then(fhir_version_parameter) else { continue };
         let version = FhirVersion::from_mime_version(value).ok_or_else(|| {
             ApiError::new(
                 status,

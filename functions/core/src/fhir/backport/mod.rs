@@ -24,7 +24,7 @@ pub const IG_STRUCTURE_DEFINITIONS: &str = "http://hl7.org/fhir/uv/subscriptions
 
 use serde_json::Value;
 
-use crate::fhir::version::FhirVersion;
+use crate::fhir::version::{FhirVersion, fhir_version_parameter};
 use crate::fhir::{Bundle, ContentLevel, Subscription, SubscriptionState, SubscriptionStatus};
 
 /// Reads a Subscription body written in `version` into the R5 model, checking what that
@@ -59,13 +59,10 @@ pub fn read_subscription(version: FhirVersion, body: Value) -> Result<Subscripti
 /// A payload MIME type may name the notification's FHIR version (`fhirVersion=4.0`); it
 /// must be the version the subscription is created in, which is the one it is sent in.
 fn check_payload_version(version: FhirVersion, content_type: Option<&str>) -> Result<(), String> {
-    let Some(named) = content_type.into_iter().flat_map(|c| c.split(';').skip(1)).find_map(|parameter| {
-        let (name, value) = parameter.split_once('=')?;
-        name.trim().eq_ignore_ascii_case("fhirVersion").then(|| value.trim().to_owned())
-    }) else {
+    let Some(named) = content_type.and_then(fhir_version_parameter) else {
         return Ok(());
     };
-    match FhirVersion::from_mime_version(&named) {
+    match FhirVersion::from_mime_version(named) {
         Some(asked) if asked == version => Ok(()),
         _ => Err(format!(
             "the payload asks for fhirVersion={named}, but a subscription created at the {} base is notified in \

@@ -45,7 +45,7 @@ start_dynamodb() {
     sleep 0.1
   done
   .venv/bin/python infra/local_tables.py --endpoint "$AWS_ENDPOINT_URL_DYNAMODB"
-  export SUBSCRIPTIONS_TABLE=SubscriptionsTable TOKENS_TABLE=TokensTable BINDINGS_TABLE=BindingsTable COUNTERS_TABLE=CountersTable EVENTS_TABLE=EventsTable
+  export SUBSCRIPTIONS_TABLE=SubscriptionsTable TOKENS_TABLE=TokensTable BINDINGS_TABLE=BindingsTable COUNTERS_TABLE=CountersTable EVENTS_TABLE=EventsTable UPSTREAM_TABLE=UpstreamTable
   echo "== moto_server (DynamoDB) at $AWS_ENDPOINT_URL_DYNAMODB, pid $MOTO_PID"
 }
 

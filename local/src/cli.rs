@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use fhir_ws_core::fhir::version::FhirVersion;
 
 use crate::client::{Api, Received, StatusView, describe_received, subscribe};
-use crate::gateway::{Options, Users, serve};
+use crate::gateway::{LOCAL_RELAY_SECRET, Options, Users, serve};
 
 /// FHIR topic-based Subscriptions over WebSockets, on one machine.
 #[derive(Debug, Parser)]
@@ -56,6 +56,10 @@ enum Command {
         /// tunnel (the template's PublicWebSocketUrl); default ws://127.0.0.1:<port>/ws.
         #[arg(long)]
         websocket_url: Option<String>,
+        /// A secret upstream FHIR servers send to POST /relay as `Authorization: Bearer
+        /// …` (repeatable; default: the development secret printed at start).
+        #[arg(long = "relay-secret", value_name = "SECRET")]
+        relay_secrets: Vec<String>,
     },
     /// Print $status of the caller's subscriptions (or of one).
     Status {
@@ -108,23 +112,32 @@ enum Command {
         #[arg(long, default_value = "R5", value_parser = parse_fhir_version)]
         fhir_version: FhirVersion,
     },
-    /// Send an event (a focus resource from a file) to the local stack's fan-out.
+    /// Send an event (a focus resource from a file) to the local stack's fan-out, or an
+    /// upstream server's notification Bundle to its relay endpoint.
     Notify {
         /// Base URL of the local stack.
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         server: String,
-        /// The SubscriptionTopic canonical URL…
-        #[arg(long, conflicts_with = "subscription", required_unless_present = "subscription")]
+        /// The SubscriptionTopic canonical URL (with --bundle: for a notification that
+        /// names none, as `empty` ones may)…
+        #[arg(long, conflicts_with = "subscription", required_unless_present_any = ["subscription", "bundle"])]
         topic: Option<String>,
         /// …or one Subscription id.
         #[arg(long)]
         subscription: Option<String>,
         /// File holding the focus resource (FHIR JSON).
-        #[arg(long)]
-        focus: PathBuf,
+        #[arg(long, required_unless_present = "bundle", conflicts_with = "bundle")]
+        focus: Option<PathBuf>,
         /// Files holding additional context resources.
         #[arg(long)]
         context: Vec<PathBuf>,
+        /// File holding a notification Bundle (R4, R4B or R5) to post to POST /relay, as
+        /// an upstream FHIR server would.
+        #[arg(long, conflicts_with = "subscription")]
+        bundle: Option<PathBuf>,
+        /// The relay secret sent with --bundle.
+        #[arg(long, default_value = crate::gateway::LOCAL_RELAY_SECRET)]
+        relay_secret: String,
     },
 }
 
@@ -175,6 +188,7 @@ async fn run(command: Command) -> Result<(), String> {
             signing_keys,
             event_retention,
             websocket_url,
+            relay_secrets,
         } => {
             let mut known = Users::default();
             for user in &users {
@@ -195,6 +209,7 @@ async fn run(command: Command) -> Result<(), String> {
                  WebSocket API:         ws://{address}/ws\n  \
                  Management API:        http://{address}/local/@connections/{{id}}\n  \
                  events (SQS stand-in): POST http://{address}/local/events\n  \
+                 relay (upstream FHIR): POST http://{address}/relay  (Authorization: Bearer {})\n  \
                  store:                 {store}\n  \
                  bearer tokens:         alice-token (alice), bob-token (bob){}\n\n\
                  Quick start, in another terminal:\n  \
@@ -202,6 +217,7 @@ async fn run(command: Command) -> Result<(), String> {
                  and in a third:\n  \
                  cargo run -p fhir-ws-local -- notify --server http://{address} --topic http://example.org/topics/encounter-start --focus infra/examples/encounter.json\n\
                  Ctrl-C stops the server.",
+                if relay_secrets.is_empty() { LOCAL_RELAY_SECRET } else { "<your --relay-secret>" },
                 if users.is_empty() { String::new() } else { format!(", and {} more", users.len()) }
             );
             let options = Options {
@@ -213,6 +229,7 @@ async fn run(command: Command) -> Result<(), String> {
                 fhir_base_url,
                 event_retention_seconds: event_retention,
                 public_websocket_url: websocket_url,
+                relay_secrets: (!relay_secrets.is_empty()).then(|| relay_secrets.join(",")),
             };
             let ctrl_c = async {
                 let _ = tokio::signal::ctrl_c().await;
@@ -291,7 +308,17 @@ async fn run(command: Command) -> Result<(), String> {
             }
             Ok(())
         }
-        Command::Notify { server, topic, subscription, focus, context } => {
+        Command::Notify { server, topic, subscription, focus, context, bundle, relay_secret } => {
+            if let Some(bundle) = bundle {
+                let bundle = read_resource(&bundle)?;
+                let answer = Api::new(&server, &relay_secret)
+                    .relay(&bundle, topic.as_deref())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let _ = writeln!(std::io::stdout().lock(), "{answer}");
+                return Ok(());
+            }
+            let focus = focus.ok_or("give --focus or --bundle")?;
             let mut event = json!({ "focus": read_resource(&focus)?, "timestamp": chrono::Utc::now().to_rfc3339() });
             match (topic, subscription) {
                 (Some(topic), _) => event["topic"] = json!(topic),

@@ -167,6 +167,18 @@ impl Api {
         })
     }
 
+    /// Posts a notification Bundle to the relay endpoint (`POST /relay[?topic=…]`), as an
+    /// upstream FHIR server would; the bearer token is the relay secret. Returns the
+    /// relay's `OperationOutcome`.
+    pub async fn relay(&self, bundle: &Value, topic: Option<&str>) -> Result<Value, ClientError> {
+        let mut url = format!("{}/relay", self.server);
+        if let Some(topic) = topic {
+            let encoded = percent_encoding::utf8_percent_encode(topic, percent_encoding::NON_ALPHANUMERIC);
+            url.push_str(&format!("?topic={encoded}"));
+        }
+        self.send(self.http.post(url).json(bundle)).await
+    }
+
     /// Sends an event to the local SQS stand-in (`POST /local/events`).
     pub async fn notify(&self, event: &Value) -> Result<Value, ClientError> {
         let response = self.http.post(format!("{}/local/events", self.server)).json(event).send().await?;

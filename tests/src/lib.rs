@@ -96,6 +96,41 @@ pub async fn dynamodb_ws_stores() -> websocket::WsStores<DynamoBindingStore, Dyn
     }
 }
 
+/// The upstream table (the relay's ledger) in memory.
+pub fn memory_upstream_store() -> Arc<MemoryStore> {
+    Arc::new(MemoryStore::new())
+}
+
+/// The upstream table `infra/test.sh` created in moto_server.
+pub async fn dynamodb_upstream_store() -> fhir_ws_core::store::dynamodb::DynamoUpstreamStore {
+    fhir_ws_core::store::dynamodb::DynamoUpstreamStore::new(dynamodb_client().await, required_env("UPSTREAM_TABLE"))
+}
+
+/// Runs an async test body once per back end with every table, the upstream table
+/// included: `relay_stores!(name, body_fn)` defines `name::memory` and `name::dynamodb`.
+#[macro_export]
+macro_rules! relay_stores {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn memory() {
+                super::$body($crate::memory_stores(), $crate::memory_ws_stores(), $crate::memory_upstream_store())
+                    .await;
+            }
+
+            #[tokio::test]
+            async fn dynamodb() {
+                super::$body(
+                    $crate::dynamodb_stores().await,
+                    $crate::dynamodb_ws_stores().await,
+                    $crate::dynamodb_upstream_store().await,
+                )
+                .await;
+            }
+        }
+    };
+}
+
 /// Runs an async test body once per back end with all four tables:
 /// `all_stores!(name, body_fn)` defines `name::memory` and `name::dynamodb`.
 #[macro_export]

@@ -303,6 +303,27 @@ impl<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: CounterStore + Clo
         body
     }
 
+    /// A fan-out over the harness's stores and Management API stub that also takes other
+    /// FHIR servers' notification Bundles, with `relay`'s upstream table.
+    pub async fn fanout_with_relay<U: fhir_ws_core::store::UpstreamStore>(
+        &self,
+        relay: fhir_ws_core::relay::Relay<U>,
+    ) -> FanOut<S, B, C, E, ManagementApiPusher, U> {
+        let aws = aws_config::load_from_env().await;
+        let retry =
+            RetryPolicy { attempts: 4, base_delay: Duration::from_millis(5), max_delay: Duration::from_millis(20) };
+        FanOut::new(
+            self.app.stores.subscriptions.clone(),
+            self.ws_stores.bindings.clone(),
+            self.ws_stores.counters.clone(),
+            EventHistory { store: self.ws_stores.events.clone(), retention: TEST_EVENT_RETENTION },
+            ManagementApiPusher::new(&aws),
+            TEST_FHIR_BASE,
+        )
+        .with_retry(retry)
+        .with_relay(relay)
+    }
+
     /// Sends `$disconnect`.
     pub async fn disconnect(&self, connection_id: &str) -> ApiGatewayProxyResponse {
         self.disconnect_raw(&WsEvent::disconnect(connection_id).event()).await

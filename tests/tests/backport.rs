@@ -6,6 +6,7 @@
 //! (`r4-notification-handshake`, `subscription-admission`).
 
 use chrono::{DateTime, Utc};
+use fhir_ws_core::fanout::event::Subject;
 use fhir_ws_core::fhir::backport::{
     R4_NOTIFICATION_PROFILE, R4_STATUS_PROFILE, R4B_NOTIFICATION_PROFILE, to_r4, to_r4b,
 };
@@ -34,11 +35,11 @@ fn object(value: Value) -> Map<String, Value> {
 /// An event-notification Bundle for event 2 at `level`. The focus is an R4/R4B Encounter
 /// (`class` is a required Coding there): producers feeding R4 clients send R4 resources.
 fn event_bundle(level: ContentLevel) -> fhir_ws_core::fhir::Bundle {
-    let focus = object(json!({"resourceType": "Encounter", "id": "86009987", "status": "in-progress",
-        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"}}));
-    let context = [object(json!({"resourceType": "Patient", "id": "p1"}))];
+    let focus = Subject::Resource(object(json!({"resourceType": "Encounter", "id": "86009987",
+        "status": "in-progress", "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"}})));
+    let context = [Subject::Resource(object(json!({"resourceType": "Patient", "id": "p1"})))];
     let content = EventContent {
-        focus: &focus,
+        focus: Some(&focus),
         additional_context: &context,
         timestamp: now(),
         fhir_base_url: "https://example.org/fhir",

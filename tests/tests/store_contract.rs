@@ -6,7 +6,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use fhir_ws_core::fhir::Subscription;
 use fhir_ws_core::store::{
     Binding, BindingStore, CounterStore, EventCounter, EventRecord, EventStore, HEARTBEAT_SHARDS, StoreError,
-    StoredSubscription, TokenRecord, TokenStore, heartbeat_shard,
+    StoredSubscription, TokenRecord, TokenStore, UPSTREAM_CLAIM_SECONDS, UpstreamStore, heartbeat_shard,
 };
 use fhir_ws_tests::websocket::WsStores;
 use fhir_ws_tests::{
@@ -428,3 +428,45 @@ async fn dynamodb_event_ttl_is_a_number_of_epoch_seconds() {
     let key = [("subscriptionId", AttributeValue::S(subscription)), ("eventNumber", AttributeValue::N("1".to_owned()))];
     assert_ttl_attribute(&std::env::var("EVENTS_TABLE").unwrap(), &key, 1_800_001_800).await;
 }
+
+/// The upstream table (the relay's ledger): an event is claimed once, until confirmed
+/// never again; a released claim, or one left unconfirmed past the claim window, can be
+/// claimed again; `heard_from` remembers the highest number and only raises it.
+async fn upstream_contract<
+    S: Backend,
+    T: TokenBackend,
+    B: BindingStore + Clone,
+    C: CounterStore + Clone,
+    E: EventStore + Clone,
+    U: UpstreamStore + Clone,
+>(
+    _stores: Stores<S, T>,
+    _ws_stores: WsStores<B, C, E>,
+    ledger: U,
+) {
+    let upstream = new_id();
+    let (now, expires) = (1_800_000_000, 1_800_003_600);
+    assert!(ledger.claim_event(&upstream, 1, now, expires).await.unwrap(), "first claim");
+    assert!(!ledger.claim_event(&upstream, 1, now + 1, expires).await.unwrap(), "claimed a moment ago");
+    ledger.confirm_event(&upstream, 1).await.unwrap();
+    let much_later = now + UPSTREAM_CLAIM_SECONDS * 10;
+    assert!(!ledger.claim_event(&upstream, 1, much_later, expires).await.unwrap(), "queued: never again");
+    ledger.release_event(&upstream, 1).await.unwrap();
+    assert!(!ledger.claim_event(&upstream, 1, much_later, expires).await.unwrap(), "a confirmed claim stays");
+
+    assert!(ledger.claim_event(&upstream, 2, now, expires).await.unwrap());
+    ledger.release_event(&upstream, 2).await.unwrap();
+    assert!(ledger.claim_event(&upstream, 2, now + 1, expires).await.unwrap(), "released: claimable at once");
+    let stale = now + 1 + UPSTREAM_CLAIM_SECONDS + 1;
+    assert!(!ledger.claim_event(&upstream, 2, now + 2, expires).await.unwrap());
+    assert!(ledger.claim_event(&upstream, 2, stale, expires).await.unwrap(), "an unconfirmed claim lapses");
+    assert!(ledger.claim_event(&new_id(), 2, now, expires).await.unwrap(), "numbers are per upstream");
+
+    let reference = "https://upstream.example.org/fhir/Subscription/a";
+    assert_eq!(ledger.heard_from(&upstream, reference, None, now).await.unwrap(), None, "never heard of");
+    assert_eq!(ledger.heard_from(&upstream, reference, Some(3), now).await.unwrap(), None);
+    assert_eq!(ledger.heard_from(&upstream, reference, Some(5), now).await.unwrap(), Some(3));
+    assert_eq!(ledger.heard_from(&upstream, reference, Some(4), now).await.unwrap(), Some(5), "a late retry");
+    assert_eq!(ledger.heard_from(&upstream, reference, None, now).await.unwrap(), Some(5), "not lowered");
+}
+fhir_ws_tests::relay_stores!(upstream_events_are_claimed_once_and_progress_only_rises, upstream_contract);

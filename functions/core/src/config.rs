@@ -16,7 +16,10 @@
 //! | `FHIR_BASE_URL` | fanout | base URL of the FHIR server the events' resources live on |
 //! | `COUNTERS_TABLE` | subscription-api (and the delivery functions) | event counters table name |
 //! | `EVENTS_TABLE` | subscription-api, fanout | event history table name |
-//! | `EVENT_RETENTION_SECONDS` | fanout | how long events stay answerable by `$events`, default 604800 (7 days) |
+//! | `EVENT_RETENTION_SECONDS` | fanout, relay | how long events stay answerable by `$events` (and the relay remembers upstream events), default 604800 (7 days) |
+//! | `UPSTREAM_TABLE` | relay, fanout | the upstream ledger table name |
+//! | `EVENTS_QUEUE_URL` | relay | URL of the SQS queue the fan-out reads |
+//! | `RELAY_SECRETS` | relay | comma-separated secrets upstream servers send as `Authorization: Bearer …` (or the secret's JSON `{"secrets": …}`) |
 
 use chrono::TimeDelta;
 
@@ -131,21 +134,23 @@ pub struct EventHistoryConfig {
     pub retention: TimeDelta,
 }
 
+/// `EVENT_RETENTION_SECONDS`, or its default.
+fn event_retention(source: &impl Source) -> Result<TimeDelta, ConfigError> {
+    let seconds = match source.value("EVENT_RETENTION_SECONDS") {
+        None => DEFAULT_EVENT_RETENTION_SECONDS,
+        Some(text) => {
+            text.trim().parse::<i64>().ok().filter(|s| EVENT_RETENTION_RANGE.contains(s)).ok_or_else(|| {
+                ConfigError::Invalid("EVENT_RETENTION_SECONDS", "must be a whole number from 60 to 31622400".to_owned())
+            })?
+        }
+    };
+    Ok(TimeDelta::seconds(seconds))
+}
+
 impl EventHistoryConfig {
     /// Reads the configuration.
     pub fn load(source: &impl Source) -> Result<Self, ConfigError> {
-        let seconds = match source.value("EVENT_RETENTION_SECONDS") {
-            None => DEFAULT_EVENT_RETENTION_SECONDS,
-            Some(text) => {
-                text.trim().parse::<i64>().ok().filter(|s| EVENT_RETENTION_RANGE.contains(s)).ok_or_else(|| {
-                    ConfigError::Invalid(
-                        "EVENT_RETENTION_SECONDS",
-                        "must be a whole number from 60 to 31622400".to_owned(),
-                    )
-                })?
-            }
-        };
-        Ok(Self { events_table: required(source, "EVENTS_TABLE")?, retention: TimeDelta::seconds(seconds) })
+        Ok(Self { events_table: required(source, "EVENTS_TABLE")?, retention: event_retention(source)? })
     }
 
     /// The history on the DynamoDB table, through `client`.
@@ -273,6 +278,38 @@ impl DeliveryConfig {
             DynamoBindingStore::new(client.clone(), &self.bindings_table),
             DynamoCounterStore::new(client.clone(), &self.counters_table),
         )
+    }
+}
+
+/// Configuration of the `relay` function; the fan-out reads `UPSTREAM_TABLE` too, for
+/// notification Bundles that come on the queue directly.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Upstream table name (the relay's ledger).
+    pub upstream_table: String,
+    /// URL of the events queue the fan-out reads.
+    pub events_queue_url: String,
+    /// The secrets upstream servers authenticate with.
+    pub secrets: crate::relay::RelaySecrets,
+    /// How long the ledger remembers events (the event retention).
+    pub retention: TimeDelta,
+}
+
+impl RelayConfig {
+    /// Reads the configuration (`RELAY_SECRETS`: comma-separated secrets, or the
+    /// secret's JSON `{"secrets": "…"}` as Secrets Manager holds it).
+    pub fn load(source: &impl Source) -> Result<Self, ConfigError> {
+        let text = required(source, "RELAY_SECRETS")?;
+        let list = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|json| json.get("secrets").and_then(serde_json::Value::as_str).map(str::to_owned))
+            .unwrap_or(text);
+        Ok(Self {
+            upstream_table: required(source, "UPSTREAM_TABLE")?,
+            events_queue_url: required(source, "EVENTS_QUEUE_URL")?,
+            secrets: crate::relay::RelaySecrets::parse(&list).map_err(|e| ConfigError::Invalid("RELAY_SECRETS", e))?,
+            retention: event_retention(source)?,
+        })
     }
 }
 

@@ -13,7 +13,7 @@
 //!   functions run on every bind.
 //! - [`access`] — the rule for who may bind to which subscription.
 //! - [`store`] — storage ports (one trait per table: subscriptions, tokens, bindings,
-//!   counters, event history) with DynamoDB and in-memory adapters.
+//!   counters, event history, upstream ledger) with DynamoDB and in-memory adapters.
 //! - [`http`] — request reading, caller identity, and errors as `OperationOutcome`s.
 //! - [`ops`] — the HTTP handlers: the Subscription API, `$status`, `$events`, `metadata`
 //!   and `$get-ws-binding-token`.
@@ -23,6 +23,8 @@
 //!   answers) and the event records they are built from.
 //! - [`fanout`] — the event contract, filters, numbering and recording of events, and their
 //!   delivery to bound connections.
+//! - [`relay`] — notifications from another FHIR server (R4, R4B, R5 rest-hook Bundles)
+//!   turned into events: the relay endpoint, its secrets, its ledger and queue ports.
 //! - [`heartbeat`] — heartbeats and owed handshakes on a schedule.
 //! - [`push`] — posting frames to connections through the Management API, with retries.
 //! - [`delivery`] — sending to bound connections: retries, 410 clean-up, status notifications.
@@ -40,6 +42,7 @@ pub mod metrics;
 pub mod notification;
 pub mod ops;
 pub mod push;
+pub mod relay;
 pub mod store;
 pub mod token;
 pub mod ws;

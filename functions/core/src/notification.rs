@@ -11,6 +11,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 
+use crate::fanout::event::Subject;
 use crate::fhir::backport::{NotANotification, render_notification};
 use crate::fhir::version::FhirVersion;
 use crate::fhir::{
@@ -75,25 +76,21 @@ pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
 /// What an event notification is about.
 #[derive(Debug, Clone, Copy)]
 pub struct EventContent<'a> {
-    /// The focus resource (with `resourceType` and `id`).
-    pub focus: &'a Map<String, Value>,
-    /// Further resources.
-    pub additional_context: &'a [Map<String, Value>],
+    /// The focus: a resource (with `resourceType` and `id`) or a reference; none when the
+    /// producer did not say.
+    pub focus: Option<&'a Subject>,
+    /// Further resources (or references).
+    pub additional_context: &'a [Subject],
     /// When the event happened.
     pub timestamp: DateTime<Utc>,
     /// Base URL of the FHIR server the resources live on, for references and `fullUrl`s.
     pub fhir_base_url: &'a str,
 }
 
-/// The absolute URL of a resource on the FHIR server.
-fn resource_url(base: &str, resource: &Map<String, Value>) -> String {
-    let kind = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default();
-    let id = resource.get("id").and_then(Value::as_str).unwrap_or_default();
-    format!("{}/{kind}/{id}", base.trim_end_matches('/'))
-}
-
 /// Event number `event_number` of `subscription_id` as a record holding everything the
-/// notification shows, resources included; `expires_at` is when it leaves the history.
+/// notification shows, resources included when every subject came as a resource (a
+/// `full-resource` notification then carries them all; otherwise it carries the
+/// references); `expires_at` is when it leaves the history.
 pub fn event_record(
     subscription_id: &str,
     event_number: u64,
@@ -105,11 +102,15 @@ pub fn event_record(
         subscription_id: subscription_id.to_owned(),
         event_number,
         timestamp: content.timestamp.to_rfc3339_opts(SecondsFormat::Millis, true),
-        focus: Some(resource_url(base, content.focus)),
-        additional_context: content.additional_context.iter().map(|r| resource_url(base, r)).collect(),
-        resources: Some(
-            std::iter::once(content.focus).chain(content.additional_context).cloned().map(Value::Object).collect(),
-        ),
+        focus: content.focus.map(|subject| subject.url(base)),
+        additional_context: content.additional_context.iter().map(|subject| subject.url(base)).collect(),
+        resources: content
+            .focus
+            .into_iter()
+            .chain(content.additional_context)
+            .map(|subject| subject.resource().cloned().map(Value::Object))
+            .collect::<Option<Vec<Value>>>()
+            .filter(|resources| !resources.is_empty()),
         expires_at,
     }
 }

@@ -4,39 +4,65 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_lambda_events::sqs::SqsEvent;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use fhir_ws_core::relay::{EventQueue, QueueError};
 use serde_json::json;
 
 use super::{Backend, Gateway};
 
-/// Delivers one event as the SQS event source mapping would: 202 when every post went
-/// out, 502 when the fan-out reported the record failed (SQS would redeliver it).
-pub(crate) async fn publish<K: Backend>(State(gateway): State<Arc<Gateway<K>>>, body: Bytes) -> Response {
-    let message_id = uuid::Uuid::new_v4().to_string();
-    let now = Utc::now();
+/// One message as the SQS event source mapping hands it to the fan-out.
+fn sqs_batch(message_id: &str, body: &str, now: DateTime<Utc>) -> Option<SqsEvent> {
     let batch = json!({"Records": [{
         "messageId": message_id,
         "receiptHandle": format!("local-{message_id}"),
-        "body": String::from_utf8_lossy(&body),
+        "body": body,
         "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": now.timestamp_millis().to_string()},
         "messageAttributes": {},
         "eventSource": "aws:sqs",
         "eventSourceARN": "arn:aws:sqs:local:000000000000:fhir-ws-events",
         "awsRegion": "local",
     }]});
-    let Ok(batch) = serde_json::from_value(batch) else {
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-    };
-    let response = gateway.fanout.handle_batch(&batch, now).await;
-    let delivered = response.batch_item_failures.is_empty();
+    serde_json::from_value(batch).ok()
+}
+
+/// Delivers one message through the fan-out; whether it was delivered.
+async fn deliver<K: Backend>(gateway: &Gateway<K>, message_id: &str, body: &str) -> bool {
+    let now = Utc::now();
+    let Some(batch) = sqs_batch(message_id, body, now) else { return false };
+    gateway.fanout.handle_batch(&batch, now).await.batch_item_failures.is_empty()
+}
+
+/// Delivers one event as the SQS event source mapping would: 202 when every post went
+/// out, 502 when the fan-out reported the record failed (SQS would redeliver it).
+pub(crate) async fn publish<K: Backend>(State(gateway): State<Arc<Gateway<K>>>, body: Bytes) -> Response {
+    let message_id = uuid::Uuid::new_v4().to_string();
+    let delivered = deliver(&gateway, &message_id, &String::from_utf8_lossy(&body)).await;
     tracing::info!(message_id, delivered, "event");
     let status = if delivered { StatusCode::ACCEPTED } else { StatusCode::BAD_GATEWAY };
     let body = json!({ "messageId": message_id, "delivered": delivered });
     (status, [("content-type", "application/json")], body.to_string()).into_response()
+}
+
+/// The relay's events queue, locally: each message goes straight through the fan-out
+/// (a message the fan-out reports failed fails the queueing, as SQS would not have
+/// taken it; the relay then answers 503 and the upstream retries).
+pub(crate) struct FanOutQueue<'a, K: Backend>(pub(crate) &'a Gateway<K>);
+
+impl<K: Backend> EventQueue for FanOutQueue<'_, K> {
+    async fn enqueue(&self, bodies: &[String]) -> Result<(), QueueError> {
+        for body in bodies {
+            let message_id = uuid::Uuid::new_v4().to_string();
+            if !deliver(self.0, &message_id, body).await {
+                return Err(QueueError(format!("the fan-out reported message {message_id} failed")));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Runs the heartbeat every `every` until `stopped` turns true.

@@ -16,6 +16,7 @@ use fhir_ws_core::http::VERSION_PATH_PARAMETER;
 use fhir_ws_core::ops::binding_token::OPERATION;
 use fhir_ws_core::ops::capability::METADATA;
 use fhir_ws_core::ops::queries::{EVENTS, STATUS};
+use fhir_ws_core::relay::{RELAY, RelayHandler};
 use serde_json::{Map, Value, json};
 
 use super::{Backend, Gateway, MAX_REQUEST_BYTES};
@@ -24,6 +25,7 @@ use super::{Backend, Gateway, MAX_REQUEST_BYTES};
 enum Function {
     SubscriptionApi,
     BindingToken,
+    Relay,
 }
 
 /// Where the template routes a request: the function, the route key's path template and
@@ -37,6 +39,7 @@ struct Route {
 /// Routes like the template: `…/$get-ws-binding-token` to the operation; `/metadata`,
 /// `$status`, `$events` and the rest of `/Subscription…` to the Subscription API
 /// function; each also under a leading `/{fhirVersion}` segment (the function checks it).
+/// `POST /relay` goes to the relay function.
 fn route(path: &str) -> Option<Route> {
     let segments: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(percent_decode).collect();
     let mut parameters = Map::new();
@@ -61,6 +64,7 @@ fn route(path: &str) -> Option<Route> {
         }
         ["Subscription"] => (Function::SubscriptionApi, "/Subscription".to_owned(), None),
         ["Subscription", id] => (Function::SubscriptionApi, "/Subscription/{id}".to_owned(), Some(*id)),
+        [relay] if *relay == RELAY && prefix.is_empty() => (Function::Relay, format!("/{RELAY}"), None),
         _ => return None,
     };
     if let Some(id) = id {
@@ -154,6 +158,11 @@ pub(crate) async fn handle<K: Backend>(
     let response = match function {
         Function::SubscriptionApi => gateway.api.handle(&request, now).await,
         Function::BindingToken => gateway.operation.handle(&request, now).await,
+        Function::Relay => {
+            let queue = super::events::FanOutQueue(&gateway);
+            let relay = RelayHandler::new(gateway.relay.clone(), queue, gateway.relay_secrets.clone());
+            relay.handle(&request, now).await
+        }
     };
     tracing::info!(
         method,

@@ -17,17 +17,21 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use fhir_ws_core::config::{BindingTokenConfig, EventHistoryConfig, SubscriptionApiConfig, WebSocketConfig};
+use fhir_ws_core::config::{
+    BindingTokenConfig, EventHistoryConfig, RelayConfig, SubscriptionApiConfig, WebSocketConfig,
+};
 use fhir_ws_core::fanout::{EventHistory, FanOut};
 use fhir_ws_core::heartbeat::Heartbeat;
 use fhir_ws_core::ops::SubscriptionService;
 use fhir_ws_core::ops::binding_token::BindingTokenOperation;
 use fhir_ws_core::push::ManagementApiPusher;
+use fhir_ws_core::relay::{Relay, RelaySecrets};
 use fhir_ws_core::store::dynamodb::{
     DynamoBindingStore, DynamoCounterStore, DynamoEventStore, DynamoSubscriptionStore, DynamoTokenStore,
+    DynamoUpstreamStore,
 };
 use fhir_ws_core::store::memory::MemoryStore;
-use fhir_ws_core::store::{BindingStore, CounterStore, EventStore, SubscriptionStore, TokenStore};
+use fhir_ws_core::store::{BindingStore, CounterStore, EventStore, SubscriptionStore, TokenStore, UpstreamStore};
 use fhir_ws_core::ws::{Binder, ConnectHandler, MessageHandler};
 use tokio::net::TcpListener;
 
@@ -87,7 +91,13 @@ pub struct Options {
     /// something else (a proxy, a tunnel): the template's `PublicWebSocketUrl`.
     /// `None`: `ws://127.0.0.1:<port>/ws`.
     pub public_websocket_url: Option<String>,
+    /// Secrets upstream FHIR servers send to `POST /relay` (comma-separated);
+    /// `None`: [`LOCAL_RELAY_SECRET`].
+    pub relay_secrets: Option<String>,
 }
+
+/// The relay secret of a local stack started without one (it listens on 127.0.0.1 only).
+pub const LOCAL_RELAY_SECRET: &str = "local-relay-secret-0123456789abcdef";
 
 impl Default for Options {
     fn default() -> Self {
@@ -100,6 +110,7 @@ impl Default for Options {
             fhir_base_url: "http://localhost:8080/fhir".to_owned(),
             event_retention_seconds: fhir_ws_core::config::DEFAULT_EVENT_RETENTION_SECONDS,
             public_websocket_url: None,
+            relay_secrets: None,
         }
     }
 }
@@ -125,6 +136,7 @@ pub(crate) trait Backend: Send + Sync + 'static {
     type Bindings: BindingStore + Clone + 'static;
     type Counters: CounterStore + Clone + 'static;
     type Events: EventStore + Clone + 'static;
+    type Upstream: UpstreamStore + Clone + 'static;
 }
 
 /// One back end's stores, one per table.
@@ -134,6 +146,7 @@ type StoresOf<K> = (
     <K as Backend>::Bindings,
     <K as Backend>::Counters,
     <K as Backend>::Events,
+    <K as Backend>::Upstream,
 );
 
 /// The embedded store.
@@ -144,6 +157,7 @@ impl Backend for Memory {
     type Bindings = Arc<MemoryStore>;
     type Counters = Arc<MemoryStore>;
     type Events = Arc<MemoryStore>;
+    type Upstream = Arc<MemoryStore>;
 }
 
 /// A DynamoDB-compatible server.
@@ -154,7 +168,18 @@ impl Backend for Dynamo {
     type Bindings = DynamoBindingStore;
     type Counters = DynamoCounterStore;
     type Events = DynamoEventStore;
+    type Upstream = DynamoUpstreamStore;
 }
+
+/// The fan-out over one back end's stores, with the relay's ledger.
+type FanOutOf<K> = FanOut<
+    <K as Backend>::Subscriptions,
+    <K as Backend>::Bindings,
+    <K as Backend>::Counters,
+    <K as Backend>::Events,
+    ManagementApiPusher,
+    <K as Backend>::Upstream,
+>;
 
 /// Every handler, wired as the template wires the Lambdas.
 pub(crate) struct Gateway<K: Backend> {
@@ -163,7 +188,10 @@ pub(crate) struct Gateway<K: Backend> {
     pub(crate) connect: ConnectHandler<K::Subscriptions, K::Tokens, K::Bindings>,
     pub(crate) message: MessageHandler<K::Subscriptions, K::Tokens, K::Bindings, K::Counters, ManagementApiPusher>,
     pub(crate) bindings: K::Bindings,
-    pub(crate) fanout: FanOut<K::Subscriptions, K::Bindings, K::Counters, K::Events, ManagementApiPusher>,
+    pub(crate) fanout: FanOutOf<K>,
+    /// The relay function's ledger and secrets; its queue is the fan-out above.
+    pub(crate) relay: Relay<K::Upstream>,
+    pub(crate) relay_secrets: RelaySecrets,
     pub(crate) heartbeat: Heartbeat<K::Subscriptions, K::Bindings, K::Counters, ManagementApiPusher>,
     pub(crate) connections: Connections,
     pub(crate) users: Users,
@@ -196,6 +224,9 @@ pub async fn serve(
         ("WEBSOCKET_MANAGEMENT_ENDPOINT", format!("http://{host}/{STAGE}")),
         ("TOKEN_SIGNING_KEYS", keys),
         ("TOKEN_LIFETIME_SECONDS", options.token_lifetime_seconds.to_string()),
+        ("UPSTREAM_TABLE", "UpstreamTable".to_owned()),
+        ("EVENTS_QUEUE_URL", format!("http://{host}/{STAGE}/events")),
+        ("RELAY_SECRETS", options.relay_secrets.clone().unwrap_or_else(|| LOCAL_RELAY_SECRET.to_owned())),
     ]);
     let source = |name: &str| environment.get(name).cloned();
     let configs = Configs {
@@ -203,6 +234,7 @@ pub async fn serve(
         operation: BindingTokenConfig::load(&source)?,
         websocket: WebSocketConfig::load(&source)?,
         history: EventHistoryConfig::load(&source)?,
+        relay: RelayConfig::load(&source)?,
     };
     let aws = sdk_config(options.dynamodb_endpoint.as_deref()).await;
     let pusher = || ManagementApiPusher::new(&aws);
@@ -216,13 +248,14 @@ pub async fn serve(
             DynamoTokenStore::new(client.clone(), "TokensTable"),
             DynamoBindingStore::new(client.clone(), "BindingsTable"),
             DynamoCounterStore::new(client.clone(), "CountersTable"),
-            DynamoEventStore::new(client, "EventsTable"),
+            DynamoEventStore::new(client.clone(), "EventsTable"),
+            DynamoUpstreamStore::new(client, "UpstreamTable"),
         );
         let gateway = build::<Dynamo>(stores, &configs, &options, pusher, host);
         run(listener, gateway, options.heartbeat_every, shutdown).await
     } else {
         let store = Arc::new(MemoryStore::new());
-        let stores = (store.clone(), store.clone(), store.clone(), store.clone(), store);
+        let stores = (store.clone(), store.clone(), store.clone(), store.clone(), store.clone(), store);
         let gateway = build::<Memory>(stores, &configs, &options, pusher, host);
         run(listener, gateway, options.heartbeat_every, shutdown).await
     }
@@ -233,6 +266,7 @@ struct Configs {
     operation: BindingTokenConfig,
     websocket: WebSocketConfig,
     history: EventHistoryConfig,
+    relay: RelayConfig,
 }
 
 /// SDK configuration: local credentials and region unless the environment has them,
@@ -260,7 +294,7 @@ async fn sdk_config(dynamodb_endpoint: Option<&str>) -> aws_config::SdkConfig {
 }
 
 fn build<K: Backend>(
-    (subscriptions, tokens, bindings, counters, events): StoresOf<K>,
+    (subscriptions, tokens, bindings, counters, events, upstream): StoresOf<K>,
     configs: &Configs,
     options: &Options,
     pusher: impl Fn() -> ManagementApiPusher,
@@ -268,6 +302,7 @@ fn build<K: Backend>(
 ) -> Arc<Gateway<K>> {
     let websocket = &configs.websocket;
     let binder = || Binder::new(subscriptions.clone(), tokens.clone(), bindings.clone(), websocket.keys.clone());
+    let relay = Relay::new(upstream, configs.relay.retention);
     Arc::new(Gateway {
         api: SubscriptionService::new(subscriptions.clone(), counters.clone(), events.clone(), &configs.api),
         operation: BindingTokenOperation::new(subscriptions.clone(), tokens.clone(), &configs.operation),
@@ -280,7 +315,10 @@ fn build<K: Backend>(
             EventHistory { store: events, retention: configs.history.retention },
             pusher(),
             &options.fhir_base_url,
-        ),
+        )
+        .with_relay(relay.clone()),
+        relay,
+        relay_secrets: configs.relay.secrets.clone(),
         heartbeat: Heartbeat::new(subscriptions, bindings.clone(), counters, pusher()),
         bindings,
         connections: Connections::default(),

@@ -14,9 +14,17 @@
 //!
 //! Exactly one of `topic` (a SubscriptionTopic canonical URL: every matching subscription)
 //! or `subscription` (`Subscription/{id}`: that one only). `focus` is the full resource
-//! (with `resourceType` and `id`). `additionalContext` and `timestamp` (FHIR instant,
-//! default: when the message is read) are optional. `eventId` makes redeliveries
-//! recognisable across producer retries; without it the SQS message id is used.
+//! (with `resourceType` and `id`), or only a FHIR `Reference` to it
+//! (`{"reference": "Encounter/123"}`, relative or absolute), or absent: what an upstream
+//! server's `id-only` and `empty` notifications carry; or, for a resource that lives on
+//! another server, a Bundle entry `{"fullUrl": "https://…/Encounter/123", "resource": …}`. Each `additionalContext` entry is
+//! a resource or a reference too. `timestamp` (FHIR instant, default: when the message is
+//! read) is optional. `eventId` makes redeliveries recognisable across producer retries;
+//! without it the SQS message id is used.
+//!
+//! Without the focus resource the fan-out cannot evaluate `filterBy`, so an event with a
+//! reference or no focus reaches only subscriptions without filters; and a
+//! `full-resource` subscription gets the references when not every resource was sent.
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -36,15 +44,58 @@ pub enum Audience {
     Subscription(String),
 }
 
+/// A resource an event names: the resource itself, or only a reference to it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Subject {
+    /// The resource (with `resourceType` and a valid `id`), on the configured FHIR server.
+    Resource(Map<String, Value>),
+    /// The resource and its own absolute URL (another server's resource, as a Bundle
+    /// entry carries it: `{"fullUrl": …, "resource": …}`).
+    Entry {
+        /// Where the resource lives.
+        full_url: String,
+        /// The resource.
+        resource: Map<String, Value>,
+    },
+    /// A reference (`Type/id`, or an absolute URL ending so).
+    Reference(String),
+}
+
+impl Subject {
+    /// The resource, when it was sent.
+    pub fn resource(&self) -> Option<&Map<String, Value>> {
+        match self {
+            Self::Resource(resource) | Self::Entry { resource, .. } => Some(resource),
+            Self::Reference(_) => None,
+        }
+    }
+
+    /// Its absolute URL: an absolute reference or entry URL as it is, otherwise
+    /// `Type/id` on `base`.
+    pub fn url(&self, base: &str) -> String {
+        let base = base.trim_end_matches('/');
+        match self {
+            Self::Entry { full_url, .. } => full_url.clone(),
+            Self::Resource(resource) => {
+                let kind = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default();
+                let id = resource.get("id").and_then(Value::as_str).unwrap_or_default();
+                format!("{base}/{kind}/{id}")
+            }
+            Self::Reference(reference) if reference.contains("://") => reference.clone(),
+            Self::Reference(reference) => format!("{base}/{reference}"),
+        }
+    }
+}
+
 /// A valid event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     /// Whom it is for.
     pub audience: Audience,
-    /// The resource the event is about.
-    pub focus: Map<String, Value>,
+    /// What the event is about (none when the producer did not say).
+    pub focus: Option<Subject>,
     /// Further resources.
-    pub additional_context: Vec<Map<String, Value>>,
+    pub additional_context: Vec<Subject>,
     /// When it happened.
     pub timestamp: DateTime<Utc>,
     /// Producer's id for the event, if given.
@@ -63,11 +114,60 @@ struct Wire {
     event_id: Option<String>,
 }
 
-/// Checks that a value is a resource with a type and a valid id.
-fn resource(value: Value, what: &str) -> Result<Map<String, Value>, String> {
+/// Longest reference accepted (a DynamoDB attribute and a URL, not a document).
+const MAX_REFERENCE: usize = 2048;
+
+/// Checks that a value is a resource with a type and a valid id, or a `Reference` whose
+/// `reference` ends in `Type/id` (optionally `/_history/v`).
+fn subject(value: Value, what: &str) -> Result<Subject, String> {
     let Value::Object(object) = value else {
-        return Err(format!("{what} must be a FHIR resource (a JSON object)"));
+        return Err(format!("{what} must be a FHIR resource or a Reference (a JSON object)"));
     };
+    if !object.contains_key("resourceType") && object.contains_key("fullUrl") {
+        let full_url = object.get("fullUrl").and_then(Value::as_str).unwrap_or_default().to_owned();
+        if !(full_url.starts_with("https://") || full_url.starts_with("http://"))
+            || !reference_names_a_resource(&full_url)
+        {
+            return Err(format!("{what}: fullUrl '{full_url}' is not the absolute URL of a resource"));
+        }
+        let Some(Value::Object(inner)) = object.get("resource").cloned() else {
+            return Err(format!("{what}: an entry needs a resource"));
+        };
+        return resource(inner, what).map(|resource| Subject::Entry { full_url, resource });
+    }
+    if !object.contains_key("resourceType") && object.contains_key("reference") {
+        let reference = object.get("reference").and_then(Value::as_str).unwrap_or_default();
+        return if reference_names_a_resource(reference) {
+            Ok(Subject::Reference(reference.to_owned()))
+        } else {
+            Err(format!("{what}: '{reference}' is not a reference to a resource (Type/id)"))
+        };
+    }
+    resource(object, what).map(Subject::Resource)
+}
+
+/// Whether a reference ends in `Type/id`, or `Type/id/_history/version`.
+pub fn reference_names_a_resource(reference: &str) -> bool {
+    if reference.is_empty() || reference.len() > MAX_REFERENCE || reference.chars().any(char::is_whitespace) {
+        return false;
+    }
+    let mut segments: Vec<&str> = reference.split('/').collect();
+    if segments.len() >= 4 && segments[segments.len() - 2] == "_history" {
+        segments.truncate(segments.len() - 2);
+    }
+    match segments.as_slice() {
+        [.., kind, id] => {
+            !kind.is_empty()
+                && kind.chars().all(|c| c.is_ascii_alphabetic())
+                && kind.starts_with(|c: char| c.is_ascii_uppercase())
+                && is_valid_id(id)
+        }
+        _ => false,
+    }
+}
+
+/// Checks that a JSON object is a resource with a type and a valid id.
+fn resource(object: Map<String, Value>, what: &str) -> Result<Map<String, Value>, String> {
     let kind = object.get("resourceType").and_then(Value::as_str).unwrap_or_default();
     if kind.is_empty() || !kind.chars().all(|c| c.is_ascii_alphabetic()) {
         return Err(format!("{what} needs a resourceType"));
@@ -93,11 +193,11 @@ pub fn parse(body: &str, now: DateTime<Utc>) -> Result<Event, String> {
         }
         _ => return Err("give exactly one of topic or subscription".to_owned()),
     };
-    let focus = resource(wire.focus.ok_or("focus is required")?, "focus")?;
+    let focus = wire.focus.map(|value| subject(value, "focus")).transpose()?;
     let additional_context = wire
         .additional_context
         .into_iter()
-        .map(|value| resource(value, "each additionalContext entry"))
+        .map(|value| subject(value, "each additionalContext entry"))
         .collect::<Result<Vec<_>, _>>()?;
     let timestamp = match wire.timestamp {
         None => now,
@@ -132,12 +232,37 @@ mod tests {
     }
 
     #[test]
+    fn the_focus_may_be_a_reference_or_absent() {
+        let body = json!({"topic": "t", "focus": {"reference": "https://up.example/fhir/Encounter/e1/_history/2"},
+                          "additionalContext": [{"reference": "Patient/p1"}, {"resourceType": "Group", "id": "g"}]});
+        let event = parse(&body.to_string(), now());
+        assert!(matches!(&event, Ok(e) if e.focus.as_ref().is_some_and(|f| f.resource().is_none())), "{event:?}");
+        let context = event.map(|e| e.additional_context).unwrap_or_default();
+        assert_eq!(
+            context.iter().map(|s| s.url("https://b/fhir/")).collect::<Vec<_>>(),
+            ["https://b/fhir/Patient/p1", "https://b/fhir/Group/g"]
+        );
+        assert!(
+            matches!(parse(r#"{"topic": "t"}"#, now()), Ok(e) if e.focus.is_none()),
+            "an empty notification's event"
+        );
+        for good in ["Encounter/1", "http://x/fhir/Encounter/1", "Encounter/1/_history/3"] {
+            assert!(reference_names_a_resource(good), "{good}");
+        }
+        for bad in ["", "Encounter", "encounter/1", "Encounter/a b", "/1", "Encounter/1/_history"] {
+            assert!(!reference_names_a_resource(bad), "{bad}");
+        }
+    }
+
+    #[test]
     fn refuses_what_cannot_be_delivered() {
         let focus = json!({"resourceType": "Encounter", "id": "e1"});
         let cases = [
             json!({"focus": focus}),
+            json!({"topic": "t", "focus": {"reference": "not a reference"}}),
+            json!({"topic": "t", "focus": {"reference": "Encounter/"}}),
+            json!({"topic": "t", "focus": {"reference": 7}}),
             json!({"topic": "t", "subscription": "Subscription/s", "focus": focus}),
-            json!({"topic": "t"}),
             json!({"topic": "t", "focus": {"id": "e1"}}),
             json!({"topic": "t", "focus": {"resourceType": "Encounter"}}),
             json!({"topic": "t", "focus": [1]}),

@@ -35,9 +35,14 @@ pub fn check_supported(filter: &FilterBy) -> Result<(), String> {
     Ok(())
 }
 
-/// True when every filter matches the focus resource.
-pub fn matches_all(filters: &[FilterBy], focus: &Map<String, Value>) -> bool {
-    filters.iter().all(|filter| matches(filter, focus))
+/// True when every filter matches the focus resource. Without the resource (an event
+/// that carried only a reference, or nothing) only a subscription without filters
+/// matches: what cannot be checked is not delivered.
+pub fn matches_all(filters: &[FilterBy], focus: Option<&Map<String, Value>>) -> bool {
+    match focus {
+        Some(focus) => filters.iter().all(|filter| matches(filter, focus)),
+        None => filters.is_empty(),
+    }
 }
 
 fn matches(filter: &FilterBy, focus: &Map<String, Value>) -> bool {
@@ -129,7 +134,7 @@ mod tests {
             filter("serviceType", "|bare"),
         ];
         for f in &included {
-            assert!(matches_all(std::slice::from_ref(f), &focus), "{f:?}");
+            assert!(matches_all(std::slice::from_ref(f), Some(&focus)), "{f:?}");
         }
         let excluded = [
             filter("status", "planned"),
@@ -141,13 +146,15 @@ mod tests {
             filter("missing", "x"),
         ];
         for f in &excluded {
-            assert!(!matches_all(std::slice::from_ref(f), &focus), "{f:?}");
+            assert!(!matches_all(std::slice::from_ref(f), Some(&focus)), "{f:?}");
         }
         let mut typed = filter("status", "finished");
         typed.resource_type = Some("Observation".into());
-        assert!(!matches_all(&[typed], &focus), "resourceType must agree");
-        assert!(!matches_all(&[filter("status", "finished"), filter("priority", "4")], &focus), "AND");
-        assert!(matches_all(&[], &focus), "no filters match everything");
+        assert!(!matches_all(&[typed], Some(&focus)), "resourceType must agree");
+        assert!(!matches_all(&[filter("status", "finished"), filter("priority", "4")], Some(&focus)), "AND");
+        assert!(matches_all(&[], Some(&focus)), "no filters match everything");
+        assert!(matches_all(&[], None), "…even without the resource");
+        assert!(!matches_all(&[filter("status", "finished")], None), "a filter cannot be checked without it");
     }
 
     #[test]

@@ -14,6 +14,12 @@
 //! messages are reported failed the same way and end in the dead-letter queue.
 //! Delivery is at least once: a redelivered event reaches every binding again, with the
 //! same event number.
+//!
+//! A message may also be an EventBridge event (its `detail` is then read as the message),
+//! and its body may be another FHIR server's notification Bundle instead of an event: it
+//! is then taken apart exactly as the relay endpoint does ([`crate::relay`]), each of its
+//! events claimed in the upstream table, delivered, and confirmed, so an upstream retry is
+//! delivered once per number. That needs the upstream table ([`FanOut::with_relay`]).
 
 pub mod event;
 pub mod filter;
@@ -27,8 +33,11 @@ use crate::fhir::{ContentLevel, SubscriptionState};
 use crate::metrics::Metrics;
 use crate::notification::{EventContent, event_frame, event_record};
 use crate::push::{PushError, Pusher, RetryPolicy};
+use crate::relay::upstream::read_notification;
+use crate::relay::{Relay, RelayError};
+use crate::store::UpstreamStore;
 use crate::store::{BindingStore, CounterStore, EventStore, StoreError, StoredSubscription, SubscriptionStore};
-use event::{Audience, Event};
+use event::{Audience, Event, Subject};
 
 /// Most posts in flight at once per event.
 pub const MAX_IN_FLIGHT: usize = 64;
@@ -58,13 +67,39 @@ pub struct EventHistory<E> {
 
 /// The fan-out with its stores and client; built once per Lambda instance.
 #[derive(Debug)]
-pub struct FanOut<S, B, C, E, P> {
+pub struct FanOut<S, B, C, E, P, U = NoUpstreamTable> {
     delivery: Delivery<S, B, C, P>,
     history: EventHistory<E>,
     fhir_base_url: String,
+    relay: Option<Relay<U>>,
 }
 
-impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: Pusher> FanOut<S, B, C, E, P> {
+/// The upstream table of a fan-out that has none: notification Bundles on the queue are
+/// then refused as invalid (never reached: the fan-out asks no table it does not have).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoUpstreamTable;
+
+impl UpstreamStore for NoUpstreamTable {
+    async fn claim_event(&self, _: &str, _: u64, _: i64, _: i64) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable("no upstream table".to_owned()))
+    }
+
+    async fn confirm_event(&self, _: &str, _: u64) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable("no upstream table".to_owned()))
+    }
+
+    async fn release_event(&self, _: &str, _: u64) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable("no upstream table".to_owned()))
+    }
+
+    async fn heard_from(&self, _: &str, _: &str, _: Option<u64>, _: i64) -> Result<Option<u64>, StoreError> {
+        Err(StoreError::Unavailable("no upstream table".to_owned()))
+    }
+}
+
+impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: Pusher>
+    FanOut<S, B, C, E, P, NoUpstreamTable>
+{
     /// A fan-out over these stores, recording into `history` and posting through
     /// `pusher`; resource references and `fullUrl`s are made absolute with `fhir_base_url`.
     pub fn new(
@@ -79,9 +114,20 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: P
             delivery: Delivery::new(subscriptions, bindings, counters, pusher),
             history,
             fhir_base_url: fhir_base_url.to_owned(),
+            relay: None,
         }
     }
 
+    /// The same fan-out, also taking notification Bundles from other FHIR servers, with
+    /// `relay`'s upstream table.
+    pub fn with_relay<U: UpstreamStore>(self, relay: Relay<U>) -> FanOut<S, B, C, E, P, U> {
+        FanOut { delivery: self.delivery, history: self.history, fhir_base_url: self.fhir_base_url, relay: Some(relay) }
+    }
+}
+
+impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: Pusher, U: UpstreamStore>
+    FanOut<S, B, C, E, P, U>
+{
     /// Uses `retry` instead of the default policy.
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.delivery.retry = retry;
@@ -115,11 +161,20 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: P
         now: DateTime<Utc>,
         metrics: &Metrics,
     ) -> Result<(), FanOutError> {
-        let body = record.body.as_deref().unwrap_or_default();
-        let event = event::parse(body, now).map_err(|reason| {
+        let raw = record.body.as_deref().unwrap_or_default();
+        let unwrapped = unwrap_eventbridge(raw);
+        let body = unwrapped.as_deref().unwrap_or(raw);
+        let invalid = |reason: String| {
             metrics.add("Invalid", 1);
             FanOutError::Invalid(reason)
-        })?;
+        };
+        if let Some(bundle) = notification_bundle(body) {
+            return self.deliver_notification(&bundle, now, metrics).await.map_err(|error| match error {
+                FanOutError::Invalid(reason) => invalid(reason),
+                other => other,
+            });
+        }
+        let event = event::parse(body, now).map_err(invalid)?;
         // Producer id first; else the SQS message id; else (never seen) the body's hash.
         let key = match (&event.event_id, &record.message_id) {
             (Some(id), _) => format!("e:{id}"),
@@ -130,6 +185,41 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: P
             }
         };
         self.deliver(&event, &key, now, metrics).await
+    }
+
+    /// Delivers another FHIR server's notification Bundle: each of its events not
+    /// delivered before, claimed, delivered and confirmed one by one.
+    async fn deliver_notification(
+        &self,
+        bundle: &serde_json::Value,
+        now: DateTime<Utc>,
+        metrics: &Metrics,
+    ) -> Result<(), FanOutError> {
+        let Some(relay) = &self.relay else {
+            return Err(FanOutError::Invalid("a notification Bundle, but no upstream table is configured".to_owned()));
+        };
+        let notification = read_notification(bundle).map_err(FanOutError::Invalid)?;
+        let claimed = relay.claim(&notification, None, now, metrics).await.map_err(|error| match error {
+            RelayError::Invalid(reason) => FanOutError::Invalid(reason),
+            RelayError::Store(error) => FanOutError::Store(error),
+            RelayError::Queue(error) => FanOutError::Invalid(error.to_string()),
+        })?;
+        for (index, claim) in claimed.iter().enumerate() {
+            let delivered = match event::parse(&claim.body, now) {
+                Ok(event) => {
+                    let key = format!("e:{}", event.event_id.as_deref().unwrap_or_default());
+                    self.deliver(&event, &key, now, metrics).await
+                }
+                Err(reason) => Err(FanOutError::Invalid(reason)),
+            };
+            if let Err(error) = delivered {
+                // What was not delivered is freed for the redelivery of this message.
+                relay.release(&claimed[index..]).await;
+                return Err(error);
+            }
+            relay.confirm(std::slice::from_ref(claim)).await?;
+        }
+        Ok(())
     }
 
     /// Delivers one event to every matching subscription's bindings.
@@ -158,7 +248,7 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: P
         Ok(candidates
             .into_iter()
             .filter(|s| s.resource().is_websocket() && s.status_at(now) == SubscriptionState::Active)
-            .filter(|s| filter::matches_all(&s.resource().filter_by, &event.focus))
+            .filter(|s| filter::matches_all(&s.resource().filter_by, event.focus.as_ref().and_then(Subject::resource)))
             .collect())
     }
 
@@ -174,7 +264,7 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: P
     ) -> Result<usize, FanOutError> {
         let number = self.delivery.counters.number_event(subscription.id(), key, now.timestamp()).await?;
         let content = EventContent {
-            focus: &event.focus,
+            focus: event.focus.as_ref(),
             additional_context: &event.additional_context,
             timestamp: event.timestamp,
             fhir_base_url: &self.fhir_base_url,
@@ -202,4 +292,27 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: P
         let results: Vec<Result<(), PushError>> = bounded(posts, MAX_IN_FLIGHT).await;
         Ok(results.iter().filter(|r| matches!(r, Err(PushError::Throttled | PushError::Failed(_)))).count())
     }
+}
+
+/// The `detail` of an EventBridge event (as an EventBridge rule puts it on the queue), as
+/// JSON text; `None` when the body is not one.
+fn unwrap_eventbridge(body: &str) -> Option<String> {
+    if !body.contains("\"detail-type\"") {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_str(body).ok()?;
+    let object = value.as_object()?;
+    if !object.contains_key("detail-type") || !object.contains_key("source") {
+        return None;
+    }
+    object.get("detail").filter(|d| d.is_object()).map(serde_json::Value::to_string)
+}
+
+/// The body as a FHIR Bundle, when it is one (another server's notification).
+fn notification_bundle(body: &str) -> Option<serde_json::Value> {
+    if !body.contains("\"Bundle\"") {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_str(body).ok()?;
+    (value.get("resourceType").and_then(serde_json::Value::as_str) == Some("Bundle")).then_some(value)
 }

@@ -46,6 +46,8 @@ pub enum IssueType {
     Conflict,
     /// The server is throttled; retry later.
     Throttled,
+    /// A passing failure (a queue or store unavailable); retry later.
+    Transient,
     /// An unexpected internal error.
     Exception,
     /// Information only (not an error).

@@ -86,6 +86,13 @@ impl ApiError {
         error
     }
 
+    /// 503 `transient`: something we depend on failed; retryable after a few seconds.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        let mut error = Self::new(StatusCode::SERVICE_UNAVAILABLE, IssueType::Transient, message);
+        error.extra_header = Some((header::RETRY_AFTER, "5".to_owned()));
+        error
+    }
+
     /// 500 `exception`. The cause is logged, never sent.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(%cause, "internal error");

@@ -20,6 +20,10 @@
 //!   `focus` (S), `additionalContext` (L of S), `resources` (S, JSON array text, only
 //!   when kept), `expiresAt` (N, epoch seconds: the TTL attribute). Written with a
 //!   condition so the first record of a number wins.
+//! - upstream: key `upstream` (S) + `eventNumber` (N). One row per upstream event claimed
+//!   for queueing (`claimedAt` N, `queued` BOOL once confirmed, `expiresAt` TTL), and row
+//!   number 0 per upstream subscription: `reference` (S), `reached` (N, highest number
+//!   heard of) and `heardAt` (N, epoch seconds).
 
 use std::collections::HashMap;
 
@@ -31,7 +35,8 @@ use chrono::DateTime;
 
 use super::{
     Binding, BindingStore, CounterStore, EventCounter, EventRecord, EventStore, REMEMBERED_EVENT_KEYS, StoreError,
-    StoredSubscription, SubscriptionStore, TokenRecord, TokenStore, heartbeat_shard,
+    StoredSubscription, SubscriptionStore, TokenRecord, TokenStore, UPSTREAM_CLAIM_SECONDS, UpstreamStore,
+    heartbeat_shard,
 };
 use crate::fhir::Subscription;
 use crate::fhir::version::FhirVersion;
@@ -338,6 +343,10 @@ table_adapter!(
 table_adapter!(
     /// The events table.
     DynamoEventStore
+);
+table_adapter!(
+    /// The upstream table (the relay's ledger).
+    DynamoUpstreamStore
 );
 
 fn binding_to_item(binding: &Binding) -> Item {
@@ -775,5 +784,117 @@ impl EventStore for DynamoEventStore {
                 _ => return Ok(records),
             }
         }
+    }
+}
+
+/// The key of an upstream table row.
+fn upstream_key(upstream: &str, number: u64) -> Item {
+    Item::from([
+        ("upstream".to_owned(), AttributeValue::S(upstream.to_owned())),
+        ("eventNumber".to_owned(), AttributeValue::N(number.to_string())),
+    ])
+}
+
+impl UpstreamStore for DynamoUpstreamStore {
+    async fn claim_event(&self, upstream: &str, number: u64, now: i64, expires_at: i64) -> Result<bool, StoreError> {
+        let mut item = upstream_key(upstream, number);
+        item.insert("claimedAt".to_owned(), AttributeValue::N(now.to_string()));
+        item.insert(TTL_ATTRIBUTE.to_owned(), AttributeValue::N(expires_at.to_string()));
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(
+                "attribute_not_exists(eventNumber) OR (attribute_not_exists(queued) AND claimedAt < :stale)",
+            )
+            .expression_attribute_values(":stale", AttributeValue::N((now - UPSTREAM_CLAIM_SECONDS).to_string()))
+            .send()
+            .await;
+        match result.map_err(classify) {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict) => Ok(false),
+            Err(other) => Err(other),
+        }
+    }
+
+    async fn confirm_event(&self, upstream: &str, number: u64) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(upstream_key(upstream, number)))
+            .update_expression("SET queued = :yes")
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn release_event(&self, upstream: &str, number: u64) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(upstream_key(upstream, number)))
+            .condition_expression("attribute_not_exists(queued)")
+            .send()
+            .await;
+        match result.map_err(classify) {
+            // Confirmed meanwhile (a concurrent retry queued it): keep it.
+            Ok(_) | Err(StoreError::Conflict) => Ok(()),
+            Err(other) => Err(other),
+        }
+    }
+
+    async fn heard_from(
+        &self,
+        upstream: &str,
+        reference: &str,
+        reached: Option<u64>,
+        now: i64,
+    ) -> Result<Option<u64>, StoreError> {
+        let update = || {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(upstream_key(upstream, 0)))
+                .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+                .expression_attribute_values(":ref", AttributeValue::S(reference.to_owned()))
+        };
+        let before = |attributes: Option<Item>| -> Result<Option<u64>, StoreError> {
+            let attributes = attributes.unwrap_or_default();
+            attributes
+                .get("reached")
+                .map(|_| {
+                    u64::try_from(number(&attributes, "reached")?).map_err(|_| StoreError::Corrupt("negative".into()))
+                })
+                .transpose()
+        };
+        if let Some(reached) = reached {
+            // Raise `reached` only: a late retry of an older event must not lower it.
+            let raised = update()
+                .update_expression("SET heardAt = :now, #ref = :ref, reached = :reached")
+                .condition_expression("attribute_not_exists(reached) OR reached < :reached")
+                .expression_attribute_names("#ref", "reference")
+                .expression_attribute_values(":reached", AttributeValue::N(reached.to_string()))
+                .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+                .send()
+                .await
+                .map_err(classify);
+            match raised {
+                Ok(output) => return before(output.attributes),
+                Err(StoreError::Conflict) => {}
+                Err(other) => return Err(other),
+            }
+        }
+        let output = update()
+            .update_expression("SET heardAt = :now, #ref = :ref")
+            .expression_attribute_names("#ref", "reference")
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(classify)?;
+        before(output.attributes)
     }
 }

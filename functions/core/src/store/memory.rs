@@ -5,7 +5,8 @@ use std::sync::{Mutex, MutexGuard};
 
 use super::{
     Binding, BindingStore, CounterStore, EventCounter, EventRecord, EventStore, REMEMBERED_EVENT_KEYS, StoreError,
-    StoredSubscription, SubscriptionStore, TokenRecord, TokenStore, heartbeat_shard,
+    StoredSubscription, SubscriptionStore, TokenRecord, TokenStore, UPSTREAM_CLAIM_SECONDS, UpstreamStore,
+    heartbeat_shard,
 };
 
 /// Every table in process memory. Cheap to create; shared through an `Arc`.
@@ -18,6 +19,10 @@ pub struct MemoryStore {
     counters: Mutex<HashMap<String, MemoryCounter>>,
     /// Keyed by (subscription id, event number), like the table.
     events: Mutex<BTreeMap<(String, u64), EventRecord>>,
+    /// Keyed by (upstream, event number): when claimed, and whether confirmed.
+    upstream_events: Mutex<HashMap<(String, u64), (i64, bool)>>,
+    /// Keyed by upstream: the highest number reached.
+    upstream_progress: Mutex<HashMap<String, u64>>,
 }
 
 /// A counter with the event keys it has numbered.
@@ -213,5 +218,53 @@ impl EventStore for MemoryStore {
             .take(limit)
             .cloned()
             .collect())
+    }
+}
+
+impl UpstreamStore for MemoryStore {
+    async fn claim_event(&self, upstream: &str, number: u64, now: i64, _expires_at: i64) -> Result<bool, StoreError> {
+        let mut table = lock(&self.upstream_events);
+        let key = (upstream.to_owned(), number);
+        match table.get(&key) {
+            Some((_, true)) => Ok(false),
+            Some((claimed_at, false)) if *claimed_at >= now - UPSTREAM_CLAIM_SECONDS => Ok(false),
+            _ => {
+                table.insert(key, (now, false));
+                Ok(true)
+            }
+        }
+    }
+
+    async fn confirm_event(&self, upstream: &str, number: u64) -> Result<(), StoreError> {
+        if let Some(entry) = lock(&self.upstream_events).get_mut(&(upstream.to_owned(), number)) {
+            entry.1 = true;
+        }
+        Ok(())
+    }
+
+    async fn release_event(&self, upstream: &str, number: u64) -> Result<(), StoreError> {
+        let mut table = lock(&self.upstream_events);
+        let key = (upstream.to_owned(), number);
+        if table.get(&key).is_some_and(|(_, confirmed)| !confirmed) {
+            table.remove(&key);
+        }
+        Ok(())
+    }
+
+    async fn heard_from(
+        &self,
+        upstream: &str,
+        _reference: &str,
+        reached: Option<u64>,
+        _now: i64,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut table = lock(&self.upstream_progress);
+        let before = table.get(upstream).copied();
+        if let Some(reached) = reached
+            && before.is_none_or(|b| reached > b)
+        {
+            table.insert(upstream.to_owned(), reached);
+        }
+        Ok(before)
     }
 }

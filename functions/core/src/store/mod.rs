@@ -358,6 +358,45 @@ pub trait EventStore: Send + Sync {
     ) -> impl Future<Output = Result<Vec<EventRecord>, StoreError>> + Send;
 }
 
+/// How long an upstream event claimed for queueing stays claimed without being confirmed
+/// (its relay crashed or timed out in between): after this, a retry from upstream may
+/// claim and queue it, so the event is not lost.
+pub const UPSTREAM_CLAIM_SECONDS: i64 = 60;
+
+/// The upstream table: which events of upstream servers' subscriptions were queued here
+/// (so an upstream retry is delivered once per number), and how far each upstream
+/// subscription has got (so a jump in its numbers shows). `upstream` is a key the relay
+/// derives from the upstream subscription's reference.
+pub trait UpstreamStore: Send + Sync {
+    /// Claims event `number` of `upstream` for queueing at `now` (epoch seconds): `true`
+    /// when it was neither confirmed before nor claimed within the last
+    /// [`UPSTREAM_CLAIM_SECONDS`]. The record is kept until `expires_at`.
+    fn claim_event(
+        &self,
+        upstream: &str,
+        number: u64,
+        now: i64,
+        expires_at: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Marks a claimed event as queued: it is never claimed again.
+    fn confirm_event(&self, upstream: &str, number: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Gives a claim up (queueing failed), so the upstream's retry can claim it at once.
+    fn release_event(&self, upstream: &str, number: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Records that `upstream` (whose reference is `reference`) was heard from at `now`,
+    /// having reached event number `reached` when the notification says; returns the
+    /// highest number it had reached before (`None` the first time).
+    fn heard_from(
+        &self,
+        upstream: &str,
+        reference: &str,
+        reached: Option<u64>,
+        now: i64,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+}
+
 // Handlers own their stores; these let several handlers share one store (as the
 // local stack and the tests do) through an `Arc`.
 impl<S: SubscriptionStore> SubscriptionStore for std::sync::Arc<S> {
@@ -484,5 +523,35 @@ impl<E: EventStore> EventStore for std::sync::Arc<E> {
         now: i64,
     ) -> impl Future<Output = Result<Vec<EventRecord>, StoreError>> + Send {
         (**self).events(subscription_id, since, until, limit, now)
+    }
+}
+
+impl<U: UpstreamStore> UpstreamStore for std::sync::Arc<U> {
+    fn claim_event(
+        &self,
+        upstream: &str,
+        number: u64,
+        now: i64,
+        expires_at: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).claim_event(upstream, number, now, expires_at)
+    }
+
+    fn confirm_event(&self, upstream: &str, number: u64) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).confirm_event(upstream, number)
+    }
+
+    fn release_event(&self, upstream: &str, number: u64) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).release_event(upstream, number)
+    }
+
+    fn heard_from(
+        &self,
+        upstream: &str,
+        reference: &str,
+        reached: Option<u64>,
+        now: i64,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send {
+        (**self).heard_from(upstream, reference, reached, now)
     }
 }

@@ -47,8 +47,12 @@ PARAMETERS = {
     "FhirBaseUrl": "https://fhir.example.org/r5",
     "EventRetentionSeconds": "604800",
 }
-# What `{{resolve:secretsmanager:…:SecretString}}` yields: the generated secret's JSON.
-SECRET_JSON = '{"keyId": "k1", "previous": "", "secret": "rieCheckSecret0123456789abcdef0123456789abcdef"}'
+# What `{{resolve:secretsmanager:<secret>:SecretString}}` yields: each generated secret's JSON
+# (the relay secret is the one infra/events/relay-*.json present).
+SECRET_JSON = {
+    "SigningKeySecret": '{"keyId": "k1", "previous": "", "secret": "rieCheckSecret0123456789abcdef0123456789abcdef"}',
+    "RelaySecret": '{"secrets": "example-relay-secret-0123456789abcdef"}',
+}
 PSEUDO = {"AWS::Region": "us-east-1", "AWS::URLSuffix": "amazonaws.com", "AWS::AccountId": "000000000000",
           "AWS::Partition": "aws", "AWS::StackName": "fhir-ws"}
 
@@ -68,6 +72,9 @@ INVOCATIONS = {
     "ws-disconnect": [("ws-disconnect.json", status_is(200))],
     "fanout": [("fanout-sqs.json", (lambda a: isinstance(a, dict) and a.get("batchItemFailures") == [], "no batch item failures"))],
     "heartbeat": [("heartbeat-schedule.json", (lambda a: a is None, "null"))],
+    # A handshake queues nothing (the queue is SQS, tested against moto by the suite); a
+    # wrong secret is refused.
+    "relay": [("relay-handshake.json", status_is(200)), ("relay-wrong-secret.json", status_is(401))],
 }
 
 
@@ -105,7 +112,8 @@ class Resolver:
                 return self.ref(arg)
             if key == "Fn::Sub":
                 text = re.sub(r"\$\{([^}]+)\}", lambda m: self.sub(m.group(1)), arg)
-                return re.sub(r"\{\{resolve:secretsmanager:[^}]*:SecretString\}\}", SECRET_JSON, text)
+                return re.sub(r"\{\{resolve:secretsmanager:local-([^:}]*):SecretString\}\}",
+                              lambda m: SECRET_JSON[m.group(1)], text)
             if key == "Fn::If":
                 return self.value(arg[1] if self.condition(arg[0]) else arg[2])
             if key == "Fn::Equals":

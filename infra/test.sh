@@ -39,7 +39,7 @@ echo "== each function's release binary under the Lambda Runtime Interface Emula
 # endpoints) is not what a newly deployed stack starts with.
 stop_dynamodb
 start_dynamodb
-functions=(subscription-api get-ws-binding-token ws-connect ws-default ws-disconnect fanout heartbeat)
+functions=(subscription-api get-ws-binding-token ws-connect ws-default ws-disconnect fanout heartbeat relay)
 cargo build --release --locked $(printf -- '-p %s ' "${functions[@]}")
 .venv/bin/python infra/rie_check.py --binaries target/release
 # Negative control: a misspelled environment name in the template must fail the check.

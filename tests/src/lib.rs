@@ -96,6 +96,35 @@ pub async fn dynamodb_ws_stores() -> websocket::WsStores<DynamoBindingStore, Dyn
     }
 }
 
+/// An events queue for the relay that keeps what it is given (or refuses everything).
+#[derive(Debug, Clone, Default)]
+pub struct RecordingQueue {
+    bodies: Arc<std::sync::Mutex<Vec<String>>>,
+    refuse: bool,
+}
+
+impl RecordingQueue {
+    /// A queue that refuses every message.
+    pub fn refusing() -> Self {
+        Self { refuse: true, ..Self::default() }
+    }
+
+    /// The bodies queued since the last call.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.bodies.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+}
+
+impl fhir_ws_core::relay::EventQueue for RecordingQueue {
+    async fn enqueue(&self, bodies: &[String]) -> Result<(), fhir_ws_core::relay::QueueError> {
+        if self.refuse {
+            return Err(fhir_ws_core::relay::QueueError("refused by the test".to_owned()));
+        }
+        self.bodies.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(bodies.iter().cloned());
+        Ok(())
+    }
+}
+
 /// The upstream table (the relay's ledger) in memory.
 pub fn memory_upstream_store() -> Arc<MemoryStore> {
     Arc::new(MemoryStore::new())

@@ -287,6 +287,8 @@ async fn invalid_messages<
     let (id, connection) = ws.subscribe(&owner, &subscription(t1, "id-only")).await;
     let batch = SqsBatch::default()
         .raw("bad-json", "{not json", 1)
+        .raw("bad-focus", &json!({"topic": t1, "focus": {"reference": "not a reference"}}).to_string(), 1)
+        // Without a focus is valid (an upstream `empty` notification): delivered, no filters here.
         .raw("no-focus", &json!({"topic": t1}).to_string(), 1)
         .message("good", &event(t1, encounter("enc-1", "finished")))
         .message(
@@ -295,8 +297,12 @@ async fn invalid_messages<
         );
     let mut failed = ws.fan_out(&batch).await;
     failed.sort();
-    assert_eq!(failed, vec!["bad-json".to_owned(), "no-focus".to_owned()], "invalid ones reported, the rest delivered");
-    assert_eq!(events(&ws.frames(&connection)).len(), 2);
+    assert_eq!(
+        failed,
+        vec!["bad-focus".to_owned(), "bad-json".to_owned()],
+        "invalid ones reported, the rest delivered"
+    );
+    assert_eq!(events(&ws.frames(&connection)).len(), 3);
 }
 all_stores!(invalid_messages_are_reported_without_failing_the_batch, invalid_messages);
 

@@ -273,6 +273,92 @@ async fn three_versions_on_one_socket(dynamodb: bool) {
     stack.stop().await;
 }
 
+/// The issue's relay scenario through `fhir-ws serve`: an upstream FHIR server posts
+/// its notification Bundles (R4, R4B and R5 shapes) to `/relay`, as `fhir-ws notify
+/// --bundle` does, and a real WebSocket bound to an R4 and an R5 subscription here gets
+/// each event once, in each subscription's version; a retried post changes nothing.
+async fn relayed_through_the_local_stack(dynamodb: bool) {
+    let stack = Stack::start(dynamodb, 1800).await;
+    let topic = topic();
+    let mut ids = Vec::new();
+    for version in [FhirVersion::R4, FhirVersion::R5] {
+        let api = Api::new(&stack.base, "alice-token").in_version(version);
+        ids.push((version, api.create_subscription(&topic, "full-resource", None).await.unwrap()));
+    }
+    let alice = Api::new(&stack.base, "alice-token");
+    let token = alice.binding_token(&ids[0].1).await.unwrap();
+    let both = Api::new(&stack.base, "alice-token").in_version(FhirVersion::R5);
+    let second = both.binding_token(&ids[1].1).await.unwrap();
+    let (mut socket, _) = tokio_tungstenite::connect_async(token.websocket_url.as_str()).await.unwrap();
+    for bound in [&token, &second] {
+        socket.send(Message::text(format!("bind-with-token {}", bound.token))).await.unwrap();
+        assert_eq!(StatusView::of_bundle(&next_json(&mut socket).await).unwrap().kind, "handshake");
+    }
+    let upstream = Api::new(&stack.base, fhir_ws_local::gateway::LOCAL_RELAY_SECRET);
+    let subscription = format!("https://upstream.example.org/fhir/Subscription/{}", uuid::Uuid::new_v4());
+    let status = |number: u64| {
+        json!({"resourceType": "SubscriptionStatus", "status": "active", "type": "event-notification",
+               "eventsSinceSubscriptionStart": number.to_string(), "subscription": {"reference": subscription},
+               "topic": topic, "notificationEvent": [{"eventNumber": number.to_string(),
+               "focus": {"reference": format!("Encounter/enc-{number}")}}]})
+    };
+    let encounter_entry = |number: u64| {
+        json!({"fullUrl": format!("https://upstream.example.org/fhir/Encounter/enc-{number}"),
+               "resource": encounter(&format!("enc-{number}")), "request": {"method": "PUT", "url": "Encounter"},
+               "response": {"status": "200"}})
+    };
+    let r4 = json!({"resourceType": "Bundle", "type": "history", "entry": [
+        {"resource": {"resourceType": "Parameters", "parameter": [
+            {"name": "subscription", "valueReference": {"reference": subscription}},
+            {"name": "topic", "valueCanonical": topic},
+            {"name": "status", "valueCode": "active"},
+            {"name": "type", "valueCode": "event-notification"},
+            {"name": "events-since-subscription-start", "valueString": "1"},
+            {"name": "notification-event", "part": [{"name": "event-number", "valueString": "1"},
+                {"name": "focus", "valueReference": {"reference": "Encounter/enc-1"}}]}]},
+         "request": {"method": "GET", "url": "Subscription/x/$status"}, "response": {"status": "200"}},
+        encounter_entry(1)]});
+    let r4b = json!({"resourceType": "Bundle", "type": "history", "entry": [{"resource": status(2)}]});
+    let r5 = json!({"resourceType": "Bundle", "type": "subscription-notification",
+                    "entry": [{"resource": status(3)}, encounter_entry(3)]});
+    for (bundle, number) in [(&r4, 1), (&r4b, 2), (&r5, 3)] {
+        let answer = upstream.relay(bundle, None).await.unwrap();
+        assert_eq!(answer["issue"][0]["diagnostics"], "1 event(s) queued", "{number}");
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            let frame = next_json(&mut socket).await;
+            let view = StatusView::of_bundle(&frame).unwrap();
+            assert_eq!(view.kind, "event-notification");
+            let focus = format!("https://upstream.example.org/fhir/Encounter/enc-{number}");
+            assert_eq!(view.events[0].focus.as_deref(), Some(focus.as_str()));
+            let with_resource = number != 2;
+            assert_eq!(frame["entry"][1]["resource"]["id"].is_string(), with_resource, "{frame}");
+            seen.push(frame_version(&frame));
+        }
+        seen.sort_by_key(|v| v.path_segment());
+        assert_eq!(seen, [FhirVersion::R4, FhirVersion::R5], "one frame per subscription, in its version");
+    }
+    // The upstream retries the R5 notification: acknowledged, not delivered again.
+    let again = upstream.relay(&r5, None).await.unwrap();
+    assert_eq!(again["issue"][0]["diagnostics"], "0 event(s) queued");
+    socket.send(Message::text("ping")).await.unwrap();
+    assert_eq!(next_json(&mut socket).await, json!("pong"), "nothing came before the pong");
+    let refused = Api::new(&stack.base, "wrong-secret").relay(&r5, None).await;
+    assert!(matches!(refused, Err(fhir_ws_local::client::ClientError::Refused { status: 401, .. })), "{refused:?}");
+    socket.close(None).await.unwrap();
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn upstream_notifications_are_relayed_by_the_local_stack() {
+    relayed_through_the_local_stack(false).await;
+}
+
+#[tokio::test]
+async fn upstream_notifications_are_relayed_by_the_local_stack_against_moto_server() {
+    relayed_through_the_local_stack(true).await;
+}
+
 #[tokio::test]
 async fn r4_r4b_and_r5_clients_share_one_socket_on_the_embedded_store() {
     three_versions_on_one_socket(false).await;
@@ -533,7 +619,8 @@ async fn the_local_stack_creates_the_templates_tables_where_missing() {
     let mut created = fhir_ws_local::tables::ensure_tables(&client).await.unwrap();
     created.sort();
     let existing = client.list_tables().send().await.unwrap().table_names().to_vec();
-    let tables = ["BindingsTable", "CountersTable", "EventsTable", "SubscriptionsTable", "TokensTable"];
+    let tables =
+        ["BindingsTable", "CountersTable", "EventsTable", "SubscriptionsTable", "TokensTable", "UpstreamTable"];
     for table in tables {
         assert!(existing.iter().any(|t| t == table), "{table} exists");
     }

@@ -6,46 +6,21 @@
 //! refusals queue nothing, Bundles straight on the queue (and inside EventBridge events),
 //! and the SQS adapter against moto_server's SQS.
 
-use std::sync::{Arc, Mutex};
-
 use chrono::Utc;
 use fhir_ws_core::fhir::version::FhirVersion;
 use fhir_ws_core::metrics::Metrics;
-use fhir_ws_core::relay::{EventQueue, QueueError, Relay, RelayHandler, RelaySecrets};
+use fhir_ws_core::relay::{EventQueue, Relay, RelayHandler, RelaySecrets};
 use fhir_ws_core::store::{BindingStore, CounterStore, EventStore, UpstreamStore};
 use fhir_ws_local::client::StatusView;
 use fhir_ws_tests::websocket::{SqsBatch, WsHarness, WsStores};
 use fhir_ws_tests::{
-    Backend, HttpEvent, Stores, TokenBackend, assert_valid_r4, assert_valid_r4b, assert_valid_r5,
+    Backend, HttpEvent, RecordingQueue, Stores, TokenBackend, assert_valid_r4, assert_valid_r4b, assert_valid_r5,
     backport_websocket_subscription, relay_stores, status_and_json, unique_principal, websocket_subscription,
 };
 use serde_json::{Value, json};
 
 const SECRET: &str = "relay-test-secret-0123456789abcdef0123";
 const UPSTREAM: &str = "https://upstream.example.org/fhir";
-
-/// A queue that keeps what it is given (or refuses everything).
-#[derive(Debug, Clone, Default)]
-struct RecordingQueue {
-    bodies: Arc<Mutex<Vec<String>>>,
-    refuse: bool,
-}
-
-impl RecordingQueue {
-    fn take(&self) -> Vec<String> {
-        std::mem::take(&mut *self.bodies.lock().unwrap())
-    }
-}
-
-impl EventQueue for RecordingQueue {
-    async fn enqueue(&self, bodies: &[String]) -> Result<(), QueueError> {
-        if self.refuse {
-            return Err(QueueError("refused by the test".to_owned()));
-        }
-        self.bodies.lock().unwrap().extend(bodies.iter().cloned());
-        Ok(())
-    }
-}
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Level {
@@ -305,7 +280,7 @@ async fn refusals_queue_nothing<
         assert!(queue.take().is_empty(), "nothing queued");
     }
     // A queue that fails: 503, and the claim is released so the upstream's retry goes through.
-    let failing = handler(ledger.clone(), RecordingQueue { refuse: true, ..RecordingQueue::default() });
+    let failing = handler(ledger.clone(), RecordingQueue::refusing());
     let response = failing.handle(&post(&good, Some(SECRET), None).request(), Utc::now()).await;
     assert_eq!(status_and_json(&response).0, 503);
     let response = relay.handle(&post(&good, Some(SECRET), None).request(), Utc::now()).await;

@@ -99,3 +99,18 @@ async fn fanout_and_heartbeat_sample_events_drive_the_handlers() {
     let metrics = ws.heartbeat.run(Utc::now()).await;
     assert_eq!(metrics.get("HeartbeatsSent"), 0, "nothing due right after binding");
 }
+
+/// The relay samples: a handshake from an upstream server with the sample secret is
+/// acknowledged (nothing to queue); the wrong secret is refused.
+#[tokio::test]
+async fn relay_sample_events_drive_the_handler() {
+    use fhir_ws_core::relay::{Relay, RelayHandler, RelaySecrets};
+    let queue = fhir_ws_tests::RecordingQueue::default();
+    let secrets = RelaySecrets::parse("example-relay-secret-0123456789abcdef").unwrap();
+    let relay = Relay::new(fhir_ws_tests::memory_upstream_store(), chrono::TimeDelta::hours(1));
+    let handler = RelayHandler::new(relay, queue.clone(), secrets);
+    let (status, outcome) = status_and_json(&handler.handle(&event("relay-handshake.json"), Utc::now()).await);
+    assert_eq!((status, &outcome["issue"][0]["diagnostics"]), (200, &serde_json::json!("0 event(s) queued")));
+    assert_outcome(&handler.handle(&event("relay-wrong-secret.json"), Utc::now()).await, 401, "login");
+    assert!(queue.take().is_empty());
+}

@@ -17,14 +17,16 @@
 //! | `COUNTERS_TABLE` | subscription-api (and the delivery functions) | event counters table name |
 //! | `EVENTS_TABLE` | subscription-api, fanout | event history table name |
 //! | `EVENT_RETENTION_SECONDS` | fanout, relay | how long events stay answerable by `$events` (and the relay remembers upstream events), default 604800 (7 days) |
-//! | `UPSTREAM_TABLE` | relay, fanout | the upstream ledger table name |
+//! | `UPSTREAM_TABLE` | relay, fanout | the upstream ledger table name (the fan-out relays notification Bundles found on its queue) |
 //! | `EVENTS_QUEUE_URL` | relay | URL of the SQS queue the fan-out reads |
 //! | `RELAY_SECRETS` | relay | comma-separated secrets upstream servers send as `Authorization: Bearer …` (or the secret's JSON `{"secrets": …}`) |
 
 use chrono::TimeDelta;
 
 use crate::http::IdentityConfig;
-use crate::store::dynamodb::{DynamoBindingStore, DynamoCounterStore, DynamoEventStore, DynamoSubscriptionStore};
+use crate::store::dynamodb::{
+    DynamoBindingStore, DynamoCounterStore, DynamoEventStore, DynamoSubscriptionStore, DynamoUpstreamStore,
+};
 use crate::token::{KeyRing, KeyRingError};
 
 /// Default token lifetime: 30 minutes.
@@ -151,6 +153,17 @@ impl EventHistoryConfig {
     /// Reads the configuration.
     pub fn load(source: &impl Source) -> Result<Self, ConfigError> {
         Ok(Self { events_table: required(source, "EVENTS_TABLE")?, retention: event_retention(source)? })
+    }
+
+    /// The relay's ledger on the upstream table (`UPSTREAM_TABLE`), for notification
+    /// Bundles the fan-out finds on its queue; claims are kept as long as events.
+    pub fn upstream_relay(
+        &self,
+        source: &impl Source,
+        client: &aws_sdk_dynamodb::Client,
+    ) -> Result<crate::relay::Relay<DynamoUpstreamStore>, ConfigError> {
+        let table = required(source, "UPSTREAM_TABLE")?;
+        Ok(crate::relay::Relay::new(DynamoUpstreamStore::new(client.clone(), table), self.retention))
     }
 
     /// The history on the DynamoDB table, through `client`.

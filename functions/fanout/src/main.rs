@@ -16,9 +16,11 @@ async fn main() -> Result<(), Error> {
     let aws = aws_config::load_from_env().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
     let (subscriptions, bindings, counters) = config.dynamodb_stores(&dynamodb);
-    let history = EventHistoryConfig::load(&ProcessEnv)?.dynamodb(&dynamodb);
+    let history_config = EventHistoryConfig::load(&ProcessEnv)?;
+    let (history, relay) = (history_config.dynamodb(&dynamodb), history_config.upstream_relay(&ProcessEnv, &dynamodb)?);
     let pusher = ManagementApiPusher::new(&aws);
-    let fanout = &FanOut::new(subscriptions, bindings, counters, history, pusher, &fhir_base_url(&ProcessEnv)?);
+    let base = fhir_base_url(&ProcessEnv)?;
+    let fanout = &FanOut::new(subscriptions, bindings, counters, history, pusher, &base).with_relay(relay);
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, Error>(fanout.handle_batch(&event.payload, chrono::Utc::now()).await)
     }))

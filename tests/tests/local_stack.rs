@@ -338,6 +338,22 @@ async fn relayed_through_the_local_stack(dynamodb: bool) {
         seen.sort_by_key(|v| v.path_segment());
         assert_eq!(seen, [FhirVersion::R4, FhirVersion::R5], "one frame per subscription, in its version");
     }
+    // An R4 `empty` notification names no topic and no focus: the relay URL names the topic.
+    let empty = json!({"resourceType": "Bundle", "type": "history", "entry": [
+        {"resource": {"resourceType": "Parameters", "parameter": [
+            {"name": "subscription", "valueReference": {"reference": subscription}},
+            {"name": "status", "valueCode": "active"},
+            {"name": "type", "valueCode": "event-notification"},
+            {"name": "events-since-subscription-start", "valueString": "4"},
+            {"name": "notification-event", "part": [{"name": "event-number", "valueString": "4"}]}]},
+         "request": {"method": "GET", "url": "Subscription/x/$status"}, "response": {"status": "200"}}]});
+    assert!(upstream.relay(&empty, None).await.is_err(), "no topic anywhere: refused");
+    let answer = upstream.relay(&empty, Some(&topic)).await.unwrap();
+    assert_eq!(answer["issue"][0]["diagnostics"], "1 event(s) queued");
+    for _ in 0..2 {
+        let view = StatusView::of_bundle(&next_json(&mut socket).await).unwrap();
+        assert_eq!((view.kind.as_str(), view.events[0].focus.as_deref()), ("event-notification", None));
+    }
     // The upstream retries the R5 notification: acknowledged, not delivered again.
     let again = upstream.relay(&r5, None).await.unwrap();
     assert_eq!(again["issue"][0]["diagnostics"], "0 event(s) queued");

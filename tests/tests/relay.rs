@@ -359,3 +359,46 @@ async fn the_sqs_queue_adapter_sends_every_message() {
     let missing = SqsEventQueue::new(client, format!("{url}-missing")).enqueue(&bodies[..1]).await;
     assert!(missing.is_err(), "a queue that is not there fails the call");
 }
+
+/// Filters here need the focus resource: an upstream `full-resource` event is checked
+/// against them; an `id-only` one (a reference) matches only subscriptions without
+/// filters, never one whose filter cannot be checked.
+async fn filters_need_the_resource<
+    S: Backend,
+    T: TokenBackend,
+    B: BindingStore + Clone,
+    C: CounterStore + Clone,
+    E: EventStore + Clone,
+    U: UpstreamStore + Clone,
+>(
+    stores: Stores<S, T>,
+    ws_stores: WsStores<B, C, E>,
+    ledger: U,
+) {
+    let ws = WsHarness::new(stores, ws_stores).await;
+    let owner = unique_principal("alice");
+    let topic = format!("http://example.org/fhir/SubscriptionTopic/filtered-{}", uuid::Uuid::new_v4());
+    let mut filtered = websocket_subscription(&topic);
+    filtered["filterBy"] = json!([{"resourceType": "Patient", "filterParameter": "active", "value": "true"}]);
+    let (filtered_id, filtered_connection) = ws.subscribe(&owner, &filtered).await;
+    let (_, open_connection) = ws.subscribe(&owner, &websocket_subscription(&topic)).await;
+    let fanout = ws.fanout_with_relay(Relay::new(ledger, chrono::TimeDelta::hours(1))).await;
+    let subscription = format!("{UPSTREAM}/Subscription/filtered-{}", uuid::Uuid::new_v4());
+    for (number, level) in [(1, Level::FullResource), (2, Level::IdOnly)] {
+        let bundle = upstream_bundle(FhirVersion::R5, level, &subscription, &topic, number);
+        let batch = SqsBatch::default().message(&format!("m{number}"), &bundle);
+        assert!(fanout.handle_batch(&batch.event(), Utc::now()).await.batch_item_failures.is_empty());
+    }
+    let numbers = |connection: &str| -> Vec<Option<String>> {
+        ws.frames(connection)
+            .iter()
+            .filter_map(StatusView::of_bundle)
+            .filter(|v| v.kind == "event-notification")
+            .map(|v| v.events[0].focus.clone())
+            .collect()
+    };
+    let focus = |n: u64| Some(format!("{UPSTREAM}/Patient/pat-{n}"));
+    assert_eq!(numbers(&filtered_connection), [focus(1)], "Subscription/{filtered_id}: active=true was checked");
+    assert_eq!(numbers(&open_connection), [focus(1), focus(2)], "no filters: both");
+}
+relay_stores!(filters_here_are_checked_only_when_the_resource_came, filters_need_the_resource);

@@ -370,6 +370,30 @@ pub fn assert_valid_r4(resources: &[Value]) {
     validate("FHIR_WS_PYTHON_R4", "R4", resources);
 }
 
+/// Validates resources with the independent validator of `version`.
+pub fn assert_valid_in(version: fhir_ws_core::fhir::version::FhirVersion, resources: &[Value]) {
+    use fhir_ws_core::fhir::version::FhirVersion;
+    match version {
+        FhirVersion::R4 => assert_valid_r4(resources),
+        FhirVersion::R4B => assert_valid_r4b(resources),
+        FhirVersion::R5 => assert_valid_r5(resources),
+    }
+}
+
+/// The FHIR version of a notification Bundle, by its shape and the Backport IG's
+/// profiles (panics on anything else).
+pub fn notification_version(frame: &Value) -> fhir_ws_core::fhir::version::FhirVersion {
+    use fhir_ws_core::fhir::backport::{R4_NOTIFICATION_PROFILE, R4B_NOTIFICATION_PROFILE};
+    use fhir_ws_core::fhir::version::FhirVersion;
+    let status = frame["entry"][0]["resource"]["resourceType"].as_str();
+    match (frame["type"].as_str(), frame["meta"]["profile"][0].as_str(), status) {
+        (Some("subscription-notification"), _, Some("SubscriptionStatus")) => FhirVersion::R5,
+        (Some("history"), Some(R4_NOTIFICATION_PROFILE), Some("Parameters")) => FhirVersion::R4,
+        (Some("history"), Some(R4B_NOTIFICATION_PROFILE), Some("SubscriptionStatus")) => FhirVersion::R4B,
+        _ => panic!("not a notification of any version: {frame}"),
+    }
+}
+
 fn validate(python_variable: &str, version: &str, resources: &[Value]) {
     let python = required_env(python_variable);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/fhir_validate.py");

@@ -11,9 +11,8 @@ use fhir_ws_core::fhir::version::FhirVersion;
 use fhir_ws_core::store::{BindingStore, CounterStore, EventStore};
 use fhir_ws_tests::websocket::{SqsBatch, WsHarness, WsStores};
 use fhir_ws_tests::{
-    Backend, HttpEvent, Stores, TokenBackend, all_stores, assert_outcome, assert_valid_r4, assert_valid_r4b,
-    assert_valid_r5, backport_websocket_subscription, header, output_values, status_and_json, unique_principal,
-    websocket_subscription,
+    Backend, HttpEvent, Stores, TokenBackend, all_stores, assert_outcome, assert_valid_r4,
+    backport_websocket_subscription, header, output_values, status_and_json, unique_principal, websocket_subscription,
 };
 use serde_json::{Value, json};
 
@@ -21,15 +20,6 @@ const IG: &str = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinit
 
 fn topic() -> String {
     format!("http://example.org/fhir/SubscriptionTopic/backport-{}", uuid::Uuid::new_v4())
-}
-
-/// The validator of `version`.
-fn assert_valid(version: FhirVersion, resources: &[Value]) {
-    match version {
-        FhirVersion::R4 => assert_valid_r4(resources),
-        FhirVersion::R4B => assert_valid_r4b(resources),
-        FhirVersion::R5 => assert_valid_r5(resources),
-    }
 }
 
 /// The `(name, value)` of each R4 status parameter whose value is a primitive.
@@ -87,7 +77,7 @@ async fn subscription_crud_and_search<
         assert_eq!(created["_criteria"], sent["_criteria"]);
         assert_eq!(created["channel"], sent["channel"]);
         assert!(created.get("topic").is_none() && created.get("channelType").is_none(), "no R5 elements: {created}");
-        assert_valid(version, std::slice::from_ref(&created));
+        fhir_ws_tests::assert_valid_in(version, std::slice::from_ref(&created));
 
         let read =
             ws.service_json(HttpEvent::new("GET", &format!("{base}/Subscription/{id}"), Some(&alice)), 200).await;
@@ -131,7 +121,7 @@ async fn subscription_crud_and_search<
         both.sort();
         assert_eq!(ids(&by_topic), both);
         assert!(by_topic["link"][0]["url"].as_str().is_some_and(|u| u.contains("topic=")), "{by_topic}");
-        assert_valid(version, std::slice::from_ref(&by_topic));
+        fhir_ws_tests::assert_valid_in(version, std::slice::from_ref(&by_topic));
         let by_url = ws.service_json(search("url=https%3A%2F%2Fclient.example.org%2Fhook"), 200).await;
         assert_eq!(ids(&by_url), [hook["id"].as_str().unwrap_or_default()]);
         let active = ws.service_json(search(&format!("status=active&topic={encoded}")), 200).await;
@@ -158,7 +148,7 @@ async fn subscription_crud_and_search<
         let updated = ws.service_json(HttpEvent::new("PUT", &path, Some(&alice)).json(&off), 200).await;
         assert_eq!((updated["status"].as_str(), updated["meta"]["versionId"].as_str()), (Some("off"), Some("2")));
         assert_eq!(updated["channel"], sent["channel"], "the IG's extensions survive an update");
-        assert_valid(version, &[updated]);
+        fhir_ws_tests::assert_valid_in(version, &[updated]);
 
         // What R4 and the IG require is checked, with a clear OperationOutcome.
         let create = |body: &Value| HttpEvent::new("POST", &format!("{base}/Subscription"), Some(&alice)).json(body);
@@ -235,7 +225,7 @@ async fn status_events_and_token<
         assert_eq!(status, 200, "{parameters}");
         assert_eq!(output_values(&parameters, "subscription"), [json!({"valueString": id})], "{version:?}");
         assert_eq!(output_values(&parameters, "websocket-url").len(), 1);
-        assert_valid(version, &[parameters]);
+        fhir_ws_tests::assert_valid_in(version, &[parameters]);
     }
     // Named ids may be of every version: one socket carries all three.
     let token = ws.token(&alice, &ids).await;
@@ -275,7 +265,7 @@ async fn status_events_and_token<
                     assert_eq!(status["eventsSinceSubscriptionStart"], "3");
                 }
             }
-            assert_valid(version, &[bundle]);
+            fhir_ws_tests::assert_valid_in(version, &[bundle]);
         }
         let others = ws.service_json(HttpEvent::new("GET", "/Subscription/$status", Some(&alice)), 200).await;
         assert_eq!(others["total"], 1, "the R5 base sees only the R5 subscription: {others}");
@@ -302,7 +292,7 @@ async fn status_events_and_token<
         assert_eq!(entries.len(), 3, "the status and the two focus resources (full-resource)");
         assert!(entries.iter().all(|e| e["request"]["method"].is_string() && e["response"]["status"].is_string()));
         assert_eq!(entries[1]["resource"]["id"], "enc-2");
-        assert_valid(version, &[bundle]);
+        fhir_ws_tests::assert_valid_in(version, &[bundle]);
         let by_query = ws
             .service_json(HttpEvent::new("GET", &format!("{events_path}?eventsSinceNumber=3"), Some(&alice)), 200)
             .await;
@@ -310,7 +300,7 @@ async fn status_events_and_token<
         let hint =
             ws.service_json(HttpEvent::new("GET", &format!("{events_path}?content=empty"), Some(&alice)), 200).await;
         assert_eq!(hint["entry"].as_array().map(Vec::len), Some(1), "empty: the status entry only");
-        assert_valid(version, &[hint]);
+        fhir_ws_tests::assert_valid_in(version, &[hint]);
         let bad = HttpEvent::new("GET", &format!("{events_path}?eventsSinceNumber=two"), Some(&alice));
         assert_outcome(&ws.service_call(bad).await, 400, "invalid");
     }
@@ -402,7 +392,7 @@ async fn metadata_per_version<
                 assert!(operations.iter().all(|o| o.starts_with("http://hl7.org/fhir/OperationDefinition/")));
             }
         }
-        assert_valid(version, &[statement]);
+        fhir_ws_tests::assert_valid_in(version, &[statement]);
     }
     let by_media = HttpEvent::new("GET", "/metadata", None).header("accept", "application/fhir+json; fhirVersion=4.3");
     assert_eq!(ws.service_json(by_media, 200).await["fhirVersion"], "4.3.0");

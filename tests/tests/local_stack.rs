@@ -7,7 +7,7 @@ use std::time::Duration;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use fhir_ws_core::fhir::backport::{R4_NOTIFICATION_PROFILE, R4_STATUS_PROFILE, R4B_NOTIFICATION_PROFILE};
+use fhir_ws_core::fhir::backport::R4_STATUS_PROFILE;
 use fhir_ws_core::fhir::version::FhirVersion;
 use fhir_ws_local::client::{Api, StatusView, describe_received};
 use fhir_ws_local::gateway::{Options, serve};
@@ -144,15 +144,6 @@ async fn whole_flow_against_moto_server() {
     whole_flow(true).await;
 }
 
-/// The validator of `version`.
-fn assert_valid(version: FhirVersion, resources: &[Value]) {
-    match version {
-        FhirVersion::R4 => fhir_ws_tests::assert_valid_r4(resources),
-        FhirVersion::R4B => fhir_ws_tests::assert_valid_r4b(resources),
-        FhirVersion::R5 => fhir_ws_tests::assert_valid_r5(resources),
-    }
-}
-
 /// A GET or POST with Alice's bearer token; the status and the JSON answer.
 async fn alice(method: reqwest::Method, url: &str, body: Option<&Value>) -> (u16, Value) {
     let mut request = reqwest::Client::new().request(method, url).bearer_auth("alice-token");
@@ -161,16 +152,6 @@ async fn alice(method: reqwest::Method, url: &str, body: Option<&Value>) -> (u16
     }
     let response = request.send().await.unwrap();
     (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
-}
-
-/// The version a notification frame is in, by its shape (and the IG's profiles).
-fn frame_version(frame: &Value) -> FhirVersion {
-    match (frame["type"].as_str(), frame["meta"]["profile"][0].as_str()) {
-        (Some("subscription-notification"), _) => FhirVersion::R5,
-        (Some("history"), Some(R4_NOTIFICATION_PROFILE)) => FhirVersion::R4,
-        (Some("history"), Some(R4B_NOTIFICATION_PROFILE)) => FhirVersion::R4B,
-        _ => panic!("not a notification of any version: {frame}"),
-    }
 }
 
 /// The scenario: an R4 client creates a Subscription at the `/R4` base, gets a
@@ -189,7 +170,7 @@ async fn three_versions_on_one_socket(dynamodb: bool) {
         assert_eq!(status, 200, "{resource}");
         assert_eq!(resource["status"], "active");
         assert_eq!(resource.get("criteria").is_some(), version != FhirVersion::R5, "{resource}");
-        assert_valid(version, &[resource]);
+        fhir_ws_tests::assert_valid_in(version, &[resource]);
         ids.push((version, id));
     }
     // One token for all three, asked for at the R4 base as an R4 client would.
@@ -201,7 +182,7 @@ async fn three_versions_on_one_socket(dynamodb: bool) {
     let value =
         |name: &str| parameters["parameter"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap().clone();
     let (token, url) = (value("token")["valueString"].clone(), value("websocket-url")["valueUrl"].clone());
-    assert_valid(FhirVersion::R4, std::slice::from_ref(&parameters));
+    fhir_ws_tests::assert_valid_in(FhirVersion::R4, std::slice::from_ref(&parameters));
 
     let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str().unwrap()).await.unwrap();
     socket.send(Message::text(format!("bind-with-token {}", token.as_str().unwrap()))).await.unwrap();
@@ -228,7 +209,7 @@ async fn three_versions_on_one_socket(dynamodb: bool) {
         };
         let (handshake, event) = (mine(&handshakes), mine(&events));
         for frame in [&handshake, &event] {
-            assert_eq!(frame_version(frame), *version, "{frame}");
+            assert_eq!(fhir_ws_tests::notification_version(frame), *version, "{frame}");
         }
         let (said_hello, said_event) =
             (StatusView::of_bundle(&handshake).unwrap(), StatusView::of_bundle(&event).unwrap());
@@ -261,13 +242,13 @@ async fn three_versions_on_one_socket(dynamodb: bool) {
             assert_eq!(parts[0], json!({"name": "event-number", "valueString": "1"}));
             assert!(parts[1]["valueInstant"].is_string() && parts[2]["valueReference"].is_object(), "{parts}");
         }
-        assert_valid(*version, &[handshake, event]);
+        fhir_ws_tests::assert_valid_in(*version, &[handshake, event]);
     }
     for version in [FhirVersion::R4, FhirVersion::R4B] {
         let url = format!("{}/{}/metadata", stack.base, version.path_segment());
         let statement: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
         assert_eq!(statement["fhirVersion"], version.full_version());
-        assert_valid(version, &[statement]);
+        fhir_ws_tests::assert_valid_in(version, &[statement]);
     }
     socket.close(None).await.unwrap();
     stack.stop().await;
@@ -333,7 +314,7 @@ async fn relayed_through_the_local_stack(dynamodb: bool) {
             assert_eq!(view.events[0].focus.as_deref(), Some(focus.as_str()));
             let with_resource = number != 2;
             assert_eq!(frame["entry"][1]["resource"]["id"].is_string(), with_resource, "{frame}");
-            seen.push(frame_version(&frame));
+            seen.push(fhir_ws_tests::notification_version(&frame));
         }
         seen.sort_by_key(|v| v.path_segment());
         assert_eq!(seen, [FhirVersion::R4, FhirVersion::R5], "one frame per subscription, in its version");

@@ -14,8 +14,8 @@ use fhir_ws_core::store::{BindingStore, CounterStore, EventStore, UpstreamStore}
 use fhir_ws_local::client::StatusView;
 use fhir_ws_tests::websocket::{SqsBatch, WsHarness, WsStores};
 use fhir_ws_tests::{
-    Backend, HttpEvent, RecordingQueue, Stores, TokenBackend, assert_valid_r4, assert_valid_r4b, assert_valid_r5,
-    backport_websocket_subscription, relay_stores, status_and_json, unique_principal, websocket_subscription,
+    Backend, HttpEvent, RecordingQueue, Stores, TokenBackend, backport_websocket_subscription, relay_stores,
+    status_and_json, unique_principal, websocket_subscription,
 };
 use serde_json::{Value, json};
 
@@ -95,24 +95,6 @@ fn handler<U: UpstreamStore + Clone>(ledger: U, queue: RecordingQueue) -> RelayH
     RelayHandler::new(Relay::new(ledger, chrono::TimeDelta::hours(1)), queue, secrets)
 }
 
-fn assert_valid(version: FhirVersion, frames: &[Value]) {
-    match version {
-        FhirVersion::R4 => assert_valid_r4(frames),
-        FhirVersion::R4B => assert_valid_r4b(frames),
-        FhirVersion::R5 => assert_valid_r5(frames),
-    }
-}
-
-/// The version of a notification frame, by its shape.
-fn frame_version(frame: &Value) -> FhirVersion {
-    match (frame["type"].as_str(), frame["entry"][0]["resource"]["resourceType"].as_str()) {
-        (Some("subscription-notification"), _) => FhirVersion::R5,
-        (Some("history"), Some("Parameters")) => FhirVersion::R4,
-        (Some("history"), Some("SubscriptionStatus")) => FhirVersion::R4B,
-        _ => panic!("not a notification: {frame}"),
-    }
-}
-
 async fn relayed_to_every_version<
     S: Backend,
     T: TokenBackend,
@@ -175,7 +157,7 @@ async fn relayed_to_every_version<
                     .rfind(|f| StatusView::of_bundle(f).is_some_and(|v| v.subscription == format!("Subscription/{id}")))
                     .unwrap_or_else(|| panic!("nothing for {version:?}: {frames:#?}"))
                     .clone();
-                assert_eq!(frame_version(&frame), *version);
+                assert_eq!(fhir_ws_tests::notification_version(&frame), *version);
                 let view = StatusView::of_bundle(&frame).unwrap();
                 assert_eq!(view.kind, "event-notification", "{frame}");
                 assert_eq!(view.events[0].number, Some(expected_number));
@@ -197,7 +179,7 @@ async fn relayed_to_every_version<
     for version in FhirVersion::ALL {
         let frames: Vec<Value> = received.iter().filter(|(v, _)| *v == version).map(|(_, f)| f.clone()).collect();
         assert_eq!(frames.len(), 9, "three upstream versions at three levels");
-        assert_valid(version, &frames);
+        fhir_ws_tests::assert_valid_in(version, &frames);
     }
 
     // An upstream retry (the same notification again) is delivered once per number.

@@ -172,7 +172,15 @@ impl<U: UpstreamStore> Relay<U> {
         let expires_at = (now + self.retention).timestamp();
         let mut claimed = Vec::new();
         for event in &notification.events {
-            if !self.ledger.claim_event(&key, event.number, now.timestamp(), expires_at).await? {
+            let fresh = match self.ledger.claim_event(&key, event.number, now.timestamp(), expires_at).await {
+                Ok(fresh) => fresh,
+                Err(error) => {
+                    // Nothing is queued: free what this call claimed, for the upstream's retry.
+                    self.release(&claimed).await;
+                    return Err(error.into());
+                }
+            };
+            if !fresh {
                 metrics.add("UpstreamDuplicate", 1);
                 continue;
             }

@@ -468,6 +468,7 @@ impl<S: Backend, T: TokenBackend> App<S, T> {
             events_table: "events".to_owned(),
             websocket_url: TEST_WEBSOCKET_URL.to_owned(),
             identity: config.identity.clone(),
+            topics: fhir_ws_core::topics::TopicRegistry::default(),
         };
         Self {
             api: SubscriptionApi::new(stores.subscriptions.clone(), &api_config),

@@ -203,6 +203,7 @@ impl<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: CounterStore + Clo
             events_table: "unused".to_owned(),
             websocket_url: crate::TEST_WEBSOCKET_URL.to_owned(),
             identity: fhir_ws_core::http::IdentityConfig::default(),
+            topics: fhir_ws_core::topics::TopicRegistry::default(),
         };
         let service = SubscriptionService::new(
             stores.subscriptions.clone(),

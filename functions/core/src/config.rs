@@ -98,6 +98,8 @@ pub struct SubscriptionApiConfig {
     pub websocket_url: String,
     /// Caller identity claims.
     pub identity: IdentityConfig,
+    /// The SubscriptionTopics deployed with the stack (`infra/topics/`).
+    pub topics: crate::topics::TopicRegistry,
 }
 
 impl SubscriptionApiConfig {
@@ -109,6 +111,9 @@ impl SubscriptionApiConfig {
             events_table: required(source, "EVENTS_TABLE")?,
             websocket_url: websocket_url(source)?,
             identity: identity(source),
+            topics: crate::topics::TopicRegistry::deployed()
+                .map_err(|e| ConfigError::Invalid("infra/topics", e))?
+                .clone(),
         })
     }
 }

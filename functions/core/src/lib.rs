@@ -25,6 +25,8 @@
 //!   delivery to bound connections.
 //! - [`relay`] — notifications from another FHIR server (R4, R4B, R5 rest-hook Bundles)
 //!   turned into events: the relay endpoint, its secrets, its ledger and queue ports.
+//! - [`topics`] — the SubscriptionTopics deployed with the stack (`infra/topics/`) and the
+//!   Subscriptions they allow.
 //! - [`heartbeat`] — heartbeats and owed handshakes on a schedule.
 //! - [`push`] — posting frames to connections through the Management API, with retries.
 //! - [`delivery`] — sending to bound connections: retries, 410 clean-up, status notifications.
@@ -45,4 +47,5 @@ pub mod push;
 pub mod relay;
 pub mod store;
 pub mod token;
+pub mod topics;
 pub mod ws;

@@ -18,6 +18,9 @@
 //! [`crate::fhir::backport`]) at `/R4` and `/R4B`. A subscription keeps the version it was
 //! created in, and is read, updated, deleted and found only at that version's base.
 //!
+//! With SubscriptionTopics deployed ([`crate::topics`]), a Subscription to a topic not
+//! among them, or with a `filterBy` its topic does not allow, is refused with 422.
+//!
 //! Someone else's subscription answers exactly like a missing one (404). A client may
 //! set `status` to `requested`, `off` or `entered-in-error`, or leave it as it is;
 //! `active` and `error` are the server's to set (a websocket subscription set back to
@@ -38,18 +41,20 @@ use crate::http::{
     set_header,
 };
 use crate::store::{StoredSubscription, SubscriptionStore};
+use crate::topics::TopicRegistry;
 
 /// The API over a subscriptions store; built once per Lambda instance.
 #[derive(Debug)]
 pub struct SubscriptionApi<S> {
     subscriptions: S,
     identity: IdentityConfig,
+    topics: TopicRegistry,
 }
 
 impl<S: SubscriptionStore> SubscriptionApi<S> {
     /// The API over `subscriptions`, configured by `config`.
     pub fn new(subscriptions: S, config: &SubscriptionApiConfig) -> Self {
-        Self { subscriptions, identity: config.identity.clone() }
+        Self { subscriptions, identity: config.identity.clone(), topics: config.topics.clone() }
     }
 
     /// Answers one request at time `now`. Never fails: errors become `OperationOutcome`s.
@@ -106,6 +111,7 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
         now: DateTime<Utc>,
     ) -> Result<Response<Body>, ApiError> {
         let mut resource = subscription_body(request, version)?;
+        self.topics.check(&resource).map_err(ApiError::business_rule)?;
         resource.id = Some(new_id());
         resource.status = Some(initial_status(&resource, SubscriptionState::Requested));
         let stored = StoredSubscription::new(owner, 1, now, resource).in_fhir_version(version);
@@ -123,6 +129,7 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
         now: DateTime<Utc>,
     ) -> Result<Response<Body>, ApiError> {
         let mut resource = subscription_body(request, current.fhir_version())?;
+        self.topics.check(&resource).map_err(ApiError::business_rule)?;
         match resource.id.as_deref() {
             Some(id) if id == current.id() => {}
             Some(id) => {

@@ -1,0 +1,275 @@
+//! SubscriptionTopic definitions deployed with the stack, and what they allow.
+//!
+//! The operator puts R5 `SubscriptionTopic` resources (or the R6 ballot shape, whose
+//! `trigger` holds `canFilterBy`) as JSON files in `infra/topics/`; `build.rs` compiles
+//! them in ([`TopicRegistry::deployed`]). With no files, every topic URL is accepted, as
+//! before. With some, [`TopicRegistry::check`] refuses (422) a Subscription whose topic is
+//! not one of them, or whose `filterBy` its topic's `canFilterBy` does not allow: the
+//! parameter (for that resource type), the comparator and the modifier.
+//!
+//! Evaluating the topics' triggers against resource changes is not here yet (issue 12
+//! goes on: search-parameter matcher, FHIRPath, resource-change events, discovery routes).
+
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+use crate::fhir::{FilterBy, Subscription};
+
+mod files {
+    include!(concat!(env!("OUT_DIR"), "/topic_files.rs"));
+}
+
+/// Prefix of core resource type URLs; `Encounter` and
+/// `http://hl7.org/fhir/StructureDefinition/Encounter` name the same type.
+const CORE_TYPES: &str = "http://hl7.org/fhir/StructureDefinition/";
+
+/// A resource type in either form, as the bare name.
+fn resource_type(uri: &str) -> &str {
+    uri.strip_prefix(CORE_TYPES).unwrap_or(uri)
+}
+
+/// One `canFilterBy` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedFilter {
+    /// The resource type it applies to (bare name), if the topic says.
+    pub resource_type: Option<String>,
+    /// The `filterParameter` subscribers use.
+    pub parameter: String,
+    /// Allowed comparators (none listed: only equality, with no comparator).
+    pub comparators: Vec<String>,
+    /// Allowed modifiers (none listed: none).
+    pub modifiers: Vec<String>,
+}
+
+impl AllowedFilter {
+    fn read(value: &Value) -> Result<Self, String> {
+        let codes = |key: &str| -> Vec<String> {
+            value
+                .get(key)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        };
+        let parameter = value
+            .get("filterParameter")
+            .and_then(Value::as_str)
+            .filter(|p| !p.trim().is_empty())
+            .ok_or("each canFilterBy needs a filterParameter")?;
+        Ok(Self {
+            resource_type: value.get("resource").and_then(Value::as_str).map(|r| resource_type(r).to_owned()),
+            parameter: parameter.to_owned(),
+            comparators: codes("comparator"),
+            modifiers: codes("modifier"),
+        })
+    }
+
+    /// Whether this entry allows `filter` (a `filterBy` without a resource type matches
+    /// an entry of any type).
+    fn allows_parameter(&self, filter: &FilterBy) -> bool {
+        let kind = filter.resource_type.as_deref().map(resource_type);
+        filter.filter_parameter.as_deref() == Some(self.parameter.as_str())
+            && (kind.is_none() || self.resource_type.is_none() || kind == self.resource_type.as_deref())
+    }
+}
+
+/// One deployed topic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Topic {
+    /// Its canonical URL (what `Subscription.topic` names).
+    pub url: String,
+    /// The resource as deployed.
+    pub resource: Value,
+    /// Its `canFilterBy` entries (top level in R5, under each `trigger` in the R6 ballots).
+    pub allowed_filters: Vec<AllowedFilter>,
+}
+
+impl Topic {
+    /// Reads a `SubscriptionTopic` resource; the message says what is wrong.
+    pub fn read(resource: Value) -> Result<Self, String> {
+        if resource.get("resourceType").and_then(Value::as_str) != Some("SubscriptionTopic") {
+            return Err("resourceType must be SubscriptionTopic".to_owned());
+        }
+        let url =
+            resource.get("url").and_then(Value::as_str).filter(|u| !u.trim().is_empty()).ok_or("url is required")?;
+        let r5 = resource.get("canFilterBy").and_then(Value::as_array).into_iter().flatten();
+        let r6 = resource
+            .get("trigger")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .flat_map(|trigger| trigger.get("canFilterBy").and_then(Value::as_array).into_iter().flatten());
+        let allowed_filters = r5.chain(r6).map(AllowedFilter::read).collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { url: url.to_owned(), resource, allowed_filters })
+    }
+
+    /// Why `filter` is not allowed by this topic, if it is not.
+    fn refusal(&self, filter: &FilterBy) -> Option<String> {
+        let parameter = filter.filter_parameter.as_deref().unwrap_or_default();
+        let candidates: Vec<&AllowedFilter> =
+            self.allowed_filters.iter().filter(|a| a.allows_parameter(filter)).collect();
+        if candidates.is_empty() {
+            let allowed: Vec<&str> = self.allowed_filters.iter().map(|a| a.parameter.as_str()).collect();
+            let kind = filter.resource_type.as_deref().map(|k| format!(" on {}", resource_type(k))).unwrap_or_default();
+            return Some(format!(
+                "topic {} does not allow filtering by '{parameter}'{kind}; it allows: {}",
+                self.url,
+                if allowed.is_empty() { "no filters".to_owned() } else { allowed.join(", ") }
+            ));
+        }
+        if let Some(comparator) = filter.comparator.as_deref().filter(|c| *c != "eq")
+            && !candidates.iter().any(|a| a.comparators.iter().any(|c| c == comparator))
+        {
+            return Some(format!("topic {} does not allow comparator '{comparator}' on '{parameter}'", self.url));
+        }
+        if let Some(modifier) = filter.modifier.as_deref()
+            && !candidates.iter().any(|a| a.modifiers.iter().any(|m| m == modifier))
+        {
+            return Some(format!("topic {} does not allow modifier '{modifier}' on '{parameter}'", self.url));
+        }
+        None
+    }
+}
+
+/// The topics of a deployment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TopicRegistry {
+    topics: Vec<Topic>,
+}
+
+impl TopicRegistry {
+    /// Reads topic files (`(name, JSON)`); the message names the file and the problem.
+    pub fn from_files(files: &[(&str, &str)]) -> Result<Self, String> {
+        let mut topics: Vec<Topic> = Vec::with_capacity(files.len());
+        for (name, text) in files {
+            let json: Value = serde_json::from_str(text).map_err(|e| format!("{name}: not JSON: {e}"))?;
+            let topic = Topic::read(json).map_err(|e| format!("{name}: {e}"))?;
+            if topics.iter().any(|t| t.url == topic.url) {
+                return Err(format!("{name}: another file already defines topic {}", topic.url));
+            }
+            topics.push(topic);
+        }
+        Ok(Self { topics })
+    }
+
+    /// The topics compiled in from `infra/topics/` (read once; a file that does not read
+    /// is a deployment error, reported at cold start by the function's configuration).
+    pub fn deployed() -> Result<&'static Self, String> {
+        static DEPLOYED: OnceLock<Result<TopicRegistry, String>> = OnceLock::new();
+        DEPLOYED.get_or_init(|| Self::from_files(files::TOPIC_FILES)).as_ref().map_err(Clone::clone)
+    }
+
+    /// No topics deployed: any topic is accepted.
+    pub fn is_empty(&self) -> bool {
+        self.topics.is_empty()
+    }
+
+    /// Every deployed topic, in file-name order.
+    pub fn topics(&self) -> &[Topic] {
+        &self.topics
+    }
+
+    /// The topic with this canonical URL.
+    pub fn get(&self, url: &str) -> Option<&Topic> {
+        self.topics.iter().find(|t| t.url == url)
+    }
+
+    /// Why `subscription` may not be created with these topics, if it may not (for a 422).
+    pub fn check(&self, subscription: &Subscription) -> Result<(), String> {
+        if self.is_empty() {
+            return Ok(());
+        }
+        let url = subscription.topic.as_deref().unwrap_or_default();
+        let topic = self.get(url).ok_or_else(|| {
+            let known: Vec<&str> = self.topics.iter().map(|t| t.url.as_str()).collect();
+            format!("topic '{url}' is not known here; this server has: {}", known.join(", "))
+        })?;
+        match subscription.filter_by.iter().find_map(|filter| topic.refusal(filter)) {
+            Some(refusal) => Err(refusal),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn subscription(topic: &str, filters: Value) -> Subscription {
+        serde_json::from_value(json!({"resourceType": "Subscription", "status": "requested", "topic": topic,
+            "channelType": {"code": "websocket"}, "filterBy": filters}))
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn no_topics_accept_anything_and_deployed_topics_read() {
+        assert!(TopicRegistry::default().check(&subscription("http://any", json!([]))).is_ok());
+        assert!(TopicRegistry::deployed().is_ok(), "the files in infra/topics read");
+    }
+
+    #[test]
+    fn subscriptions_must_name_a_topic_and_filters_it_allows() {
+        let r5 = json!({"resourceType": "SubscriptionTopic", "url": "http://t/encounter", "canFilterBy": [
+            {"resource": "http://hl7.org/fhir/StructureDefinition/Encounter", "filterParameter": "patient",
+             "comparator": ["eq"], "modifier": ["missing"]},
+            {"resource": "Encounter", "filterParameter": "date", "comparator": ["gt", "lt"]}]});
+        let r6 = json!({"resourceType": "SubscriptionTopic", "url": "http://t/r6", "trigger": [
+            {"resource": "Patient", "canFilterBy": [{"filterParameter": "gender"}]}]});
+        let files = [("a.json", r5.to_string()), ("b.json", r6.to_string())];
+        let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
+        let registry = TopicRegistry::from_files(&files).unwrap_or_else(|e| panic!("{e}"));
+        let ok = |topic: &str, filters: Value| registry.check(&subscription(topic, filters));
+        assert!(ok("http://t/encounter", json!([])).is_ok());
+        assert!(ok("http://t/encounter", json!([{"filterParameter": "patient", "value": "Patient/1"}])).is_ok());
+        assert!(
+            ok(
+                "http://t/encounter",
+                json!([{"resourceType": "Encounter", "filterParameter": "date",
+            "comparator": "gt", "value": "2026"}])
+            )
+            .is_ok()
+        );
+        assert!(
+            ok("http://t/encounter", json!([{"filterParameter": "patient", "modifier": "missing", "value": "true"}]))
+                .is_ok()
+        );
+        assert!(ok("http://t/r6", json!([{"filterParameter": "gender", "value": "female"}])).is_ok());
+        let refusals = [
+            ("http://t/unknown", json!([]), "not known"),
+            ("http://t/encounter", json!([{"filterParameter": "status", "value": "x"}]), "'status'"),
+            (
+                "http://t/encounter",
+                json!([{"resourceType": "Patient", "filterParameter": "patient", "value": "x"}]),
+                "on Patient",
+            ),
+            (
+                "http://t/encounter",
+                json!([{"filterParameter": "patient", "comparator": "gt", "value": "x"}]),
+                "comparator 'gt'",
+            ),
+            (
+                "http://t/encounter",
+                json!([{"filterParameter": "date", "modifier": "missing", "value": "x"}]),
+                "modifier 'missing'",
+            ),
+            (
+                "http://t/r6",
+                json!([{"filterParameter": "gender", "comparator": "ne", "value": "x"}]),
+                "comparator 'ne'",
+            ),
+        ];
+        for (topic, filters, expected) in refusals {
+            let message = ok(topic, filters.clone()).err().unwrap_or_default();
+            assert!(message.contains(expected), "{topic} {filters}: {message}");
+        }
+        let twice = [("a.json", r5.to_string()), ("c.json", r5.to_string())];
+        let twice: Vec<(&str, &str)> = twice.iter().map(|(n, t)| (*n, t.as_str())).collect();
+        assert!(TopicRegistry::from_files(&twice).is_err_and(|e| e.contains("c.json")));
+        assert!(TopicRegistry::from_files(&[("x.json", "{\"resourceType\": \"Patient\"}")]).is_err());
+        assert!(TopicRegistry::from_files(&[("y.json", "{not json")]).is_err_and(|e| e.contains("y.json")));
+    }
+}

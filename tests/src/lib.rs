@@ -305,7 +305,9 @@ fn route_of(path: &str) -> (String, serde_json::Map<String, Value>) {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let mut parameters = serde_json::Map::new();
     let rest = match segments.split_first() {
-        Some((first, rest)) if *first != "Subscription" && *first != "metadata" && !rest.is_empty() => {
+        Some((first, rest))
+            if !["Subscription", "SubscriptionTopic", "metadata"].contains(first) && !rest.is_empty() =>
+        {
             parameters.insert("fhirVersion".to_owned(), json!(first));
             rest
         }
@@ -315,9 +317,10 @@ fn route_of(path: &str) -> (String, serde_json::Map<String, Value>) {
     let template = match rest {
         ["Subscription", id] if !id.starts_with('$') => "/Subscription/{id}".to_owned(),
         ["Subscription", _, op] => format!("/Subscription/{{id}}/{op}"),
+        ["SubscriptionTopic", _] => "/SubscriptionTopic/{id}".to_owned(),
         _ => format!("/{}", rest.join("/")),
     };
-    if let ["Subscription", id] | ["Subscription", id, _] = rest
+    if let ["Subscription" | "SubscriptionTopic", id] | ["Subscription", id, _] = rest
         && !id.starts_with('$')
     {
         parameters.insert("id".to_owned(), json!(id));

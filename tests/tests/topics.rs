@@ -71,3 +71,65 @@ async fn subscriptions_checked_against_topics<S: Backend, T: TokenBackend>(store
     assert_outcome(&api.handle(&update, Utc::now()).await, 422, "business-rule");
 }
 both_stores!(subscriptions_must_name_a_deployed_topic_and_filters_it_allows, subscriptions_checked_against_topics);
+
+/// Discovery: R5 clients search and read the deployed topics; R4 and R4B clients find
+/// their canonicals in `metadata` (the Backport IG's extension).
+#[tokio::test]
+async fn deployed_topics_are_discoverable_in_every_version() {
+    use fhir_ws_core::ops::SubscriptionService;
+    let config = SubscriptionApiConfig {
+        subscriptions_table: "unused".to_owned(),
+        counters_table: "unused".to_owned(),
+        events_table: "unused".to_owned(),
+        websocket_url: fhir_ws_tests::TEST_WEBSOCKET_URL.to_owned(),
+        identity: fhir_ws_core::http::IdentityConfig::default(),
+        topics: TopicRegistry::from_files(&[("encounter-complete.json", EXAMPLE)]).unwrap(),
+    };
+    let store = std::sync::Arc::new(fhir_ws_core::store::memory::MemoryStore::new());
+    let service = SubscriptionService::new(store.clone(), store.clone(), store, &config);
+    let alice = unique_principal("alice");
+    let get = async |path: &str, who: Option<&str>| {
+        service.handle(&HttpEvent::new("GET", path, who).request(), Utc::now()).await
+    };
+    let ok = async |path: &str| {
+        let (status, body) = status_and_json(&get(path, Some(&alice)).await);
+        assert_eq!(status, 200, "{path}: {body}");
+        body
+    };
+    let all = ok("/SubscriptionTopic").await;
+    assert_eq!((all["type"].as_str(), all["total"].as_u64()), (Some("searchset"), Some(1)));
+    assert_eq!(all["entry"][0]["resource"]["url"], TOPIC);
+    assert!(all["entry"][0]["fullUrl"].as_str().is_some_and(|u| u.ends_with("/SubscriptionTopic/encounter-complete")));
+    let encoded = TOPIC.replace(':', "%3A").replace('/', "%2F");
+    assert_eq!(ok(&format!("/SubscriptionTopic?url={encoded}")).await["total"], 1);
+    assert_eq!(ok("/SubscriptionTopic?url=http%3A%2F%2Fexample.org%2Fother").await["total"], 0);
+    assert_eq!(ok("/SubscriptionTopic?status=retired").await["total"], 0);
+    assert_eq!(ok("/R5/SubscriptionTopic?status=active,draft").await["total"], 1);
+    let read = ok("/SubscriptionTopic/encounter-complete").await;
+    assert_eq!(read["url"], TOPIC);
+    assert_valid_r5(&[all, read]);
+    assert_outcome(&get("/SubscriptionTopic/nope", Some(&alice)).await, 404, "not-found");
+    assert_outcome(&get("/SubscriptionTopic", None).await, 401, "login");
+    let posted =
+        service.handle(&HttpEvent::new("POST", "/SubscriptionTopic", Some(&alice)).request(), Utc::now()).await;
+    assert_outcome(&posted, 405, "not-supported");
+    let r4 = assert_outcome(&get("/R4/SubscriptionTopic", Some(&alice)).await, 404, "not-found");
+    assert!(r4.to_string().contains("/R4/metadata"), "{r4}");
+
+    let r5 = ok("/metadata").await;
+    let types: Vec<&str> =
+        r5["rest"][0]["resource"].as_array().unwrap().iter().filter_map(|r| r["type"].as_str()).collect();
+    assert_eq!(types, ["Subscription", "SubscriptionTopic"]);
+    assert_valid_r5(&[r5]);
+    for version in ["R4", "R4B"] {
+        let statement = ok(&format!("/{version}/metadata")).await;
+        let extension = &statement["rest"][0]["resource"][0]["extension"][0];
+        assert_eq!(extension["url"], fhir_ws_core::ops::capability::TOPIC_CANONICAL_EXTENSION);
+        assert_eq!(extension["valueCanonical"], TOPIC);
+        if version == "R4" {
+            fhir_ws_tests::assert_valid_r4(&[statement]);
+        } else {
+            fhir_ws_tests::assert_valid_r4b(&[statement]);
+        }
+    }
+}

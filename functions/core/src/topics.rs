@@ -7,8 +7,9 @@
 //! not one of them, or whose `filterBy` its topic's `canFilterBy` does not allow: the
 //! parameter (for that resource type), the comparator and the modifier.
 //!
-//! Evaluating the topics' triggers against resource changes is not here yet (issue 12
-//! goes on: search-parameter matcher, FHIRPath, resource-change events, discovery routes).
+//! Discovery is [`crate::ops::topic_discovery`] (R5) and `metadata` (R4, R4B). Evaluating
+//! the topics' triggers against resource changes is not here yet (issue 12 goes on:
+//! search-parameter matcher, FHIRPath, resource-change events).
 
 use std::sync::OnceLock;
 

@@ -16,6 +16,7 @@ use fhir_ws_core::http::VERSION_PATH_PARAMETER;
 use fhir_ws_core::ops::binding_token::OPERATION;
 use fhir_ws_core::ops::capability::METADATA;
 use fhir_ws_core::ops::queries::{EVENTS, STATUS};
+use fhir_ws_core::ops::topic_discovery::SUBSCRIPTION_TOPIC;
 use fhir_ws_core::relay::{RELAY, RelayHandler};
 use serde_json::{Map, Value, json};
 
@@ -39,12 +40,15 @@ struct Route {
 /// Routes like the template: `…/$get-ws-binding-token` to the operation; `/metadata`,
 /// `$status`, `$events` and the rest of `/Subscription…` to the Subscription API
 /// function; each also under a leading `/{fhirVersion}` segment (the function checks it).
-/// `POST /relay` goes to the relay function.
+/// `GET /SubscriptionTopic[/{id}]` goes to the Subscription API function too, and
+/// `POST /relay` to the relay function.
 fn route(path: &str) -> Option<Route> {
     let segments: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(percent_decode).collect();
     let mut parameters = Map::new();
     let (prefix, rest) = match segments.split_first() {
-        Some((first, rest)) if first != "Subscription" && first != METADATA && !rest.is_empty() => {
+        Some((first, rest))
+            if first != "Subscription" && first != SUBSCRIPTION_TOPIC && first != METADATA && !rest.is_empty() =>
+        {
             parameters.insert(VERSION_PATH_PARAMETER.to_owned(), json!(first));
             (format!("/{{{VERSION_PATH_PARAMETER}}}"), rest)
         }
@@ -65,6 +69,12 @@ fn route(path: &str) -> Option<Route> {
         ["Subscription"] => (Function::SubscriptionApi, "/Subscription".to_owned(), None),
         ["Subscription", id] => (Function::SubscriptionApi, "/Subscription/{id}".to_owned(), Some(*id)),
         [relay] if *relay == RELAY && prefix.is_empty() => (Function::Relay, format!("/{RELAY}"), None),
+        [topics] if *topics == SUBSCRIPTION_TOPIC => {
+            (Function::SubscriptionApi, format!("/{SUBSCRIPTION_TOPIC}"), None)
+        }
+        [topics, id] if *topics == SUBSCRIPTION_TOPIC => {
+            (Function::SubscriptionApi, format!("/{SUBSCRIPTION_TOPIC}/{{id}}"), Some(*id))
+        }
         _ => return None,
     };
     if let Some(id) = id {

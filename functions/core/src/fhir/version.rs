@@ -4,7 +4,8 @@
 //! A request selects its version in either of two ways FHIR defines, or both if they
 //! agree:
 //! - a base-path segment per version: `[base]/R4/Subscription…`, `[base]/R4B/…`,
-//!   `[base]/R5/…` (the segment directly before `Subscription` or `metadata`);
+//!   `[base]/R5/…` (the segment directly before `Subscription`, `SubscriptionTopic` or
+//!   `metadata`);
 //! - the `fhirVersion` parameter of the FHIR media type in `Content-Type` (for a body) or
 //!   `Accept`: `application/fhir+json; fhirVersion=4.0` (`4.0`, `4.3`, `5.0`, or the full
 //!   version such as `4.0.1`).

@@ -21,7 +21,7 @@ pub fn requested_version(
     accept: Option<&str>,
     content_type: Option<&str>,
 ) -> Result<FhirVersion, ApiError> {
-    let anchor = segments.iter().position(|s| s == "Subscription" || s == "metadata");
+    let anchor = segments.iter().position(|s| s == "Subscription" || s == "SubscriptionTopic" || s == "metadata");
     let segment = anchor.and_then(|at| at.checked_sub(1)).and_then(|before| segments.get(before));
     let from_path = match segment {
         Some(segment) if names_another_version(segment) => {
@@ -105,6 +105,7 @@ mod tests {
         assert_eq!(version("/R4/Subscription/x/$status", None, None), Ok(FhirVersion::R4));
         assert_eq!(version("/api/r4b/metadata", None, None), Ok(FhirVersion::R4B));
         assert_eq!(version("/R5/Subscription", None, None), Ok(FhirVersion::R5));
+        assert_eq!(version("/R4/SubscriptionTopic/x", None, None), Ok(FhirVersion::R4));
         let r4 = Some("application/fhir+json; fhirVersion=4.0");
         assert_eq!(version("/Subscription", r4, None), Ok(FhirVersion::R4));
         assert_eq!(

@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 
 use crate::fhir::version::FhirVersion;
 use crate::http::{ApiError, fhir_response, origin, request_version};
+use crate::topics::TopicRegistry;
 
 /// The path segment.
 pub const METADATA: &str = "metadata";
@@ -36,12 +37,12 @@ const IG_BASE: &str = "http://hl7.org/fhir/uv/subscriptions-backport";
 
 /// Answers `GET [base]/metadata` with the statement for the server at the request's base
 /// URL, in the request's FHIR version, whose WebSocket API is at `websocket_url`.
-pub fn handle(request: &Request, websocket_url: &str) -> Response<Body> {
+pub fn handle(request: &Request, websocket_url: &str, topics: &TopicRegistry) -> Response<Body> {
     if request.method() != Method::GET {
         return ApiError::method_not_allowed(request.method().as_str(), "GET").into_response();
     }
     match request_version(request) {
-        Ok(version) => fhir_response(StatusCode::OK, &statement(&base_url(request), websocket_url, version)),
+        Ok(version) => fhir_response(StatusCode::OK, &statement(&base_url(request), websocket_url, version, topics)),
         Err(error) => error.into_response(),
     }
 }
@@ -63,8 +64,12 @@ pub fn instantiated_statement(version: FhirVersion) -> Option<String> {
     }
 }
 
-/// The statement itself, for a client of `version`.
-pub fn statement(base: &str, websocket_url: &str, version: FhirVersion) -> Value {
+/// The Backport IG's extension on `CapabilityStatement.rest.resource` naming a topic.
+pub const TOPIC_CANONICAL_EXTENSION: &str =
+    "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/capabilitystatement-subscriptiontopic-canonical";
+
+/// The statement itself, for a client of `version`, listing the deployed `topics`.
+pub fn statement(base: &str, websocket_url: &str, version: FhirVersion, topics: &TopicRegistry) -> Value {
     let backport = version != FhirVersion::R5;
     let operation = |code: &str, r5_id: &str, documentation: &str| {
         let definition = if backport {
@@ -112,6 +117,26 @@ pub fn statement(base: &str, websocket_url: &str, version: FhirVersion) -> Value
     });
     if backport {
         subscription["supportedProfile"] = json!([format!("{IG_BASE}/StructureDefinition/backport-subscription")]);
+        if !topics.is_empty() {
+            let canonicals: Vec<Value> = topics
+                .topics()
+                .iter()
+                .map(|t| json!({"url": TOPIC_CANONICAL_EXTENSION, "valueCanonical": t.url}))
+                .collect();
+            subscription["extension"] = Value::Array(canonicals);
+        }
+    }
+    let mut resources = vec![subscription];
+    if !backport && !topics.is_empty() {
+        resources.push(json!({
+            "type": "SubscriptionTopic",
+            "documentation": "The topics deployed with this server (read-only).",
+            "interaction": [{"code": "read"}, {"code": "search-type"}],
+            "searchParam": [
+                {"name": "url", "definition": "http://hl7.org/fhir/SearchParameter/SubscriptionTopic-url", "type": "uri"},
+                {"name": "status", "definition": "http://hl7.org/fhir/SearchParameter/SubscriptionTopic-status", "type": "token"},
+            ],
+        }));
     }
     let mut statement = json!({
         "resourceType": "CapabilityStatement",
@@ -138,7 +163,7 @@ pub fn statement(base: &str, websocket_url: &str, version: FhirVersion) -> Value
                 "description": "Every interaction but metadata needs a bearer token (JWT); a caller sees \
                     only the subscriptions it created.",
             },
-            "resource": [subscription],
+            "resource": resources,
         }],
     });
     if let Some(instantiated) = instantiated_statement(version) {

@@ -7,13 +7,16 @@
 //! - [`subscription_api`] — Subscription create, read, update, delete, search.
 //! - [`queries`] — `$status` and `$events`.
 //! - [`capability`] — `GET [base]/metadata`.
+//! - [`topic_discovery`] — `GET [base]/SubscriptionTopic[/{id}]`.
 //! - [`binding_token`] — `$get-ws-binding-token` (its own function).
-//! - [`SubscriptionService`] — the `subscription-api` function: routes to the first three.
+//! - [`SubscriptionService`] — the `subscription-api` function: routes to all but the
+//!   token operation.
 
 pub mod binding_token;
 pub mod capability;
 pub mod queries;
 pub mod subscription_api;
+pub mod topic_discovery;
 
 use chrono::{DateTime, Utc};
 use lambda_http::{Body, Request, Response};
@@ -61,6 +64,8 @@ pub enum Route {
     Query,
     /// Anything else under `Subscription`.
     Subscription,
+    /// `…/SubscriptionTopic[/{id}]`.
+    Topic,
 }
 
 impl Route {
@@ -69,6 +74,9 @@ impl Route {
     pub fn of(path: &str) -> Self {
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         let last = segments.last().map(|s| s.replace("%24", "$")).unwrap_or_default();
+        if segments.contains(&topic_discovery::SUBSCRIPTION_TOPIC) && !segments.contains(&"Subscription") {
+            return Self::Topic;
+        }
         match last.as_str() {
             capability::METADATA if !segments.contains(&"Subscription") => Self::Metadata,
             queries::STATUS | queries::EVENTS => Self::Query,
@@ -84,6 +92,8 @@ pub struct SubscriptionService<S, C, E> {
     api: SubscriptionApi<S>,
     queries: SubscriptionQueries<S, C, E>,
     websocket_url: String,
+    topics: crate::topics::TopicRegistry,
+    identity: crate::http::IdentityConfig,
 }
 
 impl<S: SubscriptionStore + Clone, C: CounterStore, E: EventStore> SubscriptionService<S, C, E> {
@@ -93,13 +103,16 @@ impl<S: SubscriptionStore + Clone, C: CounterStore, E: EventStore> SubscriptionS
             api: SubscriptionApi::new(subscriptions.clone(), config),
             queries: SubscriptionQueries::new(subscriptions, counters, events, config.identity.clone()),
             websocket_url: config.websocket_url.clone(),
+            topics: config.topics.clone(),
+            identity: config.identity.clone(),
         }
     }
 
     /// Answers one request at time `now`. Never fails: errors become `OperationOutcome`s.
     pub async fn handle(&self, request: &Request, now: DateTime<Utc>) -> Response<Body> {
         match Route::of(request.uri().path()) {
-            Route::Metadata => capability::handle(request, &self.websocket_url),
+            Route::Metadata => capability::handle(request, &self.websocket_url, &self.topics),
+            Route::Topic => topic_discovery::handle(request, &self.topics, &self.identity),
             Route::Query => self.queries.handle(request, now).await,
             Route::Subscription => self.api.handle(request, now).await,
         }
@@ -119,5 +132,7 @@ mod tests {
         assert_eq!(Route::of("/Subscription/abc"), Route::Subscription);
         assert_eq!(Route::of("/Subscription"), Route::Subscription);
         assert_eq!(Route::of("/Subscription/metadata"), Route::Subscription, "an id, not the statement");
+        assert_eq!(Route::of("/SubscriptionTopic"), Route::Topic);
+        assert_eq!(Route::of("/R4/SubscriptionTopic/encounter-complete"), Route::Topic);
     }
 }

@@ -261,6 +261,13 @@ async fn refusals_queue_nothing<
         assert_eq!(call(event).await, (status, code.to_owned()));
         assert!(queue.take().is_empty(), "nothing queued");
     }
+    // Upstream numbers are the upstream's: the largest there is, then a smaller one, is no panic.
+    let huge_subscription = format!("{UPSTREAM}/Subscription/huge-{}", uuid::Uuid::new_v4());
+    for number in [u64::MAX, 3] {
+        let bundle = upstream_bundle(FhirVersion::R5, Level::IdOnly, &huge_subscription, topic, number);
+        assert_eq!(call(post(&bundle, Some(SECRET), None)).await.0, 200, "{number}");
+    }
+    assert_eq!(queue.take().len(), 2);
     // A queue that fails: 503, and the claim is released so the upstream's retry goes through.
     let failing = handler(ledger.clone(), RecordingQueue::refusing());
     let response = failing.handle(&post(&good, Some(SECRET), None).request(), Utc::now()).await;

@@ -53,18 +53,28 @@ pub struct FhirPath {
     pub rest: Vec<String>,
 }
 
+/// The request path's segments, percent-decoded; 404 when one is not valid UTF-8.
+pub fn path_segments(request: &Request) -> Result<Vec<String>, ApiError> {
+    request
+        .uri()
+        .path()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|raw| {
+            percent_decode_str(raw)
+                .decode_utf8()
+                .map(|decoded| decoded.into_owned())
+                .map_err(|_| ApiError::not_found("the request path is not valid UTF-8"))
+        })
+        .collect()
+}
+
 /// Splits the request path at its first `Subscription` segment. Whatever precedes it
 /// (a custom-domain base path, a stage) becomes part of the base URL. 404 when the
 /// path has no `Subscription` segment or a segment is not valid percent-encoded UTF-8.
 pub fn fhir_path(request: &Request) -> Result<FhirPath, ApiError> {
     let uri = request.uri();
-    let mut segments = Vec::new();
-    for raw in uri.path().split('/').filter(|s| !s.is_empty()) {
-        let decoded = percent_decode_str(raw)
-            .decode_utf8()
-            .map_err(|_| ApiError::not_found("the request path is not valid UTF-8"))?;
-        segments.push(decoded.into_owned());
-    }
+    let mut segments = path_segments(request)?;
     let position = segments
         .iter()
         .position(|s| s == "Subscription")

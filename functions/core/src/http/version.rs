@@ -2,7 +2,6 @@
 
 use lambda_http::http::{StatusCode, header};
 use lambda_http::{Request, RequestExt as _};
-use percent_encoding::percent_decode_str;
 
 use super::ApiError;
 use crate::fhir::IssueType;
@@ -75,13 +74,7 @@ pub fn request_version(request: &Request) -> Result<FhirVersion, ApiError> {
     {
         return Err(ApiError::not_found(format!("FHIR {segment} is not served here; this server serves {SERVED}")));
     }
-    let segments: Vec<String> = request
-        .uri()
-        .path()
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
-        .collect();
+    let segments = super::path_segments(request)?;
     let text = |name| request.headers().get(name).and_then(|v| v.to_str().ok());
     requested_version(&segments, text(header::ACCEPT), text(header::CONTENT_TYPE))
 }

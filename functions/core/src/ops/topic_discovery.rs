@@ -10,11 +10,10 @@
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt as _, Response};
-use percent_encoding::percent_decode_str;
 
 use crate::fhir::version::FhirVersion;
 use crate::fhir::{Bundle, BundleEntry, BundleLink, BundleSearch};
-use crate::http::{ApiError, IdentityConfig, fhir_response, origin, request_version};
+use crate::http::{ApiError, IdentityConfig, fhir_response, origin, path_segments, request_version};
 use crate::topics::TopicRegistry;
 
 /// The resource's path segment.
@@ -26,13 +25,7 @@ pub fn handle(request: &Request, topics: &TopicRegistry, identity: &IdentityConf
 }
 
 fn respond(request: &Request, topics: &TopicRegistry, identity: &IdentityConfig) -> Result<Response<Body>, ApiError> {
-    let segments: Vec<String> = request
-        .uri()
-        .path()
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
-        .collect();
+    let segments = path_segments(request)?;
     let at = segments
         .iter()
         .position(|s| s == SUBSCRIPTION_TOPIC)

@@ -153,7 +153,8 @@ impl<U: UpstreamStore> Relay<U> {
             "upstream heard from"
         );
         let missed = match (before, first, notification.events_since_start) {
-            (Some(before), Some(first), _) if first > before + 1 => first - before - 1,
+            // Saturating: event numbers are the upstream's, and may be anything.
+            (Some(before), Some(first), _) if first > before.saturating_add(1) => first - before - 1,
             (Some(before), None, Some(count)) if count > before => count - before,
             _ => 0,
         };

@@ -864,12 +864,15 @@ impl UpstreamStore for DynamoUpstreamStore {
         };
         let before = |attributes: Option<Item>| -> Result<Option<u64>, StoreError> {
             let attributes = attributes.unwrap_or_default();
-            attributes
-                .get("reached")
-                .map(|_| {
-                    u64::try_from(number(&attributes, "reached")?).map_err(|_| StoreError::Corrupt("negative".into()))
-                })
-                .transpose()
+            // Upstream numbers span all of u64, past what `number` (i64) reads.
+            match attributes.get("reached") {
+                None => Ok(None),
+                Some(AttributeValue::N(text)) => text
+                    .parse::<u64>()
+                    .map(Some)
+                    .map_err(|_| StoreError::Corrupt("reached is not a whole number".to_owned())),
+                Some(_) => Err(StoreError::Corrupt("reached is not a number".to_owned())),
+            }
         };
         if let Some(reached) = reached {
             // Raise `reached` only: a late retry of an older event must not lower it.

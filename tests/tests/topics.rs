@@ -16,6 +16,18 @@ use serde_json::{Value, json};
 const EXAMPLE: &str = include_str!("../../infra/topics-examples/encounter-complete.json");
 const TOPIC: &str = "http://example.org/FHIR/SubscriptionTopic/encounter-complete";
 
+/// The Subscription API's configuration with the example topic deployed.
+fn config_with_example_topic() -> SubscriptionApiConfig {
+    SubscriptionApiConfig {
+        subscriptions_table: "unused".to_owned(),
+        counters_table: "unused".to_owned(),
+        events_table: "unused".to_owned(),
+        websocket_url: fhir_ws_tests::TEST_WEBSOCKET_URL.to_owned(),
+        identity: fhir_ws_core::http::IdentityConfig::default(),
+        topics: TopicRegistry::from_files(&[("encounter-complete.json", EXAMPLE)]).unwrap(),
+    }
+}
+
 #[test]
 fn the_example_topic_is_an_r5_subscription_topic() {
     let topic: Value = serde_json::from_str(EXAMPLE).unwrap();
@@ -27,14 +39,7 @@ fn the_example_topic_is_an_r5_subscription_topic() {
 }
 
 async fn subscriptions_checked_against_topics<S: Backend, T: TokenBackend>(stores: Stores<S, T>) {
-    let config = SubscriptionApiConfig {
-        subscriptions_table: "unused".to_owned(),
-        counters_table: "unused".to_owned(),
-        events_table: "unused".to_owned(),
-        websocket_url: fhir_ws_tests::TEST_WEBSOCKET_URL.to_owned(),
-        identity: fhir_ws_core::http::IdentityConfig::default(),
-        topics: TopicRegistry::from_files(&[("encounter-complete.json", EXAMPLE)]).unwrap(),
-    };
+    let config = config_with_example_topic();
     let api = SubscriptionApi::new(stores.subscriptions.clone(), &config);
     let owner = unique_principal("alice");
     let create = |path: &str, body: &Value| HttpEvent::new("POST", path, Some(&owner)).json(body).request();
@@ -77,14 +82,7 @@ both_stores!(subscriptions_must_name_a_deployed_topic_and_filters_it_allows, sub
 #[tokio::test]
 async fn deployed_topics_are_discoverable_in_every_version() {
     use fhir_ws_core::ops::SubscriptionService;
-    let config = SubscriptionApiConfig {
-        subscriptions_table: "unused".to_owned(),
-        counters_table: "unused".to_owned(),
-        events_table: "unused".to_owned(),
-        websocket_url: fhir_ws_tests::TEST_WEBSOCKET_URL.to_owned(),
-        identity: fhir_ws_core::http::IdentityConfig::default(),
-        topics: TopicRegistry::from_files(&[("encounter-complete.json", EXAMPLE)]).unwrap(),
-    };
+    let config = config_with_example_topic();
     let store = std::sync::Arc::new(fhir_ws_core::store::memory::MemoryStore::new());
     let service = SubscriptionService::new(store.clone(), store.clone(), store, &config);
     let alice = unique_principal("alice");

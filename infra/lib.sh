@@ -1,6 +1,9 @@
 # Used by infra/test.sh: the project's Python tools and a local
 # DynamoDB-compatible server. Source it from the repository root.
 
+# Every Lambda function's package (= binary) name, as template.yaml's CodeUri folders.
+LAMBDA_FUNCTIONS=(subscription-api get-ws-binding-token ws-connect ws-default ws-disconnect fanout heartbeat relay)
+
 # Creates the virtualenv DIR if needed and installs the requirements FILE into it; a file
 # is installed again only when its content changes.
 ensure_venv() {

@@ -1,4 +1,4 @@
-"""Runs every function's release binary under the AWS Lambda Runtime Interface Emulator.
+"""Runs every function's binary under the AWS Lambda Runtime Interface Emulator.
 
 Each function gets exactly the environment variables template.yaml gives it (names from
 the template; intrinsic functions resolved locally: table Refs become the table names
@@ -7,7 +7,10 @@ variables that point DynamoDB at the local server. Each is invoked with the samp
 of infra/events/ and its answers are checked. This catches wiring bugs in `main`,
 environment names that drift from the template, and event-shape mismatches.
 
-    python infra/rie_check.py --binaries target/release [--template template.yaml]
+    python infra/rie_check.py --binaries target/debug [--template template.yaml]
+
+infra/test.sh runs it on the dev-profile binaries (a wiring check); infra/cold_start.sh on
+the release profile, for the cold-start figures the README reports.
 
 Prints, per function, the emulator's init duration and max memory. Exits non-zero when
 any function fails to start or answers wrongly.
@@ -222,7 +225,7 @@ def runtime_peak_kib(binary_path):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--binaries", required=True, help="folder with the x86_64 release binaries")
+    parser.add_argument("--binaries", required=True, help="folder with the x86_64 function binaries")
     parser.add_argument("--template", default=str(ROOT / "template.yaml"))
     parser.add_argument("--logs", default=str(ROOT / ".tmp" / "rie"))
     args = parser.parse_args()

@@ -25,6 +25,8 @@
 //!   delivery to bound connections.
 //! - [`relay`] — notifications from another FHIR server (R4, R4B, R5 rest-hook Bundles)
 //!   turned into events: the relay endpoint, its secrets, its ledger and queue ports.
+//! - [`search`] — FHIR search semantics in memory (the R5 base search parameters), for
+//!   topic criteria and filters.
 //! - [`topics`] — the SubscriptionTopics deployed with the stack (`infra/topics/`) and the
 //!   Subscriptions they allow.
 //! - [`heartbeat`] — heartbeats and owed handshakes on a schedule.
@@ -45,6 +47,7 @@ pub mod notification;
 pub mod ops;
 pub mod push;
 pub mod relay;
+pub mod search;
 pub mod store;
 pub mod token;
 pub mod topics;

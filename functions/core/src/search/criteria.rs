@@ -1,0 +1,374 @@
+//! Search strings and `filterBy` entries, read into clauses this server can evaluate.
+//!
+//! A criteria string is `[Type?]name[:modifier]=value[,value]&…` (the R5 example topic
+//! writes `status:not=completed` without the type; HAPI and HealthLake write
+//! `Encounter?status=completed`; both are read). Clauses are AND-ed, comma-separated
+//! values OR-ed; values are percent-decoded and `\,` `\|` `\$` `\\` are FHIR's escapes.
+//! A `filterBy` entry is one clause: its `comparator` is the value's prefix.
+//!
+//! Refused, with a message that says why: unknown parameters for the resource type,
+//! chains (`subject.name`, `subject:Patient.name`), `_has`, composite and special
+//! parameters (not in the table), result and other control parameters (`_sort`,
+//! `_include`, `_filter`, …), expressions outside [`super::path`], prefixes on unordered
+//! types, malformed dates and numbers, and modifiers that need a terminology server or a
+//! type model (`:in`, `:not-in`, `:below`/`:above` on tokens, `:of-type`, `:code-text`,
+//! `:text-advanced`, `:iterate`).
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+use super::matcher;
+use super::{ParamType, SearchParameter, SearchParameters};
+use crate::fhir::FilterBy;
+
+/// A comparator prefix (`eq` when none is written).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prefix {
+    /// Equal (within the value's precision).
+    Eq,
+    /// Not equal.
+    Ne,
+    /// Greater than.
+    Gt,
+    /// Less than.
+    Lt,
+    /// Greater or equal.
+    Ge,
+    /// Less or equal.
+    Le,
+    /// Starts after.
+    Sa,
+    /// Ends before.
+    Eb,
+    /// Approximately (within 10 %).
+    Ap,
+}
+
+impl Prefix {
+    /// Reads a comparator code.
+    pub fn read(code: &str) -> Option<Self> {
+        Some(match code {
+            "eq" => Self::Eq,
+            "ne" => Self::Ne,
+            "gt" => Self::Gt,
+            "lt" => Self::Lt,
+            "ge" => Self::Ge,
+            "le" => Self::Le,
+            "sa" => Self::Sa,
+            "eb" => Self::Eb,
+            "ap" => Self::Ap,
+            _ => return None,
+        })
+    }
+}
+
+/// A modifier this server evaluates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Modifier {
+    /// None.
+    None,
+    /// `:missing=true|false`.
+    Missing,
+    /// `:not` (token): no value matches.
+    Not,
+    /// `:exact` (string): the whole string, case and accents as written.
+    Exact,
+    /// `:contains` (string): anywhere in the string.
+    Contains,
+    /// `:text` (token): the display text starts with the value.
+    Text,
+    /// `:identifier` (reference): the reference's `identifier`.
+    Identifier,
+    /// `:[Type]` (reference): a reference to that type.
+    Type(String),
+    /// `:below` (uri): the value is a prefix of the URI.
+    Below,
+    /// `:above` (uri): the URI is a prefix of the value.
+    Above,
+}
+
+/// One value of a clause.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchValue {
+    /// Its comparator.
+    pub prefix: Prefix,
+    /// The value, unescaped, without its prefix.
+    pub text: String,
+}
+
+/// One parameter's test: true when any of its values matches.
+#[derive(Debug, Clone)]
+pub struct Clause {
+    parameter: &'static SearchParameter,
+    modifier: Modifier,
+    values: Vec<SearchValue>,
+}
+
+/// Clauses that must all match.
+#[derive(Debug, Clone, Default)]
+pub struct Criteria {
+    clauses: Vec<Clause>,
+}
+
+/// Control parameters that say how to answer a search, not what matches.
+const CONTROL: &[&str] = &[
+    "_sort",
+    "_count",
+    "_include",
+    "_revinclude",
+    "_summary",
+    "_elements",
+    "_contained",
+    "_containedType",
+    "_total",
+    "_format",
+    "_pretty",
+    "_filter",
+    "_query",
+    "_text",
+    "_content",
+    "_list",
+    "_has",
+    "_type",
+    "_score",
+    "_maxresults",
+    "_graph",
+];
+
+impl Criteria {
+    /// Reads a criteria string for resources of `resource_type` (a `Type?` prefix must
+    /// name that type).
+    pub fn parse(query: &str, resource_type: &str) -> Result<Self, String> {
+        let query = query.trim();
+        let query = match query.split_once('?') {
+            Some((kind, rest)) if kind == resource_type => rest,
+            Some((kind, _)) => {
+                return Err(format!("criteria '{query}' are for {kind}, but the trigger is for {resource_type}"));
+            }
+            None => query,
+        };
+        let clauses = query
+            .split('&')
+            .filter(|part| !part.is_empty())
+            .map(|part| {
+                let (name, value) =
+                    part.split_once('=').ok_or_else(|| format!("'{part}' is not name=value in '{query}'"))?;
+                let value = percent_encoding::percent_decode_str(value)
+                    .decode_utf8()
+                    .map_err(|_| format!("'{part}' is not UTF-8 once decoded"))?;
+                Clause::parse(name, &value, resource_type)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { clauses })
+    }
+
+    /// Whether `resource` matches every clause (`now` anchors `ap` on dates).
+    pub fn matches(&self, resource: &Map<String, Value>, now: DateTime<Utc>) -> bool {
+        self.clauses.iter().all(|clause| clause.matches(resource, now))
+    }
+}
+
+impl Clause {
+    /// Reads `name[:modifier]` = `value[,value]` (value already percent-decoded).
+    pub fn parse(name: &str, value: &str, resource_type: &str) -> Result<Self, String> {
+        let (code, modifier) = match name.split_once(':') {
+            Some((code, modifier)) => (code, Some(modifier)),
+            None => (name, None),
+        };
+        Self::build(resource_type, code, None, modifier, None, value)
+    }
+
+    /// Reads a `Subscription.filterBy` entry for resources of `resource_type`;
+    /// `definition` is the topic's `canFilterBy.filterDefinition`, when it gives one.
+    pub fn from_filter(filter: &FilterBy, resource_type: &str, definition: Option<&str>) -> Result<Self, String> {
+        let code = filter.filter_parameter.as_deref().unwrap_or_default();
+        let value = filter.value.as_deref().ok_or_else(|| format!("filter '{code}' needs a value"))?;
+        Self::build(resource_type, code, definition, filter.modifier.as_deref(), filter.comparator.as_deref(), value)
+    }
+
+    fn build(
+        resource_type: &str,
+        code: &str,
+        definition: Option<&str>,
+        modifier: Option<&str>,
+        comparator: Option<&str>,
+        value: &str,
+    ) -> Result<Self, String> {
+        if code.contains('.') || modifier.is_some_and(|m| m.contains('.')) {
+            return Err(format!("'{code}': chained parameters are not supported"));
+        }
+        if CONTROL.contains(&code) {
+            return Err(format!("'{code}' does not select resources and is not supported in criteria or filters"));
+        }
+        let table = SearchParameters::r5();
+        let parameter = definition
+            .and_then(|url| table.find_by_url(resource_type, url))
+            .or_else(|| table.find(resource_type, code))
+            .ok_or_else(|| {
+                format!("'{code}' is not a search parameter of {resource_type} that this server evaluates")
+            })?;
+        if let Err(reason) = parameter.path() {
+            return Err(format!("'{code}' on {resource_type} cannot be evaluated here ({reason})"));
+        }
+        let modifier = read_modifier(parameter, modifier)?;
+        let comparator = comparator
+            .map(|c| Prefix::read(c).ok_or_else(|| format!("'{c}' is not a search comparator")))
+            .transpose()?;
+        if comparator.is_some_and(|c| c != Prefix::Eq) && !parameter.kind.is_ordered() {
+            return Err(format!("'{code}' is a {:?} parameter and takes no comparator", parameter.kind));
+        }
+        let values = split_values(value)
+            .into_iter()
+            .map(|text| read_value(parameter, &modifier, comparator, text))
+            .collect::<Result<Vec<_>, _>>()?;
+        if values.is_empty() {
+            return Err(format!("'{code}' needs a value"));
+        }
+        Ok(Self { parameter, modifier, values })
+    }
+
+    /// Whether `resource` matches (`now` anchors `ap` on dates).
+    pub fn matches(&self, resource: &Map<String, Value>, now: DateTime<Utc>) -> bool {
+        matcher::clause_matches(self.parameter, &self.modifier, &self.values, resource, now)
+    }
+}
+
+fn read_modifier(parameter: &SearchParameter, modifier: Option<&str>) -> Result<Modifier, String> {
+    let Some(text) = modifier else { return Ok(Modifier::None) };
+    let kind = parameter.kind;
+    let modifier = match (text, kind) {
+        ("missing", _) => Modifier::Missing,
+        ("not", ParamType::Token) => Modifier::Not,
+        ("text", ParamType::Token) => Modifier::Text,
+        ("exact", ParamType::String) => Modifier::Exact,
+        ("contains", ParamType::String) => Modifier::Contains,
+        ("identifier", ParamType::Reference) => Modifier::Identifier,
+        ("below", ParamType::Uri) => Modifier::Below,
+        ("above", ParamType::Uri) => Modifier::Above,
+        (kind_name, ParamType::Reference)
+            if kind_name.starts_with(|c: char| c.is_ascii_uppercase())
+                && kind_name.chars().all(|c| c.is_ascii_alphabetic()) =>
+        {
+            if !parameter.targets.is_empty() && !parameter.targets.iter().any(|t| t == kind_name) {
+                return Err(format!("'{}' cannot point to {kind_name}", parameter.code));
+            }
+            Modifier::Type(kind_name.to_owned())
+        }
+        ("in" | "not-in" | "below" | "above" | "code-text", ParamType::Token) => {
+            return Err(format!(":{text} needs a terminology server, which this server does not use"));
+        }
+        _ => return Err(format!("modifier ':{text}' is not supported on the {kind:?} parameter '{}'", parameter.code)),
+    };
+    Ok(modifier)
+}
+
+/// Splits at commas not escaped by `\\`, and removes FHIR's escapes.
+fn split_values(value: &str) -> Vec<String> {
+    let (mut values, mut current) = (Vec::new(), String::new());
+    let mut chars = value.chars();
+    while let Some(ch) = chars.next() {
+        match (ch, ch == '\\') {
+            (_, true) => match chars.next() {
+                Some(',') => current.push(','),
+                Some('$') => current.push('$'),
+                // An escaped `|` stays apart from the token/quantity separator.
+                Some('|') => current.push(ESCAPED_BAR),
+                Some(other) => {
+                    current.push('\\');
+                    current.push(other);
+                }
+                None => current.push('\\'),
+            },
+            (',', false) => values.push(std::mem::take(&mut current)),
+            (other, false) => current.push(other),
+        }
+    }
+    values.push(current);
+    values.into_iter().filter(|v| !v.is_empty()).collect()
+}
+
+/// Stands for an escaped `|` until the value is split into system and code.
+pub(crate) const ESCAPED_BAR: char = '\u{E000}';
+
+fn read_value(
+    parameter: &SearchParameter,
+    modifier: &Modifier,
+    comparator: Option<Prefix>,
+    text: String,
+) -> Result<SearchValue, String> {
+    if *modifier == Modifier::Missing {
+        return match text.as_str() {
+            "true" | "false" => Ok(SearchValue { prefix: Prefix::Eq, text }),
+            _ => Err(format!(":missing on '{}' takes true or false", parameter.code)),
+        };
+    }
+    let (prefix, text) = match (comparator, parameter.kind.is_ordered()) {
+        (Some(prefix), _) => (prefix, text),
+        (None, true) => match text.get(..2).and_then(Prefix::read) {
+            Some(prefix) => (prefix, text[2..].to_owned()),
+            None => (Prefix::Eq, text),
+        },
+        (None, false) => (Prefix::Eq, text),
+    };
+    let valid = match parameter.kind {
+        ParamType::Date => matcher::date_range(&text).is_some(),
+        ParamType::Number => matcher::number_range(&text).is_some(),
+        ParamType::Quantity => {
+            matcher::number_range(text.split('|').next().unwrap_or_default()).is_some() && text.split('|').count() <= 3
+        }
+        _ => true,
+    };
+    if !valid {
+        return Err(format!("'{text}' is not a valid {:?} value for '{}'", parameter.kind, parameter.code));
+    }
+    Ok(SearchValue { prefix, text })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_criteria_in_both_forms_and_refuses_what_cannot_run_here() {
+        for good in [
+            "status=completed",
+            "Encounter?status=completed",
+            "status:not=completed",
+            "patient=Patient/1,Patient/2&status=in-progress",
+            "date=ge2026-01-01",
+            "subject:Patient=p1",
+            "_id=e1",
+            "patient:missing=false",
+            "reason-code:text=flu",
+        ] {
+            assert!(Criteria::parse(good, "Encounter").is_ok(), "{good}");
+        }
+        let refusals = [
+            ("Observation?code=x", "for Observation"),
+            ("subject.name=x", "chained"),
+            ("subject:Patient.name=x", "chained"),
+            ("_has:Observation:subject:code=x", "does not select"),
+            ("_sort=date", "does not select"),
+            ("nonsense=1", "not a search parameter"),
+            ("status:in=http://vs", "terminology"),
+            ("status=gt1", "X"),
+            ("date=tomorrow", "not a valid"),
+            ("length=abc", "not a valid"),
+            ("patient:Group=g1", "cannot point to Group"),
+            ("patient:missing=maybe", "true or false"),
+            ("status", "not name=value"),
+            ("status:exact=x", "not supported"),
+        ];
+        for (query, expected) in refusals {
+            let outcome = Criteria::parse(query, "Encounter");
+            if expected == "X" {
+                // `gt1` on a token is the literal code "gt1", not a comparator.
+                assert!(outcome.is_ok(), "{query}");
+                continue;
+            }
+            let message = outcome.err().unwrap_or_default();
+            assert!(message.contains(expected), "{query}: {message}");
+        }
+        assert_eq!(split_values(r"a\,b,c"), ["a,b", "c"]);
+    }
+}

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 
 use fhir_ws_core::fhir::version::FhirVersion;
+use fhir_ws_core::topics::TopicRegistry;
 
 use crate::client::{Api, Received, StatusView, describe_received, subscribe};
 use crate::gateway::{LOCAL_RELAY_SECRET, Options, Users, serve};
@@ -60,6 +61,10 @@ enum Command {
         /// …` (repeatable; default: the development secret printed at start).
         #[arg(long = "relay-secret", value_name = "SECRET")]
         relay_secrets: Vec<String>,
+        /// A folder of SubscriptionTopic JSON files to serve and evaluate instead of
+        /// those compiled in from infra/topics/ (try infra/topics-examples).
+        #[arg(long, value_name = "DIR")]
+        topics: Option<PathBuf>,
     },
     /// Print $status of the caller's subscriptions (or of one).
     Status {
@@ -94,6 +99,10 @@ enum Command {
         /// …or use this existing Subscription id.
         #[arg(long)]
         subscription: Option<String>,
+        /// A filter for the created Subscription, as the Backport IG writes them
+        /// (`Encounter?patient=Patient/123`); repeatable.
+        #[arg(long = "filter", value_name = "CRITERIA", requires = "topic")]
+        filters: Vec<String>,
         /// Content level of a created Subscription: empty, id-only or full-resource.
         #[arg(long, default_value = "id-only")]
         content: String,
@@ -120,7 +129,7 @@ enum Command {
         server: String,
         /// The SubscriptionTopic canonical URL (with --bundle: for a notification that
         /// names none, as `empty` ones may)…
-        #[arg(long, conflicts_with = "subscription", required_unless_present_any = ["subscription", "bundle"])]
+        #[arg(long, conflicts_with = "subscription", required_unless_present_any = ["subscription", "bundle", "change"])]
         topic: Option<String>,
         /// …or one Subscription id.
         #[arg(long)]
@@ -138,6 +147,13 @@ enum Command {
         /// The relay secret sent with --bundle.
         #[arg(long, default_value = crate::gateway::LOCAL_RELAY_SECRET)]
         relay_secret: String,
+        /// Send a resource change for the deployed topics to evaluate: create, update or
+        /// delete. --focus is the new version (on delete, the deleted one).
+        #[arg(long, value_name = "INTERACTION", conflicts_with_all = ["topic", "subscription", "bundle"])]
+        change: Option<String>,
+        /// File holding the version before an update (--change update).
+        #[arg(long, requires = "change")]
+        previous: Option<PathBuf>,
     },
 }
 
@@ -148,6 +164,21 @@ fn parse_fhir_version(text: &str) -> Result<FhirVersion, String> {
 fn read_resource(path: &PathBuf) -> Result<Value, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))
+}
+
+/// Reads every `*.json` SubscriptionTopic in `folder` (for `serve --topics`).
+fn read_topics(folder: &PathBuf) -> Result<TopicRegistry, String> {
+    let entries = std::fs::read_dir(folder).map_err(|e| format!("{}: {e}", folder.display()))?;
+    let mut paths: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+    paths.retain(|path| path.extension().is_some_and(|e| e == "json"));
+    paths.sort();
+    let mut files = Vec::with_capacity(paths.len());
+    for path in &paths {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        files.push((path.display().to_string(), text));
+    }
+    let named: Vec<(&str, &str)> = files.iter().map(|(name, text)| (name.as_str(), text.as_str())).collect();
+    TopicRegistry::from_files(&named)
 }
 
 /// Runs the command line; the exit code says whether it worked.
@@ -189,7 +220,9 @@ async fn run(command: Command) -> Result<(), String> {
             event_retention,
             websocket_url,
             relay_secrets,
+            topics,
         } => {
+            let topics = topics.as_ref().map(read_topics).transpose()?;
             let mut known = Users::default();
             for user in &users {
                 let (token, principal) =
@@ -230,6 +263,7 @@ async fn run(command: Command) -> Result<(), String> {
                 event_retention_seconds: event_retention,
                 public_websocket_url: websocket_url,
                 relay_secrets: (!relay_secrets.is_empty()).then(|| relay_secrets.join(",")),
+                topics,
             };
             let ctrl_c = async {
                 let _ = tokio::signal::ctrl_c().await;
@@ -247,13 +281,16 @@ async fn run(command: Command) -> Result<(), String> {
             json,
             since,
             fhir_version,
+            filters,
         } => {
             let api = Api::new(&server, &token).in_version(fhir_version);
             let id = match (subscription, topic) {
                 (Some(id), _) => id,
                 (None, Some(topic)) => {
-                    let id =
-                        api.create_subscription(&topic, &content, heartbeat_period).await.map_err(|e| e.to_string())?;
+                    let id = api
+                        .create_filtered_subscription(&topic, &content, heartbeat_period, &filters)
+                        .await
+                        .map_err(|e| e.to_string())?;
                     eprintln!(
                         "created Subscription/{id} (FHIR {}, topic {topic}, content {content})",
                         fhir_version.path_segment()
@@ -308,7 +345,7 @@ async fn run(command: Command) -> Result<(), String> {
             }
             Ok(())
         }
-        Command::Notify { server, topic, subscription, focus, context, bundle, relay_secret } => {
+        Command::Notify { server, topic, subscription, focus, context, bundle, relay_secret, change, previous } => {
             if let Some(bundle) = bundle {
                 let bundle = read_resource(&bundle)?;
                 let answer = Api::new(&server, &relay_secret)
@@ -318,12 +355,21 @@ async fn run(command: Command) -> Result<(), String> {
                 let _ = writeln!(std::io::stdout().lock(), "{answer}");
                 return Ok(());
             }
-            let focus = focus.ok_or("give --focus or --bundle")?;
-            let mut event = json!({ "focus": read_resource(&focus)?, "timestamp": chrono::Utc::now().to_rfc3339() });
-            match (topic, subscription) {
-                (Some(topic), _) => event["topic"] = json!(topic),
-                (None, Some(id)) => event["subscription"] = json!(format!("Subscription/{id}")),
-                (None, None) => return Err("give --topic or --subscription".to_owned()),
+            let focus = read_resource(&focus.ok_or("give --focus or --bundle")?)?;
+            let mut event = json!({ "timestamp": chrono::Utc::now().to_rfc3339() });
+            match (change, topic, subscription) {
+                (Some(interaction), _, _) => {
+                    event["interaction"] = json!(interaction);
+                    event["resource"] = focus;
+                    if let Some(previous) = previous {
+                        event["previous"] = read_resource(&previous)?;
+                    }
+                }
+                (None, Some(topic), _) => (event["topic"], event["focus"]) = (json!(topic), focus),
+                (None, None, Some(id)) => {
+                    (event["subscription"], event["focus"]) = (json!(format!("Subscription/{id}")), focus)
+                }
+                (None, None, None) => return Err("give --topic, --subscription or --change".to_owned()),
             }
             let context: Vec<Value> = context.iter().map(read_resource).collect::<Result<_, _>>()?;
             if !context.is_empty() {

@@ -107,7 +107,20 @@ impl Api {
         content: &str,
         heartbeat_period: Option<u32>,
     ) -> Result<String, ClientError> {
-        let resource = match self.version {
+        self.create_filtered_subscription(topic, content, heartbeat_period, &[]).await
+    }
+
+    /// Creates a websocket Subscription to `topic` with filters written as the Backport
+    /// IG's filter criteria (`Encounter?patient=Patient/123`; in R5 they become `filterBy`
+    /// entries); returns its id.
+    pub async fn create_filtered_subscription(
+        &self,
+        topic: &str,
+        content: &str,
+        heartbeat_period: Option<u32>,
+        filters: &[String],
+    ) -> Result<String, ClientError> {
+        let mut resource = match self.version {
             FhirVersion::R5 => {
                 let mut resource = json!({
                     "resourceType": "Subscription",
@@ -141,6 +154,25 @@ impl Api {
                 resource
             }
         };
+        if !filters.is_empty() {
+            let ig = fhir_ws_core::fhir::backport::IG_STRUCTURE_DEFINITIONS;
+            if self.version == FhirVersion::R5 {
+                let mut filter_by = Vec::new();
+                for criteria in filters {
+                    filter_by.extend(
+                        fhir_ws_core::fhir::backport::subscription::parse_filter_criteria(criteria)
+                            .map_err(ClientError::Unexpected)?,
+                    );
+                }
+                resource["filterBy"] = serde_json::to_value(filter_by).unwrap_or_default();
+            } else {
+                let extensions: Vec<Value> = filters
+                    .iter()
+                    .map(|c| json!({"url": format!("{ig}backport-filter-criteria"), "valueString": c}))
+                    .collect();
+                resource["_criteria"] = json!({ "extension": extensions });
+            }
+        }
         let created = self.send(self.http.post(format!("{}/Subscription", self.base)).json(&resource)).await?;
         created["id"].as_str().map(str::to_owned).ok_or_else(|| ClientError::Unexpected(created.to_string()))
     }

@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use fhir_ws_core::fhir::backport::R4_STATUS_PROFILE;
 use fhir_ws_core::fhir::version::FhirVersion;
-use fhir_ws_local::client::{Api, StatusView, describe_received};
+use fhir_ws_core::topics::TopicRegistry;
+use fhir_ws_local::client::{Api, ClientError, StatusView, describe_received};
 use fhir_ws_local::gateway::{Options, serve};
 use futures::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
@@ -33,12 +34,21 @@ impl Stack {
     }
 
     async fn start_with(dynamodb: bool, token_lifetime_seconds: i64, public_websocket_url: Option<String>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
         let dynamodb_endpoint = dynamodb.then(|| {
             std::env::var("AWS_ENDPOINT_URL_DYNAMODB").expect("AWS_ENDPOINT_URL_DYNAMODB: run through infra/test.sh")
         });
-        let options = Options { dynamodb_endpoint, token_lifetime_seconds, public_websocket_url, ..Options::default() };
+        Self::start_options(Options {
+            dynamodb_endpoint,
+            token_lifetime_seconds,
+            public_websocket_url,
+            ..Options::default()
+        })
+        .await
+    }
+
+    async fn start_options(options: Options) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             serve(listener, options, async {
@@ -630,4 +640,123 @@ async fn the_local_stack_creates_the_templates_tables_where_missing() {
     let ttl = client.describe_time_to_live().table_name("BindingsTable").send().await.unwrap();
     assert_eq!(ttl.time_to_live_description().and_then(|d| d.time_to_live_status()), Some(&TimeToLiveStatus::Enabled));
     assert_eq!(fhir_ws_local::tables::ensure_tables(&client).await.unwrap(), Vec::<String>::new(), "idempotent");
+}
+
+/// The example topic of `infra/topics-examples/` (Encounter completed, `patient` filter).
+fn example_topics() -> TopicRegistry {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../infra/topics-examples/encounter-complete.json"
+    ))
+    .unwrap();
+    TopicRegistry::from_files(&[("encounter-complete.json", text.as_str())]).unwrap()
+}
+
+const ENCOUNTER_COMPLETE: &str = "http://example.org/FHIR/SubscriptionTopic/encounter-complete";
+
+fn patient_encounter(status: &str, patient: &str) -> Value {
+    json!({"resourceType": "Encounter", "id": "enc-7", "status": status, "class": [{"coding": [{"code": "IMP"}]}],
+           "subject": {"reference": patient}})
+}
+
+async fn topic_engine_flow(dynamodb: bool) {
+    let dynamodb_endpoint = dynamodb.then(|| std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap());
+    let stack =
+        Stack::start_options(Options { dynamodb_endpoint, topics: Some(example_topics()), ..Options::default() }).await;
+    let api = Api::new(&stack.base, "alice-token");
+    // Patient ids of this run, so a shared DynamoDB table's older subscriptions never match.
+    let (mine, theirs) =
+        (format!("p-{}", uuid::Uuid::new_v4().simple()), format!("q-{}", uuid::Uuid::new_v4().simple()));
+    let matching = api
+        .create_filtered_subscription(
+            ENCOUNTER_COMPLETE,
+            "full-resource",
+            None,
+            &[format!("Encounter?patient=Patient/{mine}")],
+        )
+        .await
+        .unwrap();
+    let other = api
+        .create_filtered_subscription(
+            ENCOUNTER_COMPLETE,
+            "id-only",
+            None,
+            &[format!("Encounter?patient=Patient/{theirs}")],
+        )
+        .await
+        .unwrap();
+    // A topic the server does not have, and a filter its topic does not allow, are refused.
+    let refused = api.create_subscription("http://example.org/unknown-topic", "empty", None).await;
+    assert!(matches!(refused, Err(ClientError::Refused { status: 422, .. })), "{refused:?}");
+    let refused = api
+        .create_filtered_subscription(ENCOUNTER_COMPLETE, "empty", None, &["Encounter?status=completed".to_owned()])
+        .await;
+    assert!(
+        matches!(&refused, Err(ClientError::Refused { status: 422, message }) if message.contains("status")),
+        "{refused:?}"
+    );
+
+    let mut sockets = Vec::new();
+    for id in [&matching, &other] {
+        let token = api.binding_token(id).await.unwrap();
+        let (mut socket, _) = tokio_tungstenite::connect_async(token.websocket_url.as_str()).await.unwrap();
+        socket.send(Message::text(format!("bind-with-token {}", token.token))).await.unwrap();
+        assert_eq!(next_json(&mut socket).await["entry"][0]["resource"]["type"], "handshake");
+        sockets.push(socket);
+    }
+    let patient = format!("Patient/{mine}");
+    let change = |interaction: &str, previous: Option<Value>, current: Value| {
+        let mut event = json!({"interaction": interaction, "resource": current});
+        if let Some(previous) = previous {
+            event["previous"] = previous;
+        }
+        event
+    };
+    // Not a completion: in-progress to in-progress, and an Encounter already completed.
+    api.notify(&change(
+        "update",
+        Some(patient_encounter("planned", &patient)),
+        patient_encounter("in-progress", &patient),
+    ))
+    .await
+    .unwrap();
+    api.notify(&change(
+        "update",
+        Some(patient_encounter("completed", &patient)),
+        patient_encounter("completed", &patient),
+    ))
+    .await
+    .unwrap();
+    // The completion.
+    api.notify(&change(
+        "update",
+        Some(patient_encounter("in-progress", &patient)),
+        patient_encounter("completed", &patient),
+    ))
+    .await
+    .unwrap();
+    let event = next_json(&mut sockets[0]).await;
+    let status = &event["entry"][0]["resource"];
+    assert_eq!(status["type"], "event-notification", "{event}");
+    assert_eq!(status["notificationEvent"][0]["eventNumber"], "1", "the non-completions were not numbered");
+    assert_eq!(status["topic"], ENCOUNTER_COMPLETE);
+    assert_eq!(event["entry"][1]["resource"]["status"], "completed", "full-resource carries the new version");
+    fhir_ws_tests::assert_valid_in(FhirVersion::R5, std::slice::from_ref(&event));
+    // The other patient's subscriber got nothing: its next frame answers our ping.
+    sockets[1].send(Message::text("ping")).await.unwrap();
+    assert_eq!(next_json(&mut sockets[1]).await, json!("pong"), "no notification for another patient");
+    for mut socket in sockets {
+        socket.close(None).await.unwrap();
+    }
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn resource_changes_notify_the_subscriber_whose_patient_filter_matches() {
+    topic_engine_flow(false).await;
+}
+
+#[tokio::test]
+async fn resource_changes_notify_the_subscriber_whose_patient_filter_matches_against_moto_server() {
+    topic_engine_flow(true).await;
 }

@@ -32,7 +32,9 @@ use fhir_ws_core::store::dynamodb::{
 };
 use fhir_ws_core::store::memory::MemoryStore;
 use fhir_ws_core::store::{BindingStore, CounterStore, EventStore, SubscriptionStore, TokenStore, UpstreamStore};
+use fhir_ws_core::topics::TopicRegistry;
 use fhir_ws_core::ws::{Binder, ConnectHandler, MessageHandler};
+use fhir_ws_fhirpath::FhirPath;
 use tokio::net::TcpListener;
 
 pub use connections::Connections;
@@ -94,6 +96,9 @@ pub struct Options {
     /// Secrets upstream FHIR servers send to `POST /relay` (comma-separated);
     /// `None`: [`LOCAL_RELAY_SECRET`].
     pub relay_secrets: Option<String>,
+    /// SubscriptionTopics to serve and evaluate; `None`: those compiled in from
+    /// `infra/topics/`, as the Lambdas have.
+    pub topics: Option<TopicRegistry>,
 }
 
 /// The relay secret of a local stack started without one (it listens on 127.0.0.1 only).
@@ -111,6 +116,7 @@ impl Default for Options {
             event_retention_seconds: fhir_ws_core::config::DEFAULT_EVENT_RETENTION_SECONDS,
             public_websocket_url: None,
             relay_secrets: None,
+            topics: None,
         }
     }
 }
@@ -229,13 +235,16 @@ pub async fn serve(
         ("RELAY_SECRETS", options.relay_secrets.clone().unwrap_or_else(|| LOCAL_RELAY_SECRET.to_owned())),
     ]);
     let source = |name: &str| environment.get(name).cloned();
-    let configs = Configs {
+    let mut configs = Configs {
         api: SubscriptionApiConfig::load(&source)?,
         operation: BindingTokenConfig::load(&source)?,
         websocket: WebSocketConfig::load(&source)?,
         history: EventHistoryConfig::load(&source)?,
         relay: RelayConfig::load(&source)?,
     };
+    if let Some(topics) = &options.topics {
+        configs.api.topics = topics.clone();
+    }
     let aws = sdk_config(options.dynamodb_endpoint.as_deref()).await;
     let pusher = || ManagementApiPusher::new(&aws);
     if options.dynamodb_endpoint.is_some() {
@@ -316,7 +325,8 @@ fn build<K: Backend>(
             pusher(),
             &options.fhir_base_url,
         )
-        .with_relay(relay.clone()),
+        .with_relay(relay.clone())
+        .with_topics(configs.api.topics.clone(), Some(FhirPath::shared())),
         relay,
         relay_secrets: configs.relay.secrets.clone(),
         heartbeat: Heartbeat::new(subscriptions, bindings.clone(), counters, pusher()),

@@ -25,23 +25,45 @@
 //! Without the focus resource the fan-out cannot evaluate `filterBy`, so an event with a
 //! reference or no focus reaches only subscriptions without filters; and a
 //! `full-resource` subscription gets the references when not every resource was sent.
+//!
+//! A **resource change** leaves the choice of topics to the SubscriptionTopics deployed
+//! with the stack ([`crate::topics`]):
+//!
+//! ```json
+//! {
+//!   "interaction": "update",
+//!   "resource": {"resourceType": "Encounter", "id": "123", "status": "completed", ...},
+//!   "previous": {"resourceType": "Encounter", "id": "123", "status": "in-progress", ...},
+//!   "additionalContext": [...], "timestamp": "...", "eventId": "..."
+//! }
+//! ```
+//!
+//! `interaction` is `create`, `update` or `delete`; `resource` is the new version (required
+//! for create and update); `previous` the version before (none on create; on update the
+//! `previous` query criteria need it; on delete it is the deleted version, or `resource`
+//! is read as that when `previous` is not given). Both are full resources of the same
+//! type and id. No `topic`, `subscription` or `focus` goes with them: the focus is the
+//! new version (the deleted one on delete).
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::fhir::is_valid_id;
+use crate::topics::{Interaction, ResourceChange};
 
 /// Largest accepted `eventId`.
 const MAX_EVENT_ID: usize = 128;
 
 /// Whom an event is for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Audience {
     /// Every active websocket subscription to this topic whose filters match.
     Topic(String),
     /// One subscription, by id.
     Subscription(String),
+    /// Whichever deployed topics the change fires.
+    Change(Box<ResourceChange>),
 }
 
 /// A resource an event names: the resource itself, or only a reference to it.
@@ -112,6 +134,9 @@ struct Wire {
     additional_context: Vec<Value>,
     timestamp: Option<String>,
     event_id: Option<String>,
+    interaction: Option<String>,
+    resource: Option<Value>,
+    previous: Option<Value>,
 }
 
 /// Longest reference accepted (a DynamoDB attribute and a URL, not a document).
@@ -178,22 +203,69 @@ fn resource(object: Map<String, Value>, what: &str) -> Result<Map<String, Value>
     Ok(object)
 }
 
+/// Reads a resource change's versions (see the module docs).
+fn change(interaction: &str, sent: Option<Value>, before: Option<Value>) -> Result<ResourceChange, String> {
+    let interaction = Interaction::read(interaction)
+        .ok_or_else(|| format!("interaction '{interaction}' is not create, update or delete"))?;
+    let version = |value: Option<Value>, what: &str| -> Result<Option<Map<String, Value>>, String> {
+        match value {
+            None => Ok(None),
+            Some(Value::Object(object)) => resource(object, what).map(Some),
+            Some(_) => Err(format!("{what} must be a FHIR resource")),
+        }
+    };
+    let (sent, before) = (version(sent, "resource")?, version(before, "previous")?);
+    let (current, previous) = match interaction {
+        Interaction::Create if before.is_some() => return Err("a create has no previous version".to_owned()),
+        Interaction::Create | Interaction::Update if sent.is_none() => {
+            return Err("a create or update needs the resource".to_owned());
+        }
+        Interaction::Delete => match (sent, before) {
+            (None, None) => return Err("a delete needs the deleted resource (previous or resource)".to_owned()),
+            (sent, before) => (None, before.or(sent)),
+        },
+        _ => (sent, before),
+    };
+    if let (Some(current), Some(previous)) = (&current, &previous) {
+        let key = |r: &Map<String, Value>| (r.get("resourceType").cloned(), r.get("id").cloned());
+        if key(current) != key(previous) {
+            return Err("resource and previous must be versions of one resource (same type and id)".to_owned());
+        }
+    }
+    Ok(ResourceChange { interaction, current, previous })
+}
+
 /// Parses and checks a message body; `now` stands in for a missing timestamp. The error
 /// says what is wrong (for the log; the message goes to the dead-letter queue).
 pub fn parse(body: &str, now: DateTime<Utc>) -> Result<Event, String> {
     let wire: Wire = serde_json::from_str(body).map_err(|e| format!("not a fan-out event: {e}"))?;
-    let audience = match (wire.topic, wire.subscription) {
-        (Some(topic), None) if !topic.trim().is_empty() => Audience::Topic(topic),
-        (None, Some(reference)) => {
-            let id = reference.strip_prefix("Subscription/").unwrap_or(&reference);
-            if !is_valid_id(id) {
-                return Err(format!("'{reference}' is not a Subscription reference"));
+    let (audience, focus) = match wire.interaction.as_deref() {
+        Some(interaction) => {
+            if wire.topic.is_some() || wire.subscription.is_some() || wire.focus.is_some() {
+                return Err("a resource change names no topic, subscription or focus: the topics decide".to_owned());
             }
-            Audience::Subscription(id.to_owned())
+            let change = change(interaction, wire.resource, wire.previous)?;
+            let focus = change.focus().cloned().map(Subject::Resource);
+            (Audience::Change(Box::new(change)), focus)
         }
-        _ => return Err("give exactly one of topic or subscription".to_owned()),
+        None => {
+            if wire.resource.is_some() || wire.previous.is_some() {
+                return Err("resource and previous go with an interaction (a resource change)".to_owned());
+            }
+            let audience = match (wire.topic, wire.subscription) {
+                (Some(topic), None) if !topic.trim().is_empty() => Audience::Topic(topic),
+                (None, Some(reference)) => {
+                    let id = reference.strip_prefix("Subscription/").unwrap_or(&reference);
+                    if !is_valid_id(id) {
+                        return Err(format!("'{reference}' is not a Subscription reference"));
+                    }
+                    Audience::Subscription(id.to_owned())
+                }
+                _ => return Err("give exactly one of topic or subscription, or an interaction".to_owned()),
+            };
+            (audience, wire.focus.map(|value| subject(value, "focus")).transpose()?)
+        }
     };
-    let focus = wire.focus.map(|value| subject(value, "focus")).transpose()?;
     let additional_context = wire
         .additional_context
         .into_iter()
@@ -251,6 +323,37 @@ mod tests {
         }
         for bad in ["", "Encounter", "encounter/1", "Encounter/a b", "/1", "Encounter/1/_history"] {
             assert!(!reference_names_a_resource(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn reads_resource_changes() {
+        let v1 = json!({"resourceType": "Encounter", "id": "e1", "status": "in-progress"});
+        let v2 = json!({"resourceType": "Encounter", "id": "e1", "status": "completed"});
+        let update = parse(&json!({"interaction": "update", "resource": v2, "previous": v1}).to_string(), now());
+        let Ok(Event { audience: Audience::Change(change), focus: Some(focus), .. }) = update else {
+            panic!("{update:?}")
+        };
+        assert_eq!((change.interaction, change.resource_type()), (Interaction::Update, "Encounter"));
+        assert_eq!(focus.resource().and_then(|f| f.get("status")), Some(&json!("completed")));
+        let delete = parse(&json!({"interaction": "delete", "resource": v1}).to_string(), now());
+        assert!(
+            matches!(&delete, Ok(Event { audience: Audience::Change(c), .. }) if c.current.is_none() && c.previous.is_some()),
+            "{delete:?}"
+        );
+        let other = json!({"resourceType": "Encounter", "id": "e2"});
+        for bad in [
+            json!({"interaction": "read", "resource": v2}),
+            json!({"interaction": "create"}),
+            json!({"interaction": "create", "resource": v2, "previous": v1}),
+            json!({"interaction": "update", "resource": v2, "previous": other}),
+            json!({"interaction": "delete"}),
+            json!({"interaction": "update", "resource": {"resourceType": "Encounter"}}),
+            json!({"interaction": "update", "resource": [1]}),
+            json!({"interaction": "update", "resource": v2, "topic": "t"}),
+            json!({"topic": "t", "resource": v2}),
+        ] {
+            assert!(parse(&bad.to_string(), now()).is_err(), "{bad}");
         }
     }
 

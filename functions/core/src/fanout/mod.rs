@@ -20,6 +20,12 @@
 //! is then taken apart exactly as the relay endpoint does ([`crate::relay`]), each of its
 //! events claimed in the upstream table, delivered, and confirmed, so an upstream retry is
 //! delivered once per number. That needs the upstream table ([`FanOut::with_relay`]).
+//!
+//! With SubscriptionTopics deployed ([`FanOut::with_topics`]), a message may be a resource
+//! change: each topic's triggers decide whether it fires ([`crate::topics::trigger`]), and
+//! the subscriptions of every fired topic get it. The filters of a subscription to a
+//! deployed topic are FHIR search clauses; those of any other keep the element-name rules
+//! of [`filter`].
 
 pub mod event;
 pub mod filter;
@@ -37,6 +43,7 @@ use crate::relay::upstream::read_notification;
 use crate::relay::{Relay, RelayError};
 use crate::store::UpstreamStore;
 use crate::store::{BindingStore, CounterStore, EventStore, StoreError, StoredSubscription, SubscriptionStore};
+use crate::topics::{FhirPathCriteria, Topic, TopicRegistry};
 use event::{Audience, Event, Subject};
 
 /// Most posts in flight at once per event.
@@ -72,6 +79,8 @@ pub struct FanOut<S, B, C, E, P, U = NoUpstreamTable> {
     history: EventHistory<E>,
     fhir_base_url: String,
     relay: Option<Relay<U>>,
+    topics: TopicRegistry,
+    fhirpath: Option<std::sync::Arc<dyn FhirPathCriteria>>,
 }
 
 /// The upstream table of a fan-out that has none: notification Bundles on the queue are
@@ -115,19 +124,40 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: P
             history,
             fhir_base_url: fhir_base_url.to_owned(),
             relay: None,
+            topics: TopicRegistry::default(),
+            fhirpath: None,
         }
     }
 
     /// The same fan-out, also taking notification Bundles from other FHIR servers, with
     /// `relay`'s upstream table.
     pub fn with_relay<U: UpstreamStore>(self, relay: Relay<U>) -> FanOut<S, B, C, E, P, U> {
-        FanOut { delivery: self.delivery, history: self.history, fhir_base_url: self.fhir_base_url, relay: Some(relay) }
+        FanOut {
+            delivery: self.delivery,
+            history: self.history,
+            fhir_base_url: self.fhir_base_url,
+            relay: Some(relay),
+            topics: self.topics,
+            fhirpath: self.fhirpath,
+        }
     }
 }
 
 impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: Pusher, U: UpstreamStore>
     FanOut<S, B, C, E, P, U>
 {
+    /// Evaluates resource changes against `topics`, with `fhirpath` for their
+    /// `fhirPathCriteria` (without one, triggers that have FHIRPath never fire).
+    pub fn with_topics(
+        mut self,
+        topics: TopicRegistry,
+        fhirpath: Option<std::sync::Arc<dyn FhirPathCriteria>>,
+    ) -> Self {
+        self.topics = topics;
+        self.fhirpath = fhirpath;
+        self
+    }
+
     /// Uses `retry` instead of the default policy.
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.delivery.retry = retry;
@@ -138,7 +168,7 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: P
     /// Emits one EMF metrics line per batch.
     pub async fn handle_batch(&self, batch: &SqsEvent, now: DateTime<Utc>) -> SqsBatchResponse {
         let metrics = Metrics::new("fanout");
-        for name in ["Delivered", "Gone", "Retried", "Failed", "OversizeDowngraded", "Invalid"] {
+        for name in ["Delivered", "Gone", "Retried", "Failed", "OversizeDowngraded", "Invalid", "TopicError"] {
             metrics.add(name, 0);
         }
         let mut response = SqsBatchResponse::default();
@@ -230,8 +260,14 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: P
         now: DateTime<Utc>,
         metrics: &Metrics,
     ) -> Result<(), FanOutError> {
+        if matches!(event.audience, Audience::Change(_)) && self.topics.is_empty() {
+            metrics.add("Invalid", 1);
+            return Err(FanOutError::Invalid(
+                "a resource change, but no SubscriptionTopics are deployed to evaluate it".to_owned(),
+            ));
+        }
         let mut undelivered = 0;
-        for subscription in self.matching(event, now).await? {
+        for subscription in self.matching(event, now, metrics).await? {
             undelivered += self.deliver_to(&subscription, event, key, now, metrics).await?;
         }
         if undelivered > 0 {
@@ -240,15 +276,41 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: P
         Ok(())
     }
 
-    async fn matching(&self, event: &Event, now: DateTime<Utc>) -> Result<Vec<StoredSubscription>, StoreError> {
+    async fn matching(
+        &self,
+        event: &Event,
+        now: DateTime<Utc>,
+        metrics: &Metrics,
+    ) -> Result<Vec<StoredSubscription>, StoreError> {
         let candidates = match &event.audience {
             Audience::Topic(topic) => self.delivery.subscriptions.list_by_topic(topic).await?,
             Audience::Subscription(id) => self.delivery.subscriptions.get(id).await?.into_iter().collect(),
+            Audience::Change(change) => {
+                let mut candidates = Vec::new();
+                for (topic, fired) in self.topics.fired_by(change, self.fhirpath.as_deref(), now) {
+                    match fired {
+                        Ok(true) => candidates.extend(self.delivery.subscriptions.list_by_topic(&topic.url).await?),
+                        Ok(false) => {}
+                        Err(error) => {
+                            metrics.add("TopicError", 1);
+                            tracing::warn!(topic = topic.url, %error, "topic not evaluated for this change");
+                        }
+                    }
+                }
+                candidates
+            }
         };
+        let focus = event.focus.as_ref().and_then(Subject::resource);
         Ok(candidates
             .into_iter()
             .filter(|s| s.resource().is_websocket() && s.status_at(now) == SubscriptionState::Active)
-            .filter(|s| filter::matches_all(&s.resource().filter_by, event.focus.as_ref().and_then(Subject::resource)))
+            .filter(|s| {
+                let filters = &s.resource().filter_by;
+                match s.resource().topic.as_deref().and_then(|url| self.topics.get(url)) {
+                    Some(topic) => Topic::filters_match(topic, filters, focus, now),
+                    None => filter::matches_all(filters, focus),
+                }
+            })
             .collect())
     }
 

@@ -233,6 +233,30 @@ impl Clause {
     }
 }
 
+/// The search parameter `code` (or, when given and known, the one with canonical
+/// `definition`) of `resource_type`, if this server evaluates it; the error is for the client.
+pub fn parameter_for(
+    resource_type: &str,
+    code: &str,
+    definition: Option<&str>,
+) -> Result<&'static SearchParameter, String> {
+    if code.contains('.') {
+        return Err(format!("'{code}': chained parameters are not supported"));
+    }
+    if CONTROL.contains(&code) {
+        return Err(format!("'{code}' does not select resources and is not supported in criteria or filters"));
+    }
+    let table = SearchParameters::r5();
+    let parameter = definition
+        .and_then(|url| table.find_by_url(resource_type, url))
+        .or_else(|| table.find(resource_type, code))
+        .ok_or_else(|| format!("'{code}' is not a search parameter of {resource_type} that this server evaluates"))?;
+    match parameter.path() {
+        Ok(_) => Ok(parameter),
+        Err(reason) => Err(format!("'{code}' on {resource_type} cannot be evaluated here ({reason})")),
+    }
+}
+
 fn read_modifier(parameter: &SearchParameter, modifier: Option<&str>) -> Result<Modifier, String> {
     let Some(text) = modifier else { return Ok(Modifier::None) };
     let kind = parameter.kind;

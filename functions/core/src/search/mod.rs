@@ -25,7 +25,7 @@ pub mod path;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-pub use criteria::{Clause, Criteria};
+pub use criteria::{Clause, Criteria, parameter_for};
 use path::Path;
 
 /// The R5 base search parameters (see the module docs).

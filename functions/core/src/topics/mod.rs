@@ -7,15 +7,25 @@
 //! not one of them, or whose `filterBy` its topic's `canFilterBy` does not allow: the
 //! parameter (for that resource type), the comparator and the modifier.
 //!
-//! Discovery is [`crate::ops::topic_discovery`] (R5) and `metadata` (R4, R4B). Evaluating
-//! the topics' triggers against resource changes is not here yet (issue 12 goes on:
-//! search-parameter matcher, FHIRPath, resource-change events).
+//! Each `canFilterBy` must name a search parameter this server evaluates ([`crate::search`])
+//! for its resource type, and each trigger's `queryCriteria` must read, or the deployment
+//! is refused at cold start. A Subscription's filters on a deployed topic are FHIR search
+//! clauses ([`Topic::filters_match`]); on an unknown topic (only possible with no topics
+//! deployed) they keep the element-name rules of [`crate::fanout::filter`].
+//!
+//! Discovery is [`crate::ops::topic_discovery`] (R5) and `metadata` (R4, R4B); evaluation
+//! of resource changes is [`trigger`].
+
+pub mod trigger;
 
 use std::sync::OnceLock;
 
-use serde_json::Value;
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
 
 use crate::fhir::{FilterBy, Subscription};
+use crate::search::{Clause, parameter_for};
+pub use trigger::{FhirPathCriteria, Interaction, ResourceChange, Trigger};
 
 mod files {
     include!(concat!(env!("OUT_DIR"), "/topic_files.rs"));
@@ -41,6 +51,8 @@ pub struct AllowedFilter {
     pub comparators: Vec<String>,
     /// Allowed modifiers (none listed: none).
     pub modifiers: Vec<String>,
+    /// The SearchParameter canonical it is defined by, if given.
+    pub definition: Option<String>,
 }
 
 impl AllowedFilter {
@@ -65,6 +77,7 @@ impl AllowedFilter {
             parameter: parameter.to_owned(),
             comparators: codes("comparator"),
             modifiers: codes("modifier"),
+            definition: value.get("filterDefinition").and_then(Value::as_str).map(str::to_owned),
         })
     }
 
@@ -78,7 +91,7 @@ impl AllowedFilter {
 }
 
 /// One deployed topic.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Topic {
     /// Its canonical URL (what `Subscription.topic` names).
     pub url: String,
@@ -86,6 +99,8 @@ pub struct Topic {
     pub resource: Value,
     /// Its `canFilterBy` entries (top level in R5, under each `trigger` in the R6 ballots).
     pub allowed_filters: Vec<AllowedFilter>,
+    /// Its resource triggers (`resourceTrigger`, or `trigger` in the R6 ballots).
+    pub triggers: Vec<Trigger>,
 }
 
 impl Topic {
@@ -104,7 +119,82 @@ impl Topic {
             .flatten()
             .flat_map(|trigger| trigger.get("canFilterBy").and_then(Value::as_array).into_iter().flatten());
         let allowed_filters = r5.chain(r6).map(AllowedFilter::read).collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { url: url.to_owned(), resource, allowed_filters })
+        let triggers = ["resourceTrigger", "trigger"]
+            .iter()
+            .flat_map(|key| resource.get(*key).and_then(Value::as_array).into_iter().flatten())
+            .map(Trigger::read)
+            .collect::<Result<Vec<_>, _>>()?;
+        let topic = Self { url: url.to_owned(), resource, allowed_filters, triggers };
+        for allowed in &topic.allowed_filters {
+            for kind in topic.filter_types(allowed.resource_type.as_deref()) {
+                parameter_for(&kind, &allowed.parameter, allowed.definition.as_deref())
+                    .map_err(|e| format!("canFilterBy '{}': {e}", allowed.parameter))?;
+            }
+        }
+        Ok(topic)
+    }
+
+    /// The resource types a filter may apply to: its own, or every trigger's.
+    fn filter_types(&self, own: Option<&str>) -> Vec<String> {
+        match own {
+            Some(kind) => vec![resource_type(kind).to_owned()],
+            None => {
+                let mut kinds: Vec<String> = self.triggers.iter().map(|t| t.resource_type.clone()).collect();
+                kinds.dedup();
+                kinds
+            }
+        }
+    }
+
+    /// The allowed filter `filter` uses, for resources of `kind`.
+    fn allowed_for(&self, filter: &FilterBy, kind: &str) -> Option<&AllowedFilter> {
+        self.allowed_filters
+            .iter()
+            .find(|a| a.allows_parameter(filter) && a.resource_type.as_deref().is_none_or(|own| own == kind))
+    }
+
+    /// Why `filter` cannot be evaluated as a search clause, if it cannot.
+    fn clause_refusal(&self, filter: &FilterBy) -> Option<String> {
+        let own = filter.resource_type.as_deref().or_else(|| {
+            self.allowed_filters.iter().find(|a| a.allows_parameter(filter)).and_then(|a| a.resource_type.as_deref())
+        });
+        self.filter_types(own).into_iter().find_map(|kind| {
+            let definition = self.allowed_for(filter, &kind).and_then(|a| a.definition.as_deref());
+            Clause::from_filter(filter, &kind, definition).err()
+        })
+    }
+
+    /// Whether the change fires this topic (any trigger); `Err` (for the log) when no
+    /// trigger matched and one could not be evaluated.
+    pub fn matches(
+        &self,
+        change: &ResourceChange,
+        fhirpath: Option<&dyn FhirPathCriteria>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, String> {
+        let mut failure = None;
+        for trigger in &self.triggers {
+            match trigger.matches(change, fhirpath, now) {
+                Ok(true) => return Ok(true),
+                Ok(false) => {}
+                Err(error) => failure = Some(error),
+            }
+        }
+        failure.map_or(Ok(false), Err)
+    }
+
+    /// Whether a subscription's `filterBy` entries all match `focus`, as FHIR search
+    /// clauses; filters for another resource type are skipped. Without the resource only
+    /// a subscription without filters matches.
+    pub fn filters_match(&self, filters: &[FilterBy], focus: Option<&Map<String, Value>>, now: DateTime<Utc>) -> bool {
+        let Some(focus) = focus else { return filters.is_empty() };
+        let kind = focus.get("resourceType").and_then(Value::as_str).unwrap_or_default();
+        filters.iter().filter(|f| f.resource_type.as_deref().is_none_or(|own| resource_type(own) == kind)).all(
+            |filter| {
+                let definition = self.allowed_for(filter, kind).and_then(|a| a.definition.as_deref());
+                Clause::from_filter(filter, kind, definition).is_ok_and(|clause| clause.matches(focus, now))
+            },
+        )
     }
 
     /// Why `filter` is not allowed by this topic, if it is not.
@@ -136,7 +226,7 @@ impl Topic {
 }
 
 /// The topics of a deployment.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct TopicRegistry {
     topics: Vec<Topic>,
 }
@@ -178,6 +268,17 @@ impl TopicRegistry {
         self.topics.iter().find(|t| t.url == url)
     }
 
+    /// The deployed topics `change` fires, each with its outcome (`Err`: a trigger could
+    /// not be evaluated).
+    pub fn fired_by<'a>(
+        &'a self,
+        change: &'a ResourceChange,
+        fhirpath: Option<&'a dyn FhirPathCriteria>,
+        now: DateTime<Utc>,
+    ) -> impl Iterator<Item = (&'a Topic, Result<bool, String>)> + 'a {
+        self.topics.iter().map(move |topic| (topic, topic.matches(change, fhirpath, now)))
+    }
+
     /// Why `subscription` may not be created with these topics, if it may not (for a 422).
     pub fn check(&self, subscription: &Subscription) -> Result<(), String> {
         if self.is_empty() {
@@ -188,7 +289,11 @@ impl TopicRegistry {
             let known: Vec<&str> = self.topics.iter().map(|t| t.url.as_str()).collect();
             format!("topic '{url}' is not known here; this server has: {}", known.join(", "))
         })?;
-        match subscription.filter_by.iter().find_map(|filter| topic.refusal(filter)) {
+        match subscription
+            .filter_by
+            .iter()
+            .find_map(|filter| topic.refusal(filter).or_else(|| topic.clause_refusal(filter)))
+        {
             Some(refusal) => Err(refusal),
             None => Ok(()),
         }

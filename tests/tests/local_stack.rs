@@ -727,20 +727,26 @@ async fn topic_engine_flow(dynamodb: bool) {
     ))
     .await
     .unwrap();
-    // The completion.
-    api.notify(&change(
-        "update",
-        Some(patient_encounter("in-progress", &patient)),
-        patient_encounter("completed", &patient),
-    ))
-    .await
-    .unwrap();
+    // The completion, with context: the topic's notificationShape (`Encounter:patient`)
+    // takes the patient and leaves the practitioner out.
+    let mut completion =
+        change("update", Some(patient_encounter("in-progress", &patient)), patient_encounter("completed", &patient));
+    completion["additionalContext"] = json!([{"resourceType": "Patient", "id": mine, "active": true},
+        {"resourceType": "Practitioner", "id": "dr-1"}]);
+    api.notify(&completion).await.unwrap();
     let event = next_json(&mut sockets[0]).await;
     let status = &event["entry"][0]["resource"];
     assert_eq!(status["type"], "event-notification", "{event}");
     assert_eq!(status["notificationEvent"][0]["eventNumber"], "1", "the non-completions were not numbered");
     assert_eq!(status["topic"], ENCOUNTER_COMPLETE);
     assert_eq!(event["entry"][1]["resource"]["status"], "completed", "full-resource carries the new version");
+    let kinds: Vec<&str> =
+        event["entry"].as_array().unwrap().iter().filter_map(|e| e["resource"]["resourceType"].as_str()).collect();
+    assert_eq!(kinds, ["SubscriptionStatus", "Encounter", "Patient"], "{event}");
+    assert_eq!(
+        status["notificationEvent"][0]["additionalContext"][0]["reference"],
+        format!("http://localhost:8080/fhir/Patient/{mine}")
+    );
     fhir_ws_tests::assert_valid_in(FhirVersion::R5, std::slice::from_ref(&event));
     // The other patient's subscriber got nothing: its next frame answers our ping.
     sockets[1].send(Message::text("ping")).await.unwrap();

@@ -59,6 +59,16 @@ async fn subscriptions_checked_against_topics<S: Backend, T: TokenBackend>(store
     let outcome = assert_outcome(&refused, 422, "business-rule");
     assert!(outcome.to_string().contains("'status'") && outcome.to_string().contains("patient, class"), "{outcome}");
 
+    // What the topic allows beyond equality is accepted (the element-name rules of a
+    // deployment without topics would refuse a modifier); values must suit the parameter.
+    let mut missing = websocket_subscription(TOPIC);
+    missing["filterBy"] = json!([{"filterParameter": "patient", "modifier": "missing", "value": "false"}]);
+    assert_eq!(status_and_json(&api.handle(&create("/Subscription", &missing), Utc::now()).await).0, 201);
+    missing["filterBy"][0]["value"] = json!("perhaps");
+    let outcome =
+        assert_outcome(&api.handle(&create("/Subscription", &missing), Utc::now()).await, 422, "business-rule");
+    assert!(outcome.to_string().contains("true or false"), "{outcome}");
+
     // R4 bodies are checked the same way (filters from the IG's filter criteria).
     let mut r4 = backport_websocket_subscription(TOPIC);
     let ig = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition";

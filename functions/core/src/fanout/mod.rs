@@ -325,9 +325,12 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: P
         metrics: &Metrics,
     ) -> Result<usize, FanOutError> {
         let number = self.delivery.counters.number_event(subscription.id(), key, now.timestamp()).await?;
+        let topic = subscription.resource().topic.as_deref().and_then(|url| self.topics.get(url));
+        let focus = event.focus.as_ref().and_then(Subject::resource);
+        let shaped = topic.and_then(|topic| topic.shaped_context(focus, &event.additional_context));
         let content = EventContent {
             focus: event.focus.as_ref(),
-            additional_context: &event.additional_context,
+            additional_context: shaped.as_deref().unwrap_or(&event.additional_context),
             timestamp: event.timestamp,
             fhir_base_url: &self.fhir_base_url,
         };

@@ -111,7 +111,7 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
         now: DateTime<Utc>,
     ) -> Result<Response<Body>, ApiError> {
         let mut resource = subscription_body(request, version)?;
-        self.topics.check(&resource).map_err(ApiError::business_rule)?;
+        self.check_topic(&resource)?;
         resource.id = Some(new_id());
         resource.status = Some(initial_status(&resource, SubscriptionState::Requested));
         let stored = StoredSubscription::new(owner, 1, now, resource).in_fhir_version(version);
@@ -122,6 +122,19 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
         Ok(response)
     }
 
+    /// With topics deployed, the topic must be one of them and allow the filters (422);
+    /// without, filters must be the element-name equality this server then evaluates (400).
+    fn check_topic(&self, resource: &Subscription) -> Result<(), ApiError> {
+        if !self.topics.is_empty() {
+            return self.topics.check(resource).map_err(ApiError::business_rule);
+        }
+        for filter in &resource.filter_by {
+            crate::fanout::filter::check_supported(filter)
+                .map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, IssueType::NotSupported, message))?;
+        }
+        Ok(())
+    }
+
     async fn update(
         &self,
         request: &Request,
@@ -129,7 +142,7 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
         now: DateTime<Utc>,
     ) -> Result<Response<Body>, ApiError> {
         let mut resource = subscription_body(request, current.fhir_version())?;
-        self.topics.check(&resource).map_err(ApiError::business_rule)?;
+        self.check_topic(&resource)?;
         match resource.id.as_deref() {
             Some(id) if id == current.id() => {}
             Some(id) => {
@@ -269,10 +282,6 @@ fn subscription_body(request: &Request, version: FhirVersion) -> Result<Subscrip
         json_body(request)?.ok_or_else(|| ApiError::invalid("a Subscription resource is required in the body"))?;
     let resource = read_subscription(version, body).map_err(ApiError::invalid)?;
     resource.validate().map_err(ApiError::invalid)?;
-    for filter in &resource.filter_by {
-        crate::fanout::filter::check_supported(filter)
-            .map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, IssueType::NotSupported, message))?;
-    }
     Ok(resource)
 }
 

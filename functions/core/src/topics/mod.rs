@@ -16,6 +16,7 @@
 //! Discovery is [`crate::ops::topic_discovery`] (R5) and `metadata` (R4, R4B); evaluation
 //! of resource changes is [`trigger`].
 
+pub mod shape;
 pub mod trigger;
 
 use std::sync::OnceLock;
@@ -23,8 +24,10 @@ use std::sync::OnceLock;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
+use crate::fanout::event::Subject;
 use crate::fhir::{FilterBy, Subscription};
 use crate::search::{Clause, parameter_for};
+pub use shape::NotificationShape;
 pub use trigger::{FhirPathCriteria, Interaction, ResourceChange, Trigger};
 
 mod files {
@@ -101,6 +104,8 @@ pub struct Topic {
     pub allowed_filters: Vec<AllowedFilter>,
     /// Its resource triggers (`resourceTrigger`, or `trigger` in the R6 ballots).
     pub triggers: Vec<Trigger>,
+    /// Its `notificationShape` entries.
+    pub shapes: Vec<NotificationShape>,
 }
 
 impl Topic {
@@ -124,7 +129,14 @@ impl Topic {
             .flat_map(|key| resource.get(*key).and_then(Value::as_array).into_iter().flatten())
             .map(Trigger::read)
             .collect::<Result<Vec<_>, _>>()?;
-        let topic = Self { url: url.to_owned(), resource, allowed_filters, triggers };
+        let shapes = resource
+            .get("notificationShape")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(NotificationShape::read)
+            .collect::<Result<Vec<_>, _>>()?;
+        let topic = Self { url: url.to_owned(), resource, allowed_filters, triggers, shapes };
         for allowed in &topic.allowed_filters {
             for kind in topic.filter_types(allowed.resource_type.as_deref()) {
                 parameter_for(&kind, &allowed.parameter, allowed.definition.as_deref())
@@ -162,6 +174,14 @@ impl Topic {
             let definition = self.allowed_for(filter, &kind).and_then(|a| a.definition.as_deref());
             Clause::from_filter(filter, &kind, definition).err()
         })
+    }
+
+    /// The context resources a notification about `focus` carries, when this topic has a
+    /// `notificationShape` for its type (`None`: the event's context as sent).
+    pub fn shaped_context(&self, focus: Option<&Map<String, Value>>, context: &[Subject]) -> Option<Vec<Subject>> {
+        let focus = focus?;
+        let kind = focus.get("resourceType").and_then(Value::as_str)?;
+        self.shapes.iter().find(|shape| shape.resource_type == kind).map(|shape| shape.select(focus, context))
     }
 
     /// Whether the change fires this topic (any trigger); `Err` (for the log) when no

@@ -141,3 +141,147 @@ async fn deployed_topics_are_discoverable_in_every_version() {
         }
     }
 }
+
+/// Every example in `infra/topics-examples/`, read as one deployment.
+fn example_registry() -> TopicRegistry {
+    let folder = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/topics-examples");
+    let mut files: Vec<(String, String)> = std::fs::read_dir(folder)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "json"))
+        .map(|path| (path.display().to_string(), std::fs::read_to_string(&path).unwrap()))
+        .collect();
+    files.sort();
+    let named: Vec<(&str, &str)> = files.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
+    TopicRegistry::from_files(&named).unwrap()
+}
+
+/// The example topics (the spec's encounter-complete, a status transition, a new resource
+/// with a code about a patient) against real create, update and delete changes, with the
+/// real FHIRPath engine: which topics each change fires.
+#[test]
+fn example_topics_fire_on_the_changes_they_describe() {
+    use fhir_ws_core::topics::{Interaction, ResourceChange};
+    let registry = example_registry();
+    let examples: Vec<Value> = registry.topics().iter().map(|t| t.resource.clone()).collect();
+    assert_valid_r5(&examples);
+    let engine = fhir_ws_fhirpath::FhirPath::new();
+    let encounter = |status: &str| {
+        json!({"resourceType": "Encounter", "id": "e1", "status": status, "subject": {"reference": "Patient/p1"},
+               "actualPeriod": {"start": "2026-12-02T08:00:00Z"}})
+    };
+    let heart_rate = |code: &str, value: f64, subject: &str| {
+        json!({"resourceType": "Observation", "id": "o1", "status": "final",
+               "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+               "subject": {"reference": subject}, "valueQuantity": {"value": value, "unit": "/min"}})
+    };
+    let as_map = |v: Value| v.as_object().cloned();
+    let change = |interaction, previous: Option<Value>, current: Option<Value>| ResourceChange {
+        interaction,
+        previous: previous.and_then(as_map),
+        current: current.and_then(as_map),
+    };
+    let rows: Vec<(&str, ResourceChange, &[&str])> = vec![
+        (
+            "encounter created in progress",
+            change(Interaction::Create, None, Some(encounter("in-progress"))),
+            &["encounter-start"],
+        ),
+        (
+            "encounter created completed",
+            change(Interaction::Create, None, Some(encounter("completed"))),
+            &["encounter-complete"],
+        ),
+        (
+            "planned -> in-progress",
+            change(Interaction::Update, Some(encounter("planned")), Some(encounter("in-progress"))),
+            &["encounter-start"],
+        ),
+        (
+            "in-progress -> completed",
+            change(Interaction::Update, Some(encounter("in-progress")), Some(encounter("completed"))),
+            &["encounter-complete"],
+        ),
+        (
+            "completed -> completed",
+            change(Interaction::Update, Some(encounter("completed")), Some(encounter("completed"))),
+            &[],
+        ),
+        ("encounter deleted", change(Interaction::Delete, Some(encounter("completed")), None), &[]),
+        (
+            "heart rate for a patient",
+            change(Interaction::Create, None, Some(heart_rate("8867-4", 72.0, "Patient/p1"))),
+            &["observation-heart-rate"],
+        ),
+        ("heart rate of zero", change(Interaction::Create, None, Some(heart_rate("8867-4", 0.0, "Patient/p1"))), &[]),
+        ("another code", change(Interaction::Create, None, Some(heart_rate("8310-5", 37.0, "Patient/p1"))), &[]),
+        ("about a group", change(Interaction::Create, None, Some(heart_rate("8867-4", 72.0, "Group/g1"))), &[]),
+        (
+            "heart rate updated",
+            change(
+                Interaction::Update,
+                Some(heart_rate("8867-4", 70.0, "Patient/p1")),
+                Some(heart_rate("8867-4", 72.0, "Patient/p1")),
+            ),
+            &[],
+        ),
+    ];
+    for (description, change, expected) in rows {
+        let fired: Vec<String> = registry
+            .fired_by(&change, Some(&engine), Utc::now())
+            .map(|(topic, outcome)| (topic, outcome.unwrap_or_else(|e| panic!("{description}: {} {e}", topic.url))))
+            .filter(|(_, fired)| *fired)
+            .map(|(topic, _)| topic.url.rsplit('/').next().unwrap().to_owned())
+            .collect();
+        assert_eq!(fired, expected, "{description}");
+    }
+}
+
+/// Filters of deployed topics are FHIR search clauses (here with the comparators the
+/// topics allow).
+#[test]
+fn filters_of_deployed_topics_are_search_clauses() {
+    use fhir_ws_core::fhir::FilterBy;
+    let registry = example_registry();
+    let start = registry.get("http://example.org/FHIR/SubscriptionTopic/encounter-start").unwrap();
+    let rate = registry.get("http://example.org/FHIR/SubscriptionTopic/observation-heart-rate").unwrap();
+    let filter = |parameter: &str, comparator: Option<&str>, modifier: Option<&str>, value: &str| FilterBy {
+        filter_parameter: Some(parameter.to_owned()),
+        comparator: comparator.map(str::to_owned),
+        modifier: modifier.map(str::to_owned),
+        value: Some(value.to_owned()),
+        ..FilterBy::default()
+    };
+    let encounter = json!({"resourceType": "Encounter", "id": "e1", "status": "in-progress",
+        "subject": {"reference": "https://fhir.example.org/Patient/p1"}, "actualPeriod": {"start": "2026-12-02T08:00:00Z"}});
+    let observation = json!({"resourceType": "Observation", "id": "o1", "status": "final",
+        "subject": {"reference": "Patient/p1"}, "valueQuantity": {"value": 130, "unit": "/min"}});
+    let rows = [
+        (start, &encounter, vec![filter("patient", None, None, "Patient/p1")], true),
+        (start, &encounter, vec![filter("patient", None, None, "p1")], true),
+        (start, &encounter, vec![filter("patient", None, None, "Patient/p2")], false),
+        (start, &encounter, vec![filter("date", Some("ge"), None, "2026-12-02")], true),
+        (start, &encounter, vec![filter("date", Some("lt"), None, "2026-12-01")], false),
+        (
+            start,
+            &encounter,
+            vec![filter("patient", None, None, "Patient/p1"), filter("date", Some("lt"), None, "2026-12-01")],
+            false,
+        ),
+        // A period without an end is still going on: it reaches past any later date.
+        (start, &encounter, vec![filter("date", Some("gt"), None, "2027")], true),
+        (rate, &observation, vec![filter("value-quantity", Some("gt"), None, "120")], true),
+        (rate, &observation, vec![filter("value-quantity", Some("lt"), None, "120")], false),
+        (rate, &observation, vec![filter("patient", None, Some("missing"), "false")], true),
+        (rate, &observation, vec![filter("patient", None, Some("missing"), "true")], false),
+    ];
+    for (topic, focus, filters, expected) in rows {
+        let matched = topic.filters_match(&filters, focus.as_object(), Utc::now());
+        assert_eq!(matched, expected, "{} {filters:?}", topic.url);
+    }
+    assert!(start.filters_match(&[], None, Utc::now()), "no filters: delivered even without the resource");
+    assert!(
+        !start.filters_match(&[filter("patient", None, None, "p1")], None, Utc::now()),
+        "cannot check: not delivered"
+    );
+}

@@ -76,7 +76,8 @@ fn main() {
     }];
     let focus = change.current.as_ref();
     let filter = mean_micros(|| complete.filters_match(&filters, focus, now));
-    let all = mean_micros(|| registry.fired_by(&change, Some(&engine), now).filter(|(_, f)| *f == Ok(true)).count() == 1);
+    let all =
+        mean_micros(|| registry.fired_by(&change, Some(&engine), now).filter(|(_, f)| *f == Ok(true)).count() == 1);
     println!("topic engine, {ROUNDS} evaluations each (release profile)");
     println!("  FHIRPath engine start-up (first use):          {start_up:>8.2} ms");
     println!("  query-only topic (encounter-start):            {query_only:>8.2} µs per evaluation");

@@ -123,6 +123,16 @@ async fn deployed_topics_are_discoverable_in_every_version() {
     assert_outcome(&posted, 405, "not-supported");
     let r4 = assert_outcome(&get("/R4/SubscriptionTopic", Some(&alice)).await, 404, "not-found");
     assert!(r4.to_string().contains("/R4/metadata"), "{r4}");
+    // R4B has the resource (the IG's R4B server statement requires read and search by
+    // url and derived-or-self), in R4B's shape: comparators are modifiers there.
+    let r4b = ok(&format!("/R4B/SubscriptionTopic?derived-or-self={encoded}")).await;
+    assert_eq!(r4b["total"], 1);
+    let r4b_topic = &r4b["entry"][0]["resource"];
+    assert_eq!(r4b_topic["canFilterBy"][0]["modifier"], json!(["eq"]), "{r4b_topic}");
+    assert!(r4b_topic["canFilterBy"][0].get("comparator").is_none());
+    assert_eq!(ok("/R4B/SubscriptionTopic?derived-or-self=http%3A%2F%2Fexample.org%2Fother").await["total"], 0);
+    let r4b_read = ok("/R4B/SubscriptionTopic/encounter-complete").await;
+    fhir_ws_tests::assert_valid_r4b(&[r4b, r4b_read]);
 
     let r5 = ok("/metadata").await;
     let types: Vec<&str> =

@@ -127,7 +127,8 @@ pub fn statement(base: &str, websocket_url: &str, version: FhirVersion, topics: 
         }
     }
     let mut resources = vec![subscription];
-    if !backport && !topics.is_empty() {
+    // R4 has no SubscriptionTopic resource: its clients read the canonicals above.
+    if version != FhirVersion::R4 && !topics.is_empty() {
         resources.push(json!({
             "type": "SubscriptionTopic",
             "documentation": "The topics deployed with this server (read-only).",
@@ -135,6 +136,7 @@ pub fn statement(base: &str, websocket_url: &str, version: FhirVersion, topics: 
             "searchParam": [
                 {"name": "url", "definition": "http://hl7.org/fhir/SearchParameter/SubscriptionTopic-url", "type": "uri"},
                 {"name": "status", "definition": "http://hl7.org/fhir/SearchParameter/SubscriptionTopic-status", "type": "token"},
+                {"name": "derived-or-self", "definition": "http://hl7.org/fhir/SearchParameter/SubscriptionTopic-derived-or-self", "type": "uri"},
             ],
         }));
     }

@@ -283,8 +283,7 @@ fn split_zone(time: &str) -> Option<(&str, i32)> {
             let (clock, zone) = time.split_at(at);
             let sign = if zone.starts_with('-') { -1 } else { 1 };
             let (hours, minutes) = zone[1..].split_once(':')?;
-            let hours: i32 = hours.parse().ok()?;
-            let minutes: i32 = minutes.parse().ok()?;
+            let (hours, minutes): (i32, i32) = (number(hours, 2)?, number(minutes, 2)?);
             Some((clock, sign * (hours * 60 + minutes)))
         }
         None => Some((time, 0)),
@@ -345,7 +344,7 @@ pub(crate) fn number_range(text: &str) -> Option<(f64, f64)> {
     };
     let decimals = mantissa.split_once('.').map_or(0, |(_, fraction)| fraction.len());
     let decimals = i32::try_from(decimals).ok()?;
-    Some((value, 0.5 * 10_f64.powi(exponent - decimals)))
+    Some((value, 0.5 * 10_f64.powi(exponent.saturating_sub(decimals))))
 }
 
 fn compare_number(own: f64, prefix: Prefix, wanted: &str) -> bool {
@@ -413,6 +412,8 @@ mod tests {
         assert_eq!(date_range("2026"), Some((1_767_225_600_000, 1_798_761_600_000)));
         assert!(date_range("2026-02-30").is_none());
         assert!(date_range("2026-1").is_none());
+        assert!(date_range("2026-03-04T10:00:00+9999999999:00").is_none(), "no overflow on absurd zones");
+        assert!(number_range("1.5e-2147483648").is_some(), "no overflow on absurd exponents");
         assert_eq!(date_range("2026-03-04T10:00:00+01:00").map(|r| r.1 - r.0), Some(1000));
         assert_eq!(date_range("2026-03-04T10:00Z").map(|r| r.1 - r.0), Some(60_000));
         assert_eq!(date_range("2026-03-04T10:00:00.5Z").map(|r| r.1 - r.0), Some(100));

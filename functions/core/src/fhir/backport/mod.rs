@@ -13,6 +13,7 @@
 
 pub mod notification;
 pub mod subscription;
+pub mod topic;
 
 pub use notification::{
     NotANotification, R4_NOTIFICATION_PROFILE, R4_STATUS_PROFILE, R4B_NOTIFICATION_PROFILE, r4_status_parameters,

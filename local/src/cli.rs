@@ -166,21 +166,6 @@ fn read_resource(path: &PathBuf) -> Result<Value, String> {
     serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))
 }
 
-/// Reads every `*.json` SubscriptionTopic in `folder` (for `serve --topics`).
-fn read_topics(folder: &PathBuf) -> Result<TopicRegistry, String> {
-    let entries = std::fs::read_dir(folder).map_err(|e| format!("{}: {e}", folder.display()))?;
-    let mut paths: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
-    paths.retain(|path| path.extension().is_some_and(|e| e == "json"));
-    paths.sort();
-    let mut files = Vec::with_capacity(paths.len());
-    for path in &paths {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        files.push((path.display().to_string(), text));
-    }
-    let named: Vec<(&str, &str)> = files.iter().map(|(name, text)| (name.as_str(), text.as_str())).collect();
-    TopicRegistry::from_files(&named)
-}
-
 /// Runs the command line; the exit code says whether it worked.
 pub fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -222,7 +207,7 @@ async fn run(command: Command) -> Result<(), String> {
             relay_secrets,
             topics,
         } => {
-            let topics = topics.as_ref().map(read_topics).transpose()?;
+            let topics = topics.as_deref().map(TopicRegistry::from_folder).transpose()?;
             let mut known = Users::default();
             for user in &users {
                 let (token, principal) =

@@ -14,24 +14,11 @@ use std::time::Instant;
 
 use chrono::Utc;
 use fhir_ws_core::fhir::FilterBy;
-use fhir_ws_core::topics::{FhirPathCriteria, Interaction, ResourceChange, TopicRegistry};
+use fhir_ws_core::topics::{FhirPathCriteria, Interaction, ResourceChange};
 use fhir_ws_fhirpath::FhirPath;
 use serde_json::{Map, Value, json};
 
 const ROUNDS: u32 = 20_000;
-
-fn registry() -> TopicRegistry {
-    let folder = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/topics-examples");
-    let mut files: Vec<(String, String)> = std::fs::read_dir(folder)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|e| e == "json"))
-        .map(|path| (path.display().to_string(), std::fs::read_to_string(&path).unwrap()))
-        .collect();
-    files.sort();
-    let named: Vec<(&str, &str)> = files.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
-    TopicRegistry::from_files(&named).unwrap()
-}
 
 fn encounter(status: &str) -> Option<Map<String, Value>> {
     json!({"resourceType": "Encounter", "id": "e1", "status": status, "class": [{"coding": [{"code": "IMP"}]}],
@@ -54,7 +41,7 @@ fn mean_micros(mut work: impl FnMut() -> bool) -> f64 {
 }
 
 fn main() {
-    let registry = registry();
+    let registry = fhir_ws_tests::example_topics();
     let engine = FhirPath::new();
     let started = Instant::now();
     let _ = engine.evaluate("%current.status = 'x'", encounter("a").as_ref(), None);

@@ -575,3 +575,9 @@ pub fn output_values(parameters: &Value, name: &str) -> Vec<Value> {
         })
         .unwrap_or_default()
 }
+
+/// Every example topic of `infra/topics-examples/`, read as one deployment.
+pub fn example_topics() -> fhir_ws_core::topics::TopicRegistry {
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/topics-examples");
+    fhir_ws_core::topics::TopicRegistry::from_folder(&folder).unwrap()
+}

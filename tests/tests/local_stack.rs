@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use fhir_ws_core::fhir::backport::R4_STATUS_PROFILE;
 use fhir_ws_core::fhir::version::FhirVersion;
-use fhir_ws_core::topics::TopicRegistry;
 use fhir_ws_local::client::{Api, ClientError, StatusView, describe_received};
 use fhir_ws_local::gateway::{Options, serve};
 use futures::{SinkExt as _, StreamExt as _};
@@ -642,16 +641,6 @@ async fn the_local_stack_creates_the_templates_tables_where_missing() {
     assert_eq!(fhir_ws_local::tables::ensure_tables(&client).await.unwrap(), Vec::<String>::new(), "idempotent");
 }
 
-/// The example topic of `infra/topics-examples/` (Encounter completed, `patient` filter).
-fn example_topics() -> TopicRegistry {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../infra/topics-examples/encounter-complete.json"
-    ))
-    .unwrap();
-    TopicRegistry::from_files(&[("encounter-complete.json", text.as_str())]).unwrap()
-}
-
 const ENCOUNTER_COMPLETE: &str = "http://example.org/FHIR/SubscriptionTopic/encounter-complete";
 
 fn patient_encounter(status: &str, patient: &str) -> Value {
@@ -661,8 +650,12 @@ fn patient_encounter(status: &str, patient: &str) -> Value {
 
 async fn topic_engine_flow(dynamodb: bool) {
     let dynamodb_endpoint = dynamodb.then(|| std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap());
-    let stack =
-        Stack::start_options(Options { dynamodb_endpoint, topics: Some(example_topics()), ..Options::default() }).await;
+    let stack = Stack::start_options(Options {
+        dynamodb_endpoint,
+        topics: Some(fhir_ws_tests::example_topics()),
+        ..Options::default()
+    })
+    .await;
     let api = Api::new(&stack.base, "alice-token");
     // Patient ids of this run, so a shared DynamoDB table's older subscriptions never match.
     let (mine, theirs) =

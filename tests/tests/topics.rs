@@ -152,27 +152,13 @@ async fn deployed_topics_are_discoverable_in_every_version() {
     }
 }
 
-/// Every example in `infra/topics-examples/`, read as one deployment.
-fn example_registry() -> TopicRegistry {
-    let folder = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/topics-examples");
-    let mut files: Vec<(String, String)> = std::fs::read_dir(folder)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|e| e == "json"))
-        .map(|path| (path.display().to_string(), std::fs::read_to_string(&path).unwrap()))
-        .collect();
-    files.sort();
-    let named: Vec<(&str, &str)> = files.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
-    TopicRegistry::from_files(&named).unwrap()
-}
-
 /// The example topics (the spec's encounter-complete, a status transition, a new resource
 /// with a code about a patient) against real create, update and delete changes, with the
 /// real FHIRPath engine: which topics each change fires.
 #[test]
 fn example_topics_fire_on_the_changes_they_describe() {
     use fhir_ws_core::topics::{Interaction, ResourceChange};
-    let registry = example_registry();
+    let registry = fhir_ws_tests::example_topics();
     let examples: Vec<Value> = registry.topics().iter().map(|t| t.resource.clone()).collect();
     assert_valid_r5(&examples);
     let engine = fhir_ws_fhirpath::FhirPath::new();
@@ -252,7 +238,7 @@ fn example_topics_fire_on_the_changes_they_describe() {
 #[test]
 fn filters_of_deployed_topics_are_search_clauses() {
     use fhir_ws_core::fhir::FilterBy;
-    let registry = example_registry();
+    let registry = fhir_ws_tests::example_topics();
     let start = registry.get("http://example.org/FHIR/SubscriptionTopic/encounter-start").unwrap();
     let rate = registry.get("http://example.org/FHIR/SubscriptionTopic/observation-heart-rate").unwrap();
     let filter = |parameter: &str, comparator: Option<&str>, modifier: Option<&str>, value: &str| FilterBy {

@@ -27,3 +27,15 @@ pub use subscription::{
 
 /// The media type of FHIR JSON, used for every response body.
 pub const FHIR_JSON: &str = "application/fhir+json";
+
+/// The strings of a JSON array element (`"comparator": ["eq", "gt"]`); none when absent.
+pub fn string_list(element: &serde_json::Value, key: &str) -> Vec<String> {
+    element
+        .get(key)
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(serde_json::Value::as_str)
+        .map(str::to_owned)
+        .collect()
+}

@@ -100,22 +100,21 @@ fn search(
     let mut bundle = Bundle::new("searchset");
     bundle.total = Some(found.len() as u64);
     let mut applied: Vec<String> = Vec::new();
-    if !urls.is_empty() {
-        let encoded: Vec<String> = urls
+    let encoded = |values: &[String]| -> String {
+        let encoded: Vec<String> = values
             .iter()
             .map(|u| percent_encoding::utf8_percent_encode(u, percent_encoding::NON_ALPHANUMERIC).to_string())
             .collect();
-        applied.push(format!("url={}", encoded.join(",")));
+        encoded.join(",")
+    };
+    if !urls.is_empty() {
+        applied.push(format!("url={}", encoded(&urls)));
     }
     if !statuses.is_empty() {
         applied.push(format!("status={}", statuses.join(",")));
     }
     if !derived.is_empty() {
-        let encoded: Vec<String> = derived
-            .iter()
-            .map(|u| percent_encoding::utf8_percent_encode(u, percent_encoding::NON_ALPHANUMERIC).to_string())
-            .collect();
-        applied.push(format!("derived-or-self={}", encoded.join(",")));
+        applied.push(format!("derived-or-self={}", encoded(&derived)));
     }
     let query = if applied.is_empty() { String::new() } else { format!("?{}", applied.join("&")) };
     bundle.link.push(BundleLink { relation: "self".to_owned(), url: format!("{base}/{SUBSCRIPTION_TOPIC}{query}") });

@@ -194,22 +194,10 @@ impl Clause {
         comparator: Option<&str>,
         value: &str,
     ) -> Result<Self, String> {
-        if code.contains('.') || modifier.is_some_and(|m| m.contains('.')) {
-            return Err(format!("'{code}': chained parameters are not supported"));
+        if let Some(modifier) = modifier.filter(|m| m.contains('.')) {
+            return Err(format!("'{code}:{modifier}': chained parameters are not supported"));
         }
-        if CONTROL.contains(&code) {
-            return Err(format!("'{code}' does not select resources and is not supported in criteria or filters"));
-        }
-        let table = SearchParameters::r5();
-        let parameter = definition
-            .and_then(|url| table.find_by_url(resource_type, url))
-            .or_else(|| table.find(resource_type, code))
-            .ok_or_else(|| {
-                format!("'{code}' is not a search parameter of {resource_type} that this server evaluates")
-            })?;
-        if let Err(reason) = parameter.path() {
-            return Err(format!("'{code}' on {resource_type} cannot be evaluated here ({reason})"));
-        }
+        let parameter = parameter_for(resource_type, code, definition)?;
         let modifier = read_modifier(parameter, modifier)?;
         let comparator = comparator
             .map(|c| Prefix::read(c).ok_or_else(|| format!("'{c}' is not a search comparator")))

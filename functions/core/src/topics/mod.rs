@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use crate::fanout::event::Subject;
-use crate::fhir::{FilterBy, Subscription};
+use crate::fhir::{FilterBy, Subscription, string_list};
 use crate::search::{Clause, parameter_for};
 pub use shape::NotificationShape;
 pub use trigger::{FhirPathCriteria, Interaction, ResourceChange, Trigger};
@@ -60,16 +60,6 @@ pub struct AllowedFilter {
 
 impl AllowedFilter {
     fn read(value: &Value) -> Result<Self, String> {
-        let codes = |key: &str| -> Vec<String> {
-            value
-                .get(key)
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        };
         let parameter = value
             .get("filterParameter")
             .and_then(Value::as_str)
@@ -78,8 +68,8 @@ impl AllowedFilter {
         Ok(Self {
             resource_type: value.get("resource").and_then(Value::as_str).map(|r| resource_type(r).to_owned()),
             parameter: parameter.to_owned(),
-            comparators: codes("comparator"),
-            modifiers: codes("modifier"),
+            comparators: string_list(value, "comparator"),
+            modifiers: string_list(value, "modifier"),
             definition: value.get("filterDefinition").and_then(Value::as_str).map(str::to_owned),
         })
     }
@@ -264,6 +254,21 @@ impl TopicRegistry {
             topics.push(topic);
         }
         Ok(Self { topics })
+    }
+
+    /// Reads every `*.json` file of `folder`, in name order (`fhir-ws serve --topics`).
+    pub fn from_folder(folder: &std::path::Path) -> Result<Self, String> {
+        let entries = std::fs::read_dir(folder).map_err(|e| format!("{}: {e}", folder.display()))?;
+        let mut paths: Vec<std::path::PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+        paths.retain(|path| path.extension().is_some_and(|e| e == "json"));
+        paths.sort();
+        let mut files = Vec::with_capacity(paths.len());
+        for path in &paths {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            files.push((path.display().to_string(), text));
+        }
+        let named: Vec<(&str, &str)> = files.iter().map(|(name, text)| (name.as_str(), text.as_str())).collect();
+        Self::from_files(&named)
     }
 
     /// The topics compiled in from `infra/topics/` (read once; a file that does not read

@@ -17,6 +17,7 @@
 use serde_json::{Map, Value};
 
 use crate::fanout::event::Subject;
+use crate::fhir::string_list;
 use crate::search::{ParamType, SearchParameter, parameter_for};
 
 /// One `_include`-style directive, read.
@@ -100,17 +101,7 @@ impl NotificationShape {
             iterates: Vec::new(),
             rev_includes: Vec::new(),
         };
-        let strings = |key: &str| -> Vec<String> {
-            value
-                .get(key)
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        };
-        for text in strings("include") {
+        for text in string_list(value, "include") {
             let mut parts = text.split('&');
             let first = parts.next().unwrap_or_default();
             match first.strip_suffix(":iterate") {
@@ -124,7 +115,7 @@ impl NotificationShape {
                 shape.iterates.push(Directive::read(directive)?);
             }
         }
-        for text in strings("revInclude") {
+        for text in string_list(value, "revInclude") {
             shape.rev_includes.push(Directive::read(text.split('&').next().unwrap_or_default())?);
         }
         Ok(shape)

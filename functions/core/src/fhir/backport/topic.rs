@@ -11,6 +11,8 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::fhir::string_list;
+
 /// R4B's `canFilterBy.modifier` codes.
 const R4B_MODIFIERS: &[&str] =
     &["=", "eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap", "above", "below", "in", "not-in", "of-type"];
@@ -45,18 +47,8 @@ pub fn topic_to_r4b(topic: &Value) -> Value {
 fn filter_to_r4b(filter: &Value) -> Value {
     let Some(object) = filter.as_object() else { return filter.clone() };
     let mut out = object.clone();
-    let codes = |key: &str| -> Vec<String> {
-        object
-            .get(key)
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect()
-    };
-    let mut modifiers: Vec<String> = codes("comparator");
-    modifiers.extend(codes("modifier"));
+    let mut modifiers: Vec<String> = string_list(filter, "comparator");
+    modifiers.extend(string_list(filter, "modifier"));
     modifiers.retain(|code| R4B_MODIFIERS.contains(&code.as_str()));
     modifiers.dedup();
     out.remove("comparator");

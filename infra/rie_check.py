@@ -73,7 +73,11 @@ INVOCATIONS = {
     "ws-connect": [("ws-connect.json", status_is(200)), ("ws-connect-with-token.json", status_is(401))],
     "ws-default": [("ws-default-bind.json", status_is(200))],
     "ws-disconnect": [("ws-disconnect.json", status_is(200))],
-    "fanout": [("fanout-sqs.json", (lambda a: isinstance(a, dict) and a.get("batchItemFailures") == [], "no batch item failures"))],
+    # A resource change with no topics deployed (infra/topics/ is empty by default) is
+    # refused as invalid: reported back for the dead-letter queue, not a crash.
+    "fanout": [("fanout-sqs.json", (lambda a: isinstance(a, dict) and a.get("batchItemFailures") == [], "no batch item failures")),
+               ("fanout-change.json", (lambda a: isinstance(a, dict) and a.get("batchItemFailures") == [
+                   {"itemIdentifier": "6a2f1c1e-3b7d-4f52-9d0e-7c1b2a3e4f51"}], "the change reported failed"))],
     "heartbeat": [("heartbeat-schedule.json", (lambda a: a is None, "null"))],
     # A handshake queues nothing (the queue is SQS, tested against moto by the suite); a
     # wrong secret is refused.

@@ -47,16 +47,25 @@ fn key_schema(value: &Value) -> Result<Vec<KeySchemaElement>, TablesError> {
 /// Creates every `AWS::DynamoDB::Table` of the template that does not exist yet, with
 /// its TTL setting; returns the names it created.
 pub async fn ensure_tables(client: &Client) -> Result<Vec<String>, TablesError> {
+    ensure_prefixed_tables(client, "").await
+}
+
+/// [`ensure_tables`] with every table name prefixed by `prefix` (e.g. `probe-1-`, giving
+/// `probe-1-SubscriptionsTable`): a set of tables of its own for a test that must see
+/// every write, on a server other tests share.
+pub async fn ensure_prefixed_tables(client: &Client, prefix: &str) -> Result<Vec<String>, TablesError> {
     let template: Value = serde_yaml::from_str(TEMPLATE).map_err(|e| TablesError::Template(e.to_string()))?;
     let existing = client.list_tables().send().await.map_err(|e| TablesError::DynamoDb(e.to_string()))?;
     let existing = existing.table_names();
     let mut created = Vec::new();
     let resources = template.get("Resources").and_then(Value::as_mapping).cloned().unwrap_or_default();
     for (name, resource) in &resources {
-        let (Some(name), Some("AWS::DynamoDB::Table")) = (name.as_str(), resource.get("Type").and_then(Value::as_str))
+        let (Some(logical_id), Some("AWS::DynamoDB::Table")) =
+            (name.as_str(), resource.get("Type").and_then(Value::as_str))
         else {
             continue;
         };
+        let name = &format!("{prefix}{logical_id}");
         if existing.iter().any(|t| t == name) {
             continue;
         }
@@ -103,7 +112,7 @@ pub async fn ensure_tables(client: &Client) -> Result<Vec<String>, TablesError> 
                 .await
                 .map_err(|e| TablesError::DynamoDb(format!("TTL on {name}: {e}")))?;
         }
-        created.push(name.to_owned());
+        created.push(name.clone());
     }
     Ok(created)
 }

@@ -233,7 +233,8 @@ async fn refusals_queue_nothing<
         assert_eq!(outcome["resourceType"], "OperationOutcome");
         (status, outcome["issue"][0]["code"].as_str().unwrap_or_default().to_owned())
     };
-    let searchset = json!({"resourceType": "Bundle", "type": "searchset", "entry": []});
+    let mut searchset = good.clone();
+    searchset["type"] = json!("searchset");
     let mut no_topic = upstream_bundle(FhirVersion::R4, Level::Empty, &subscription, topic, 1);
     no_topic["type"] = json!("history");
     let oversized = json!({"resourceType": "Bundle", "type": "history", "padding": "x".repeat(1024 * 1024)});

@@ -15,6 +15,7 @@
 //! - [`store`] — storage ports (one trait per table: subscriptions, tokens, bindings,
 //!   counters, event history, upstream ledger) with DynamoDB and in-memory adapters.
 //! - [`http`] — request reading, caller identity, and errors as `OperationOutcome`s.
+//! - [`limits`] — the sizes of client-supplied values checked before anything is stored.
 //! - [`ops`] — the HTTP handlers: the Subscription API, `$status`, `$events`, `metadata`
 //!   and `$get-ws-binding-token`.
 //! - [`ws`] — the WebSocket handlers (`$connect`, `$default`, `$disconnect`), the client
@@ -42,6 +43,7 @@ pub mod fanout;
 pub mod fhir;
 pub mod heartbeat;
 pub mod http;
+pub mod limits;
 pub mod metrics;
 pub mod notification;
 pub mod ops;

@@ -11,6 +11,7 @@ mod bundle;
 mod id;
 mod outcome;
 mod parameters;
+pub mod structure;
 mod subscription;
 pub mod version;
 

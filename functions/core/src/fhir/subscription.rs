@@ -4,6 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::limits;
+
 /// Code system of `Subscription.channelType` codes (`rest-hook`, `websocket`, …).
 pub const CHANNEL_TYPE_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/subscription-channel-type";
 
@@ -192,7 +194,35 @@ impl Subscription {
             Some(topic) if topic.trim().is_empty() || topic.chars().any(char::is_whitespace) => {
                 return Err("Subscription.topic must be a canonical URL without spaces".to_owned());
             }
-            Some(_) => {}
+            Some(topic) => limits::within("Subscription.topic", topic, limits::MAX_TOPIC_BYTES)?,
+        }
+        if let Some(endpoint) = &self.endpoint {
+            limits::within("Subscription.endpoint", endpoint, limits::MAX_URL_BYTES)?;
+        }
+        if self.filter_by.len() > limits::MAX_FILTERS {
+            return Err(format!(
+                "Subscription has {} filterBy entries; the limit is {}",
+                self.filter_by.len(),
+                limits::MAX_FILTERS
+            ));
+        }
+        for (index, filter) in self.filter_by.iter().enumerate() {
+            let names = [
+                ("resourceType", &filter.resource_type),
+                ("filterParameter", &filter.filter_parameter),
+                ("modifier", &filter.modifier),
+                ("comparator", &filter.comparator),
+            ];
+            for (element, name) in names {
+                if let Some(name) = name {
+                    let what = format!("Subscription.filterBy[{index}].{element}");
+                    limits::within(&what, name, limits::MAX_FILTER_NAME_BYTES)?;
+                }
+            }
+            if let Some(value) = &filter.value {
+                let what = format!("Subscription.filterBy[{index}].value");
+                limits::within(&what, value, limits::MAX_FILTER_VALUE_BYTES)?;
+            }
         }
         let Some(channel) = &self.channel_type else {
             return Err("Subscription.channelType is required".to_owned());

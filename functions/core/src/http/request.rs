@@ -35,13 +35,13 @@ pub fn json_body<T: DeserializeOwned>(request: &Request) -> Result<Option<T>, Ap
         let shown = if content_type.is_empty() { "(none)" } else { content_type.as_str() };
         return Err(ApiError::unsupported_media_type(shown));
     }
-    serde_json::from_slice(bytes).map(Some).map_err(|error| {
-        if error.is_data() {
-            ApiError::invalid(format!("the body does not have the expected shape: {error}"))
-        } else {
-            ApiError::structure(format!("the body is not valid JSON: {error}"))
-        }
-    })
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|error| ApiError::structure(format!("the body is not valid JSON: {error}")))?;
+    crate::fhir::structure::check(&value)
+        .map_err(|message| ApiError::structure(format!("the body is not valid FHIR JSON: {message}")))?;
+    serde_json::from_value(value)
+        .map(Some)
+        .map_err(|error| ApiError::invalid(format!("the body does not have the expected shape: {error}")))
 }
 
 /// A request path split at its `Subscription` segment.

@@ -133,7 +133,11 @@ impl<U: UpstreamStore> Relay<U> {
             (None, given) => given,
         };
         let topic = match topic {
-            Some(topic) => topic,
+            Some(topic) => {
+                crate::limits::within("the topic", topic, crate::limits::MAX_TOPIC_BYTES)
+                    .map_err(RelayError::Invalid)?;
+                topic
+            }
             None if is_event => {
                 return Err(RelayError::Invalid(
                     "the notification names no topic: add ?topic=<canonical> to the relay URL upstream".to_owned(),
@@ -310,6 +314,8 @@ impl<U: UpstreamStore, Q: EventQueue> RelayHandler<U, Q> {
         }
         let bundle: Value = serde_json::from_slice(bytes)
             .map_err(|e| ApiError::structure(format!("the body is not valid JSON: {e}")))?;
+        crate::fhir::structure::check(&bundle)
+            .map_err(|message| ApiError::structure(format!("the body is not valid FHIR JSON: {message}")))?;
         let notification = read_notification(&bundle).map_err(ApiError::invalid)?;
         let query = request.query_string_parameters();
         let claimed =

@@ -8,8 +8,9 @@
 //! | R4B (Backport IG) | `history` | R4B `SubscriptionStatus` |
 //! | R5 | `subscription-notification` | `SubscriptionStatus` |
 //!
-//! Event numbers are read from strings (R4, R4B, R5 JSON) or, leniently, from JSON
-//! numbers. A focus or additional-context reference is resolved to the resource when an
+//! Every element the reader uses must have its FHIR JSON type (event numbers are strings
+//! in all three, as `integer64` and R4's `valueString` are written), checked before it is
+//! read, so that nothing of the wrong type is taken as absent. A focus or additional-context reference is resolved to the resource when an
 //! entry of the Bundle carries it (its `fullUrl`, or `Type/id`, is the reference): that is
 //! a `full-resource` notification; otherwise it stays a reference (`id-only`). An `empty`
 //! notification has neither. Relative references are made absolute on the upstream
@@ -60,6 +61,7 @@ pub fn read_notification(bundle: &Value) -> Result<UpstreamNotification, String>
     if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
         return Err("the body must be a FHIR notification Bundle".to_owned());
     }
+    shape::check(bundle)?;
     let bundle_type = bundle.get("type").and_then(Value::as_str).unwrap_or_default();
     let status = bundle.pointer("/entry/0/resource").ok_or("the Bundle has no first entry with a resource")?;
     let status_type = status.get("resourceType").and_then(Value::as_str).unwrap_or_default();
@@ -85,6 +87,9 @@ pub fn read_notification(bundle: &Value) -> Result<UpstreamNotification, String>
         return Err("the status must name the upstream subscription".to_owned());
     }
     notification.topic = notification.topic.filter(|t| !t.trim().is_empty());
+    if let Some(topic) = &notification.topic {
+        crate::limits::within("the notification's topic", topic, crate::limits::MAX_TOPIC_BYTES)?;
+    }
     Ok(notification)
 }
 
@@ -170,12 +175,133 @@ fn subscription_reference(status: &Value) -> String {
     reference.and_then(Value::as_str).unwrap_or_default().to_owned()
 }
 
-/// A number sent as a string (or, leniently, as a JSON number).
+/// A number sent as a string.
 fn number(value: &Value, what: &str) -> Result<u64, String> {
     match value {
         Value::String(text) => text.trim().parse().map_err(|_| format!("{what} '{text}' is not a whole number")),
-        Value::Number(number) => number.as_u64().ok_or_else(|| format!("{what} {number} is not a whole number")),
-        _ => Err(format!("{what} is missing")),
+        Value::Null => Err(format!("{what} is missing")),
+        _ => Err(format!("{what} must be a string")),
+    }
+}
+
+/// The JSON types of the elements the reader uses, declared once and checked by serde
+/// (unknown elements are ignored here; they are kept or dropped by the reader).
+mod shape {
+    use serde::Deserialize;
+    use serde_json::{Map, Value};
+
+    #[derive(Deserialize)]
+    struct Bundle {
+        #[serde(rename = "type")]
+        _kind: Option<String>,
+        #[serde(rename = "timestamp")]
+        _timestamp: Option<String>,
+        entry: Option<Vec<Entry>>,
+    }
+
+    #[derive(Deserialize)]
+    struct Entry {
+        #[serde(rename = "fullUrl")]
+        _full_url: Option<String>,
+        resource: Option<Map<String, Value>>,
+        #[serde(rename = "request")]
+        _request: Option<EntryRequest>,
+        #[serde(rename = "response")]
+        _response: Option<EntryResponse>,
+    }
+
+    #[derive(Deserialize)]
+    struct EntryRequest {
+        #[serde(rename = "method")]
+        _method: Option<String>,
+        #[serde(rename = "url")]
+        _url: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    struct EntryResponse {
+        #[serde(rename = "status")]
+        _status: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    struct Reference {
+        #[serde(rename = "reference")]
+        _reference: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Status {
+        #[serde(rename = "status")]
+        _status: Option<String>,
+        #[serde(rename = "type")]
+        _kind: Option<String>,
+        #[serde(rename = "topic")]
+        _topic: Option<String>,
+        #[serde(rename = "subscription")]
+        _subscription: Option<Reference>,
+        #[serde(rename = "eventsSinceSubscriptionStart")]
+        _events_since_start: Option<String>,
+        #[serde(rename = "notificationEvent")]
+        _events: Option<Vec<Event>>,
+    }
+
+    #[derive(Deserialize)]
+    struct Event {
+        #[serde(rename = "eventNumber")]
+        _number: Option<String>,
+        #[serde(rename = "timestamp")]
+        _timestamp: Option<String>,
+        #[serde(rename = "focus")]
+        _focus: Option<Reference>,
+        #[serde(rename = "additionalContext")]
+        _additional_context: Option<Vec<Reference>>,
+    }
+
+    #[derive(Deserialize)]
+    struct Parameters {
+        parameter: Option<Vec<Parameter>>,
+    }
+
+    #[derive(Deserialize)]
+    struct Parameter {
+        name: String,
+        part: Option<Vec<Parameter>>,
+        #[serde(flatten)]
+        rest: Map<String, Value>,
+    }
+
+    /// Checks the Bundle, its entries and its status resource (either shape).
+    pub(super) fn check(bundle: &Value) -> Result<(), String> {
+        let parsed = Bundle::deserialize(bundle).map_err(|e| format!("the Bundle is not valid: {e}"))?;
+        let Some(status) = parsed.entry.and_then(|entries| entries.into_iter().next()).and_then(|e| e.resource) else {
+            return Ok(());
+        };
+        let status = Value::Object(status);
+        if status.get("resourceType").and_then(Value::as_str) == Some("Parameters") {
+            let parameters =
+                Parameters::deserialize(&status).map_err(|e| format!("the status Parameters are not valid: {e}"))?;
+            parameters.parameter.iter().flatten().try_for_each(check_parameter)
+        } else {
+            Status::deserialize(&status).map(|_| ()).map_err(|e| format!("the SubscriptionStatus is not valid: {e}"))
+        }
+    }
+
+    /// A parameter's `value[x]`: `valueReference` an object with a string `reference`,
+    /// every other kind the reader uses a string.
+    fn check_parameter(parameter: &Parameter) -> Result<(), String> {
+        for (key, value) in &parameter.rest {
+            let fine = match key.as_str() {
+                "valueReference" => Reference::deserialize(value).is_ok() && value.is_object(),
+                "valueString" | "valueCode" | "valueCanonical" | "valueUri" | "valueInstant" => value.is_string(),
+                _ => true,
+            };
+            if !fine {
+                return Err(format!("parameter '{}': {key} has the wrong type", parameter.name));
+            }
+        }
+        parameter.part.iter().flatten().try_for_each(check_parameter)
     }
 }
 

@@ -46,10 +46,14 @@ pub struct Connection {
 impl Connection {
     /// Reads the connection id and the Management API endpoint from an event. The
     /// configured endpoint wins (needed behind custom domains); `None` when the event
-    /// lacks what is needed.
+    /// lacks what is needed or its connection id is longer than any API Gateway gives.
     pub fn from_event(event: &ApiGatewayWebsocketProxyRequest, configured_endpoint: Option<&str>) -> Option<Self> {
         let context = &event.request_context;
-        let id = context.connection_id.clone().filter(|id| !id.is_empty())?;
+        // API Gateway's ids are 16 characters; anything over the limit is not one of them.
+        let id = context
+            .connection_id
+            .clone()
+            .filter(|id| !id.is_empty() && id.len() <= crate::limits::MAX_CONNECTION_ID_BYTES)?;
         let callback_url = match configured_endpoint {
             Some(endpoint) => endpoint.trim_end_matches('/').to_owned(),
             None => {

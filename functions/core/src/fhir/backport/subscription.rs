@@ -51,6 +51,24 @@ fn take_extension(holder: &mut Map<String, Value>, name: &str) -> Vec<Value> {
     taken
 }
 
+/// An optional element that must be a string when present.
+fn string(value: Option<Value>, what: &str) -> Result<Option<String>, String> {
+    match value {
+        None => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text)),
+        Some(_) => Err(format!("{what} must be a string")),
+    }
+}
+
+/// An optional element that must be a JSON object when present.
+fn object(value: Option<Value>, what: &str) -> Result<Option<Map<String, Value>>, String> {
+    match value {
+        None => Ok(None),
+        Some(Value::Object(map)) => Ok(Some(map)),
+        Some(_) => Err(format!("{what} must be an object")),
+    }
+}
+
 /// An unsigned number from an extension's `value[x]`.
 fn number_value(extension: &Value, key: &str, what: &str) -> Result<u32, String> {
     extension[key]
@@ -145,7 +163,7 @@ pub fn subscription_from_r4(resource: Value) -> Result<Subscription, String> {
         _ => return Err("Subscription.criteria must hold the SubscriptionTopic canonical URL".to_owned()),
     };
     let mut filter_by = Vec::new();
-    if let Some(Value::Object(mut criteria)) = resource.remove("_criteria") {
+    if let Some(mut criteria) = object(resource.remove("_criteria"), "Subscription._criteria")? {
         for extension in take_extension(&mut criteria, FILTER_CRITERIA) {
             let text = extension["valueString"].as_str().ok_or("the filter criteria extension needs a valueString")?;
             filter_by.extend(parse_filter_criteria(text)?);
@@ -161,10 +179,10 @@ pub fn subscription_from_r4(resource: Value) -> Result<Subscription, String> {
         Some(Value::String(code)) => code,
         _ => return Err("Subscription.channel.type is required".to_owned()),
     };
-    let endpoint = channel.remove("endpoint").and_then(|e| e.as_str().map(str::to_owned));
-    let content_type = channel.remove("payload").and_then(|p| p.as_str().map(str::to_owned));
+    let endpoint = string(channel.remove("endpoint"), "Subscription.channel.endpoint")?;
+    let content_type = string(channel.remove("payload"), "Subscription.channel.payload")?;
     let mut content = None;
-    if let Some(Value::Object(mut payload)) = channel.remove("_payload") {
+    if let Some(mut payload) = object(channel.remove("_payload"), "Subscription.channel._payload")? {
         if let Some(extension) = take_extension(&mut payload, PAYLOAD_CONTENT).first() {
             let code = extension["valueCode"].as_str().unwrap_or_default();
             content = Some(

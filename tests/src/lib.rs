@@ -438,6 +438,7 @@ pub fn binding_token_config(keys: &str, tenant_claim: Option<&str>) -> BindingTo
         "TENANT_CLAIM" => tenant_claim.map(str::to_owned),
         "SUBSCRIPTIONS_TABLE" => Some("subscriptions".to_owned()),
         "TOKENS_TABLE" => Some("tokens".to_owned()),
+        "BINDINGS_TABLE" => Some("bindings".to_owned()),
         "WEBSOCKET_URL" => Some(TEST_WEBSOCKET_URL.to_owned()),
         "TOKEN_SIGNING_KEYS" => Some(keys.to_owned()),
         _ => None,
@@ -463,19 +464,35 @@ impl<S: Backend, T: TokenBackend> App<S, T> {
         Self::with_config(stores, binding_token_config(TEST_SIGNING_KEYS, None))
     }
 
-    /// Both handlers over `stores`, configured by `config`.
+    /// Both handlers over `stores`, configured by `config`, with no WebSocket connections
+    /// to take bindings away from.
     pub fn with_config(stores: Stores<S, T>, config: BindingTokenConfig) -> Self {
+        Self::with_revocation(stores, config, no_connections())
+    }
+
+    /// Both handlers over `stores`, configured by `config`, removing bindings with `revocation`.
+    pub fn with_revocation(
+        stores: Stores<S, T>,
+        config: BindingTokenConfig,
+        revocation: Arc<dyn fhir_ws_core::revocation::Revocation>,
+    ) -> Self {
         let api_config = SubscriptionApiConfig {
             subscriptions_table: "subscriptions".to_owned(),
             counters_table: "counters".to_owned(),
             events_table: "events".to_owned(),
+            bindings_table: "bindings".to_owned(),
             websocket_url: TEST_WEBSOCKET_URL.to_owned(),
             identity: config.identity.clone(),
             topics: fhir_ws_core::topics::TopicRegistry::default(),
         };
         Self {
-            api: SubscriptionApi::new(stores.subscriptions.clone(), &api_config),
-            operation: BindingTokenOperation::new(stores.subscriptions.clone(), stores.tokens.clone(), &config),
+            api: SubscriptionApi::new(stores.subscriptions.clone(), revocation.clone(), &api_config),
+            operation: BindingTokenOperation::new(
+                stores.subscriptions.clone(),
+                stores.tokens.clone(),
+                revocation,
+                &config,
+            ),
             stores,
             config,
         }
@@ -512,6 +529,16 @@ impl<S: Backend, T: TokenBackend> App<S, T> {
         let response = self.api(HttpEvent::new("PUT", &path, Some(owner)).json(&resource)).await;
         assert_eq!(response.status().as_u16(), 200, "{:?}", status_and_json(&response));
     }
+}
+
+/// Revocation for tests of the HTTP functions alone: an empty bindings table (there are
+/// no WebSocket connections), so nothing is ever posted or closed.
+pub fn no_connections() -> Arc<dyn fhir_ws_core::revocation::Revocation> {
+    let unused_endpoint_config = aws_config::SdkConfig::builder().build();
+    Arc::new(fhir_ws_core::revocation::Revoker::new(
+        Arc::new(MemoryStore::new()),
+        fhir_ws_core::push::ManagementApiPusher::new(&unused_endpoint_config),
+    ))
 }
 
 /// A valid R5 websocket Subscription as a client would POST it.

@@ -1,7 +1,8 @@
 //! A real HTTP endpoint standing in for the API Gateway Management API in tests:
-//! `POST /{stage}/@connections/{id}` (connection ids arrive URL-encoded and are decoded),
-//! requires a SigV4 `Authorization` header for the `execute-api` service, records every
-//! post, and answers 200, or 410 for connections marked gone, or scripted statuses.
+//! `POST` and `DELETE /{stage}/@connections/{id}` (connection ids arrive URL-encoded and
+//! are decoded), requires a SigV4 `Authorization` header for the `execute-api` service,
+//! records every post and close, and answers 200 (204 for a close), or 410 for
+//! connections marked gone or closed, or scripted statuses.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -44,6 +45,7 @@ struct Recorder {
     gone: HashSet<String>,
     scripted: HashMap<String, VecDeque<u16>>,
     unsigned: usize,
+    closed: Vec<String>,
 }
 
 /// The running endpoint; stops when dropped.
@@ -57,7 +59,8 @@ impl ManagementApiStub {
     /// Starts on a free loopback port.
     pub async fn start() -> Self {
         let state = Arc::new(Mutex::new(Recorder::default()));
-        let app = Router::new().route("/{stage}/@connections/{id}", post(record)).with_state(state.clone());
+        let app =
+            Router::new().route("/{stage}/@connections/{id}", post(record).delete(close)).with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
         let url = format!("http://{}", listener.local_addr().expect("local address"));
         let server = tokio::spawn(async move {
@@ -96,6 +99,11 @@ impl ManagementApiStub {
         self.state.lock().expect("recorder").scripted.entry(connection_id.to_owned()).or_default().extend(statuses);
     }
 
+    /// The connections closed (`DeleteConnection`), in order.
+    pub fn closed(&self) -> Vec<String> {
+        self.state.lock().expect("recorder").closed.clone()
+    }
+
     /// How many requests arrived without a SigV4 signature (they were refused with 403).
     pub fn unsigned_requests(&self) -> usize {
         self.state.lock().expect("recorder").unsigned
@@ -108,18 +116,40 @@ impl Drop for ManagementApiStub {
     }
 }
 
+fn is_signed(headers: &HeaderMap) -> bool {
+    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    authorization.starts_with("AWS4-HMAC-SHA256 Credential=")
+        && authorization.contains("/execute-api/aws4_request")
+        && headers.contains_key("x-amz-date")
+}
+
+async fn close(
+    State(state): State<Arc<Mutex<Recorder>>>,
+    Path((_stage, connection_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let mut recorder = state.lock().expect("recorder");
+    if !is_signed(&headers) {
+        recorder.unsigned += 1;
+        return (StatusCode::FORBIDDEN, r#"{"message":"Missing Authentication Token"}"#).into_response();
+    }
+    if recorder.gone.contains(&connection_id) {
+        return error(StatusCode::GONE, "GoneException");
+    }
+    // Closed connections are gone from then on, as on API Gateway.
+    recorder.gone.insert(connection_id.clone());
+    recorder.closed.push(connection_id);
+    StatusCode::NO_CONTENT.into_response()
+}
+
 async fn record(
     State(state): State<Arc<Mutex<Recorder>>>,
     Path((stage, connection_id)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let signed = authorization.starts_with("AWS4-HMAC-SHA256 Credential=")
-        && authorization.contains("/execute-api/aws4_request")
-        && headers.contains_key("x-amz-date");
     let mut recorder = state.lock().expect("recorder");
-    if !signed {
+    if !is_signed(&headers) {
         recorder.unsigned += 1;
         return (StatusCode::FORBIDDEN, r#"{"message":"Missing Authentication Token"}"#).into_response();
     }

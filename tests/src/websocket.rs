@@ -11,9 +11,11 @@ use std::time::Duration;
 use fhir_ws_core::fanout::{EventHistory, FanOut};
 use fhir_ws_core::heartbeat::Heartbeat;
 use fhir_ws_core::push::{ManagementApiPusher, RetryPolicy};
+use fhir_ws_core::revocation::{Revocation, Revoker};
 use fhir_ws_core::store::{Binding, BindingStore, CounterStore, EventStore};
 use fhir_ws_core::ws::{Binder, ConnectHandler, MessageHandler, disconnect};
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 use crate::management_api::ManagementApiStub;
 use crate::{App, Backend, HttpEvent, Stores, TEST_SIGNING_KEYS, TokenBackend, output_values, status_and_json};
@@ -155,7 +157,7 @@ pub const TEST_FHIR_BASE: &str = "https://fhir.example.org/r5";
 /// Subprotocols the harness's `$connect` accepts.
 pub const TEST_SUBPROTOCOLS: &str = "fhir-notifications.v1";
 
-impl<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: CounterStore + Clone, E: EventStore + Clone>
+impl<S: Backend, T: TokenBackend, B: BindingStore + Clone + 'static, C: CounterStore + Clone, E: EventStore + Clone>
     WsHarness<S, T, B, C, E>
 {
     /// Wires everything; the functions are configured with the stub's endpoint for stage `live`.
@@ -201,14 +203,18 @@ impl<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: CounterStore + Clo
             subscriptions_table: "unused".to_owned(),
             counters_table: "unused".to_owned(),
             events_table: "unused".to_owned(),
+            bindings_table: "unused".to_owned(),
             websocket_url: crate::TEST_WEBSOCKET_URL.to_owned(),
             identity: fhir_ws_core::http::IdentityConfig::default(),
             topics: fhir_ws_core::topics::TopicRegistry::default(),
         };
+        let revocation: Arc<dyn Revocation> =
+            Arc::new(Revoker::new(ws_stores.bindings.clone(), ManagementApiPusher::new(&aws)));
         let service = SubscriptionService::new(
             stores.subscriptions.clone(),
             ws_stores.counters.clone(),
             ws_stores.events.clone(),
+            revocation.clone(),
             &service_config,
         );
         let heartbeat = Heartbeat::new(
@@ -217,7 +223,8 @@ impl<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: CounterStore + Clo
             ws_stores.counters.clone(),
             ManagementApiPusher::new(&aws),
         );
-        Self { app: App::new(stores), service, ws_stores, management, connect, message, fanout, heartbeat }
+        let app = App::with_revocation(stores, crate::binding_token_config(TEST_SIGNING_KEYS, None), revocation);
+        Self { app, service, ws_stores, management, connect, message, fanout, heartbeat }
     }
 
     /// Creates `count` websocket subscriptions for `owner` and gets one token for all of them.

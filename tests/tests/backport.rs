@@ -272,7 +272,7 @@ fn r4_subscriptions_map_to_the_r5_model_and_back_unchanged() {
 async fn one_socket_three_versions<
     S: fhir_ws_tests::Backend,
     T: fhir_ws_tests::TokenBackend,
-    B: fhir_ws_core::store::BindingStore + Clone,
+    B: fhir_ws_core::store::BindingStore + Clone + 'static,
     C: fhir_ws_core::store::CounterStore + Clone,
     E: fhir_ws_core::store::EventStore + Clone,
 >(

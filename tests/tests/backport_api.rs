@@ -47,7 +47,7 @@ fn event_numbers(status: &Value) -> Vec<String> {
 async fn subscription_crud_and_search<
     S: Backend,
     T: TokenBackend,
-    B: BindingStore + Clone,
+    B: BindingStore + Clone + 'static,
     C: CounterStore + Clone,
     E: EventStore + Clone,
 >(
@@ -198,7 +198,7 @@ all_stores!(
 async fn status_events_and_token<
     S: Backend,
     T: TokenBackend,
-    B: BindingStore + Clone,
+    B: BindingStore + Clone + 'static,
     C: CounterStore + Clone,
     E: EventStore + Clone,
 >(
@@ -310,7 +310,7 @@ all_stores!(r4_and_r4b_status_events_and_tokens_answer_in_the_igs_shapes, status
 async fn retention_warning<
     S: Backend,
     T: TokenBackend,
-    B: BindingStore + Clone,
+    B: BindingStore + Clone + 'static,
     C: CounterStore + Clone,
     E: EventStore + Clone,
 >(
@@ -344,7 +344,7 @@ all_stores!(r4_events_report_what_is_no_longer_retained_in_the_response_outcome,
 async fn metadata_per_version<
     S: Backend,
     T: TokenBackend,
-    B: BindingStore + Clone,
+    B: BindingStore + Clone + 'static,
     C: CounterStore + Clone,
     E: EventStore + Clone,
 >(
@@ -367,8 +367,11 @@ async fn metadata_per_version<
                 .is_some_and(|u| u.ends_with(&format!("/{}", version.path_segment())))
         );
         let resource = &statement["rest"][0]["resource"][0];
-        let operations: Vec<&str> =
+        let mut operations: Vec<&str> =
             resource["operation"].as_array().into_iter().flatten().filter_map(|o| o["definition"].as_str()).collect();
+        // This server's own operation comes last, defined under its base.
+        let own = operations.pop().unwrap_or_default();
+        assert!(own.ends_with("/OperationDefinition/Subscription-revoke-ws-binding-token"), "{own}");
         let searches: Vec<&str> =
             resource["searchParam"].as_array().into_iter().flatten().filter_map(|p| p["name"].as_str()).collect();
         assert_eq!(searches, ["status", "topic", "url"]);

@@ -57,7 +57,7 @@ fn event_frames(frames: &[Value]) -> Vec<Value> {
 async fn three_subscriptions<
     S: Backend,
     T: TokenBackend,
-    B: BindingStore + Clone,
+    B: BindingStore + Clone + 'static,
     C: CounterStore + Clone,
     E: EventStore + Clone,
 >(
@@ -131,7 +131,7 @@ all_stores!(three_subscriptions_two_topics_three_content_levels, three_subscript
 async fn filters<
     S: Backend,
     T: TokenBackend,
-    B: BindingStore + Clone,
+    B: BindingStore + Clone + 'static,
     C: CounterStore + Clone,
     E: EventStore + Clone,
 >(
@@ -180,7 +180,7 @@ all_stores!(filters_include_and_exclude_events, filters);
 async fn expired_bindings<
     S: Backend,
     T: TokenBackend,
-    B: BindingStore + Clone,
+    B: BindingStore + Clone + 'static,
     C: CounterStore + Clone,
     E: EventStore + Clone,
 >(
@@ -202,7 +202,7 @@ all_stores!(expired_bindings_get_nothing, expired_bindings);
 async fn post_failures<
     S: Backend,
     T: TokenBackend,
-    B: BindingStore + Clone,
+    B: BindingStore + Clone + 'static,
     C: CounterStore + Clone,
     E: EventStore + Clone,
 >(
@@ -240,7 +240,7 @@ all_stores!(gone_throttled_and_failing_connections, post_failures);
 async fn oversize<
     S: Backend,
     T: TokenBackend,
-    B: BindingStore + Clone,
+    B: BindingStore + Clone + 'static,
     C: CounterStore + Clone,
     E: EventStore + Clone,
 >(
@@ -273,7 +273,7 @@ all_stores!(oversize_full_resource_events_arrive_id_only, oversize);
 async fn invalid_messages<
     S: Backend,
     T: TokenBackend,
-    B: BindingStore + Clone,
+    B: BindingStore + Clone + 'static,
     C: CounterStore + Clone,
     E: EventStore + Clone,
 >(
@@ -309,7 +309,7 @@ all_stores!(invalid_messages_are_reported_without_failing_the_batch, invalid_mes
 async fn heartbeats<
     S: Backend,
     T: TokenBackend,
-    B: BindingStore + Clone,
+    B: BindingStore + Clone + 'static,
     C: CounterStore + Clone,
     E: EventStore + Clone,
 >(

@@ -16,7 +16,9 @@ use chrono::Utc;
 use fhir_ws_core::config::SubscriptionApiConfig;
 use fhir_ws_core::http::IdentityConfig;
 use fhir_ws_core::ops::SubscriptionService;
+use fhir_ws_core::push::ManagementApiPusher;
 use fhir_ws_core::relay::{Relay, RelayHandler, RelaySecrets};
+use fhir_ws_core::revocation::Revoker;
 use fhir_ws_core::store::dynamodb::{
     DynamoBindingStore, DynamoCounterStore, DynamoEventStore, DynamoSubscriptionStore, DynamoTokenStore,
     DynamoUpstreamStore,
@@ -444,10 +446,15 @@ async fn malformed_and_oversized_input_changes_nothing_and_never_fails_the_serve
         stores.subscriptions.clone(),
         ws_stores.counters.clone(),
         ws_stores.events.clone(),
+        Arc::new(Revoker::new(
+            ws_stores.bindings.clone(),
+            ManagementApiPusher::new(&aws_config::load_from_env().await),
+        )),
         &SubscriptionApiConfig {
             subscriptions_table: table("SubscriptionsTable"),
             counters_table: table("CountersTable"),
             events_table: table("EventsTable"),
+            bindings_table: table("BindingsTable"),
             websocket_url: fhir_ws_tests::TEST_WEBSOCKET_URL.to_owned(),
             identity: IdentityConfig { principal_claim: "sub".to_owned(), tenant_claim: Some("tenant".to_owned()) },
             topics: example_topics(),

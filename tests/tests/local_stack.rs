@@ -779,3 +779,64 @@ async fn resource_changes_notify_the_subscriber_whose_patient_filter_matches() {
 async fn resource_changes_notify_the_subscriber_whose_patient_filter_matches_against_moto_server() {
     topic_engine_flow(true).await;
 }
+
+/// After a revocation-style frame, the server closes the socket: the next message is a
+/// Close frame, or the stream ends.
+async fn expect_closed(socket: &mut Socket) {
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(10), socket.next()).await.expect("closed within 10 s");
+        match next {
+            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(other)) => panic!("expected the connection to close, got {other:?}"),
+        }
+    }
+}
+
+/// Revoking a token, and deleting a subscription, reach a real socket: its last frame
+/// says why, then the server closes it; the revoked token is refused at the upgrade.
+async fn revocations_reach_real_sockets(dynamodb: bool) {
+    let stack = Stack::start(dynamodb, 600).await;
+    let api = Api::new(&stack.base, "alice-token");
+    let id = api.create_subscription(&topic(), "id-only", None).await.unwrap();
+    let token = api.binding_token(&id).await.unwrap();
+    let (mut socket, _) = tokio_tungstenite::connect_async(token.websocket_url.as_str()).await.unwrap();
+    socket.send(Message::text(format!("bind-with-token {}", token.token))).await.unwrap();
+    assert_eq!(next_json(&mut socket).await["entry"][0]["resource"]["type"], "handshake");
+
+    let parameters =
+        json!({"resourceType": "Parameters", "parameter": [{"name": "token", "valueString": token.token}]});
+    let url = format!("{}/Subscription/$revoke-ws-binding-token", stack.base);
+    let (status, answer) = alice(reqwest::Method::POST, &url, Some(&parameters)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["parameter"][0], json!({"name": "revoked", "valueBoolean": true}));
+    let last = next_after_handshakes(&mut socket).await;
+    assert_eq!((&last["resourceType"], &last["issue"][0]["code"]), (&json!("OperationOutcome"), &json!("security")));
+    expect_closed(&mut socket).await;
+    let refused = tokio_tungstenite::connect_async(format!("{}?token={}", token.websocket_url, token.token)).await;
+    assert!(
+        matches!(&refused, Err(tokio_tungstenite::tungstenite::Error::Http(response)) if response.status() == 401),
+        "{refused:?}"
+    );
+
+    let fresh = api.binding_token(&id).await.unwrap();
+    let (mut socket, _) = tokio_tungstenite::connect_async(fresh.websocket_url.as_str()).await.unwrap();
+    socket.send(Message::text(format!("bind-with-token {}", fresh.token))).await.unwrap();
+    assert_eq!(next_json(&mut socket).await["entry"][0]["resource"]["type"], "handshake");
+    let (status, _) = alice(reqwest::Method::DELETE, &format!("{}/Subscription/{id}", stack.base), None).await;
+    assert_eq!(status, 204);
+    let last = next_after_handshakes(&mut socket).await;
+    assert_eq!(last["issue"][0]["code"], "deleted", "{last}");
+    expect_closed(&mut socket).await;
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn revocations_reach_real_sockets_on_the_embedded_store() {
+    revocations_reach_real_sockets(false).await;
+}
+
+#[tokio::test]
+async fn revocations_reach_real_sockets_against_moto_server() {
+    revocations_reach_real_sockets(true).await;
+}

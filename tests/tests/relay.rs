@@ -98,7 +98,7 @@ fn handler<U: UpstreamStore + Clone>(ledger: U, queue: RecordingQueue) -> RelayH
 async fn relayed_to_every_version<
     S: Backend,
     T: TokenBackend,
-    B: BindingStore + Clone,
+    B: BindingStore + Clone + 'static,
     C: CounterStore + Clone,
     E: EventStore + Clone,
     U: UpstreamStore + Clone,
@@ -213,7 +213,7 @@ relay_stores!(upstream_notifications_of_every_version_and_level_reach_every_vers
 async fn refusals_queue_nothing<
     S: Backend,
     T: TokenBackend,
-    B: BindingStore + Clone,
+    B: BindingStore + Clone + 'static,
     C: CounterStore + Clone,
     E: EventStore + Clone,
     U: UpstreamStore + Clone,
@@ -282,7 +282,7 @@ relay_stores!(bad_secrets_and_bad_bundles_are_refused_and_queue_nothing, refusal
 async fn bundles_on_the_queue<
     S: Backend,
     T: TokenBackend,
-    B: BindingStore + Clone,
+    B: BindingStore + Clone + 'static,
     C: CounterStore + Clone,
     E: EventStore + Clone,
     U: UpstreamStore + Clone,
@@ -356,7 +356,7 @@ async fn the_sqs_queue_adapter_sends_every_message() {
 async fn filters_need_the_resource<
     S: Backend,
     T: TokenBackend,
-    B: BindingStore + Clone,
+    B: BindingStore + Clone + 'static,
     C: CounterStore + Clone,
     E: EventStore + Clone,
     U: UpstreamStore + Clone,

@@ -34,6 +34,8 @@ async fn sample_events_drive_the_handlers_as_the_readme_says() {
     ] {
         assert_outcome(&app.operation.handle(&event(name), now).await, 404, "not-found");
     }
+    // The revocation sample carries a string that is no token of this server.
+    assert_outcome(&app.operation.handle(&event("get-ws-binding-token-revoke.json"), now).await, 400, "invalid");
 }
 
 /// The `$status`, `$events` and `metadata` samples drive the `subscription-api` function.

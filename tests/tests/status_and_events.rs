@@ -60,7 +60,7 @@ fn numbers(bundle: &Value) -> Vec<String> {
 async fn status_operation<
     S: Backend,
     T: TokenBackend,
-    B: BindingStore + Clone,
+    B: BindingStore + Clone + 'static,
     C: CounterStore + Clone,
     E: EventStore + Clone,
 >(
@@ -166,7 +166,7 @@ all_stores!(status_answers_query_status_for_the_callers_own_subscriptions, statu
 async fn events_operation<
     S: Backend,
     T: TokenBackend,
-    B: BindingStore + Clone,
+    B: BindingStore + Clone + 'static,
     C: CounterStore + Clone,
     E: EventStore + Clone,
 >(
@@ -285,7 +285,7 @@ all_stores!(events_replays_each_number_once_at_the_asked_content_level, events_o
 async fn events_paging_and_retention<
     S: Backend,
     T: TokenBackend,
-    B: BindingStore + Clone,
+    B: BindingStore + Clone + 'static,
     C: CounterStore + Clone,
     E: EventStore + Clone,
 >(
@@ -332,7 +332,7 @@ all_stores!(events_pages_by_max_count_and_reports_what_is_no_longer_retained, ev
 async fn end_turns_subscriptions_off<
     S: Backend,
     T: TokenBackend,
-    B: BindingStore + Clone,
+    B: BindingStore + Clone + 'static,
     C: CounterStore + Clone,
     E: EventStore + Clone,
 >(
@@ -385,7 +385,7 @@ all_stores!(subscriptions_are_off_after_their_end, end_turns_subscriptions_off);
 async fn metadata<
     S: Backend,
     T: TokenBackend,
-    B: BindingStore + Clone,
+    B: BindingStore + Clone + 'static,
     C: CounterStore + Clone,
     E: EventStore + Clone,
 >(
@@ -419,6 +419,10 @@ async fn metadata<
             ("get-ws-binding-token", "http://hl7.org/fhir/OperationDefinition/Subscription-get-ws-binding-token"),
             ("status", "http://hl7.org/fhir/OperationDefinition/Subscription-status"),
             ("events", "http://hl7.org/fhir/OperationDefinition/Subscription-events"),
+            (
+                "revoke-ws-binding-token",
+                "https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com/OperationDefinition/Subscription-revoke-ws-binding-token"
+            ),
         ]
     );
     assert_eq!(resource["searchParam"][0]["name"], "status");

@@ -223,6 +223,17 @@ async fn bindings_contract<S: Backend, T: TokenBackend, B: BindingStore, C: Coun
     assert_eq!(store.delete_bindings(&a, None).await, Ok(1));
     assert_eq!(store.bindings_of_connection(&a).await, Ok(Vec::new()));
     assert_eq!(store.bindings_of_connection(&b).await.unwrap().len(), 1, "other connections untouched");
+
+    // One binding at a time, optionally only if a given token made it.
+    let (one, two) = (binding(&a, &s1, "t4", 1_800_003_600), binding(&a, &s2, "t4", 1_800_003_600));
+    store.put_bindings(&[one, two.clone()]).await.unwrap();
+    assert_eq!(store.delete_binding(&a, &s1, Some("another-token")).await, Ok(false), "made by t4, kept");
+    assert_eq!(store.delete_binding(&a, &s1, Some("t4")).await, Ok(true));
+    assert_eq!(store.delete_binding(&a, &s1, Some("t4")).await, Ok(false), "already gone");
+    assert_eq!(store.bindings_of_connection(&a).await.unwrap(), vec![two]);
+    assert_eq!(store.delete_binding(&a, &s2, None).await, Ok(true));
+    assert_eq!(store.delete_binding(&a, &new_id(), None).await, Ok(false), "never was");
+    assert_eq!(store.bindings_of_connection(&a).await, Ok(Vec::new()));
 }
 all_stores!(bindings_put_list_renew_record_and_delete, bindings_contract);
 
@@ -435,7 +446,7 @@ async fn dynamodb_event_ttl_is_a_number_of_epoch_seconds() {
 async fn upstream_contract<
     S: Backend,
     T: TokenBackend,
-    B: BindingStore + Clone,
+    B: BindingStore + Clone + 'static,
     C: CounterStore + Clone,
     E: EventStore + Clone,
     U: UpstreamStore + Clone,

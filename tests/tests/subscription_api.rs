@@ -190,8 +190,16 @@ async fn validation<S: Backend, T: TokenBackend>(stores: Stores<S, T>) {
     let mut bad_end = websocket_subscription(TOPIC);
     bad_end["end"] = json!("next tuesday");
     assert_outcome(&app.api(post(bad_end)).await, 400, "invalid");
-    let stale = HttpEvent::new("PUT", &path, Some(&alice)).json(&json!({})).header("if-match", "nonsense");
-    assert_outcome(&app.api(stale).await, 400, "invalid");
+    let mut current = websocket_subscription(TOPIC);
+    current["id"] = json!(id);
+    let stale = HttpEvent::new("PUT", &path, Some(&alice)).json(&current).header("if-match", "nonsense");
+    let refused = assert_outcome(&app.api(stale).await, 400, "invalid");
+    assert!(refused["issue"][0]["diagnostics"].as_str().is_some_and(|d| d.contains("If-Match")), "{refused}");
+    // FHIR JSON never has empty objects (or nulls, or empty strings and arrays).
+    assert_outcome(&app.api(put(json!({}))).await, 400, "structure");
+    let mut null_reason = current.clone();
+    null_reason["reason"] = json!(null);
+    assert_outcome(&app.api(put(null_reason)).await, 400, "structure");
 }
 both_stores!(bad_input_is_refused_with_an_operation_outcome, validation);
 

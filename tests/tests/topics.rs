@@ -22,6 +22,7 @@ fn config_with_example_topic() -> SubscriptionApiConfig {
         subscriptions_table: "unused".to_owned(),
         counters_table: "unused".to_owned(),
         events_table: "unused".to_owned(),
+        bindings_table: "unused".to_owned(),
         websocket_url: fhir_ws_tests::TEST_WEBSOCKET_URL.to_owned(),
         identity: fhir_ws_core::http::IdentityConfig::default(),
         topics: TopicRegistry::from_files(&[("encounter-complete.json", EXAMPLE)]).unwrap(),
@@ -40,7 +41,7 @@ fn the_example_topic_is_an_r5_subscription_topic() {
 
 async fn subscriptions_checked_against_topics<S: Backend, T: TokenBackend>(stores: Stores<S, T>) {
     let config = config_with_example_topic();
-    let api = SubscriptionApi::new(stores.subscriptions.clone(), &config);
+    let api = SubscriptionApi::new(stores.subscriptions.clone(), fhir_ws_tests::no_connections(), &config);
     let owner = unique_principal("alice");
     let create = |path: &str, body: &Value| HttpEvent::new("POST", path, Some(&owner)).json(body).request();
 
@@ -94,7 +95,8 @@ async fn deployed_topics_are_discoverable_in_every_version() {
     use fhir_ws_core::ops::SubscriptionService;
     let config = config_with_example_topic();
     let store = std::sync::Arc::new(fhir_ws_core::store::memory::MemoryStore::new());
-    let service = SubscriptionService::new(store.clone(), store.clone(), store, &config);
+    let service =
+        SubscriptionService::new(store.clone(), store.clone(), store, fhir_ws_tests::no_connections(), &config);
     let alice = unique_principal("alice");
     let get = async |path: &str, who: Option<&str>| {
         service.handle(&HttpEvent::new("GET", path, who).request(), Utc::now()).await

@@ -55,7 +55,7 @@ async fn status_of<S: Backend, T: TokenBackend, B, C, E>(
 async fn bind_in_both_dialects<
     S: Backend,
     T: TokenBackend,
-    B: BindingStore + Clone,
+    B: BindingStore + Clone + 'static,
     C: CounterStore + Clone,
     E: EventStore + Clone,
 >(
@@ -103,7 +103,7 @@ all_stores!(bind_with_token_in_both_dialects_sends_one_handshake_per_subscriptio
 async fn bind_at_connect<
     S: Backend,
     T: TokenBackend,
-    B: BindingStore + Clone,
+    B: BindingStore + Clone + 'static,
     C: CounterStore + Clone,
     E: EventStore + Clone,
 >(
@@ -141,7 +141,7 @@ all_stores!(query_string_bind_at_connect_gets_its_handshake_on_the_first_frame, 
 async fn refused_connects<
     S: Backend,
     T: TokenBackend,
-    B: BindingStore + Clone,
+    B: BindingStore + Clone + 'static,
     C: CounterStore + Clone,
     E: EventStore + Clone,
 >(
@@ -196,7 +196,7 @@ all_stores!(connect_refuses_forged_expired_revoked_and_unusable_tokens, refused_
 async fn subprotocols<
     S: Backend,
     T: TokenBackend,
-    B: BindingStore + Clone,
+    B: BindingStore + Clone + 'static,
     C: CounterStore + Clone,
     E: EventStore + Clone,
 >(
@@ -217,7 +217,7 @@ all_stores!(connect_echoes_an_accepted_subprotocol, subprotocols);
 async fn rebinding<
     S: Backend,
     T: TokenBackend,
-    B: BindingStore + Clone,
+    B: BindingStore + Clone + 'static,
     C: CounterStore + Clone,
     E: EventStore + Clone,
 >(
@@ -255,7 +255,7 @@ all_stores!(second_binds_add_and_fresh_tokens_extend, rebinding);
 async fn unbinding<
     S: Backend,
     T: TokenBackend,
-    B: BindingStore + Clone,
+    B: BindingStore + Clone + 'static,
     C: CounterStore + Clone,
     E: EventStore + Clone,
 >(
@@ -290,7 +290,7 @@ all_stores!(unbind_removes_exactly_that_tokens_bindings, unbinding);
 async fn ping_pong<
     S: Backend,
     T: TokenBackend,
-    B: BindingStore + Clone,
+    B: BindingStore + Clone + 'static,
     C: CounterStore + Clone,
     E: EventStore + Clone,
 >(
@@ -308,7 +308,7 @@ all_stores!(ping_is_answered_pong_in_both_dialects, ping_pong);
 async fn garbage<
     S: Backend,
     T: TokenBackend,
-    B: BindingStore + Clone,
+    B: BindingStore + Clone + 'static,
     C: CounterStore + Clone,
     E: EventStore + Clone,
 >(
@@ -364,7 +364,7 @@ all_stores!(garbage_frames_get_an_operation_outcome_and_change_nothing, garbage)
 async fn disconnects<
     S: Backend,
     T: TokenBackend,
-    B: BindingStore + Clone,
+    B: BindingStore + Clone + 'static,
     C: CounterStore + Clone,
     E: EventStore + Clone,
 >(
@@ -384,7 +384,13 @@ async fn disconnects<
 }
 all_stores!(disconnect_deletes_the_connections_bindings, disconnects);
 
-async fn gone<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: CounterStore + Clone, E: EventStore + Clone>(
+async fn gone<
+    S: Backend,
+    T: TokenBackend,
+    B: BindingStore + Clone + 'static,
+    C: CounterStore + Clone,
+    E: EventStore + Clone,
+>(
     stores: Stores<S, T>,
     ws_stores: WsStores<B, C, E>,
 ) {

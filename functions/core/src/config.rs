@@ -9,7 +9,7 @@
 //! | `TOKEN_LIFETIME_SECONDS` | get-ws-binding-token | token lifetime, default 1800 (60–86400) |
 //! | `PRINCIPAL_CLAIM` | HTTP functions | JWT claim naming the caller, default `sub` |
 //! | `TENANT_CLAIM` | HTTP functions | optional JWT claim naming the caller's tenant |
-//! | `BINDINGS_TABLE` | ws-* | bindings table name |
+//! | `BINDINGS_TABLE` | ws-*, subscription-api, get-ws-binding-token | bindings table name (the HTTP functions remove bindings when a token is revoked or a subscription ends) |
 //! | `COUNTERS_TABLE` | ws-default | event counters table name |
 //! | `WEBSOCKET_MANAGEMENT_ENDPOINT` | ws-connect, ws-default | optional Management API endpoint; default `https://{domainName}/{stage}` of the event |
 //! | `WEBSOCKET_SUBPROTOCOLS` | ws-connect | optional comma list of accepted `Sec-WebSocket-Protocol` values |
@@ -94,6 +94,8 @@ pub struct SubscriptionApiConfig {
     pub counters_table: String,
     /// Event history table name (`$events`).
     pub events_table: String,
+    /// Bindings table name (bindings of ended subscriptions are removed).
+    pub bindings_table: String,
     /// The WebSocket URL, stated in the CapabilityStatement.
     pub websocket_url: String,
     /// Caller identity claims.
@@ -109,6 +111,7 @@ impl SubscriptionApiConfig {
             subscriptions_table: required(source, "SUBSCRIPTIONS_TABLE")?,
             counters_table: required(source, "COUNTERS_TABLE")?,
             events_table: required(source, "EVENTS_TABLE")?,
+            bindings_table: required(source, "BINDINGS_TABLE")?,
             websocket_url: websocket_url(source)?,
             identity: identity(source),
             topics: crate::topics::TopicRegistry::deployed()
@@ -187,6 +190,8 @@ pub struct BindingTokenConfig {
     pub subscriptions_table: String,
     /// Tokens table name.
     pub tokens_table: String,
+    /// Bindings table name (a revoked token's bindings are removed).
+    pub bindings_table: String,
     /// Returned as the `websocket-url` output parameter.
     pub websocket_url: String,
     /// Signing and verification keys.
@@ -215,6 +220,7 @@ impl BindingTokenConfig {
         Ok(Self {
             subscriptions_table: required(source, "SUBSCRIPTIONS_TABLE")?,
             tokens_table: required(source, "TOKENS_TABLE")?,
+            bindings_table: required(source, "BINDINGS_TABLE")?,
             websocket_url,
             keys: KeyRing::parse(&required(source, "TOKEN_SIGNING_KEYS")?)?,
             token_lifetime: TimeDelta::seconds(lifetime),
@@ -350,9 +356,10 @@ mod tests {
         move |name: &str| map.get(name).cloned()
     }
 
-    const FULL: [(&str, &str); 4] = [
+    const FULL: [(&str, &str); 5] = [
         ("SUBSCRIPTIONS_TABLE", "subs"),
         ("TOKENS_TABLE", "tokens"),
+        ("BINDINGS_TABLE", "bindings"),
         ("WEBSOCKET_URL", "wss://ws.example.org/live"),
         ("TOKEN_SIGNING_KEYS", "k1:0123456789abcdef0123456789abcdef"),
     ];

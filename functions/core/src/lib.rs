@@ -26,6 +26,8 @@
 //!   delivery to bound connections.
 //! - [`relay`] — notifications from another FHIR server (R4, R4B, R5 rest-hook Bundles)
 //!   turned into events: the relay endpoint, its secrets, its ledger and queue ports.
+//! - [`revocation`] — taking bindings away when a token is revoked or a subscription ends,
+//!   telling the connections why and closing those left with nothing.
 //! - [`search`] — FHIR search semantics in memory (the R5 base search parameters), for
 //!   topic criteria and filters.
 //! - [`topics`] — the SubscriptionTopics deployed with the stack (`infra/topics/`) and the
@@ -49,6 +51,7 @@ pub mod notification;
 pub mod ops;
 pub mod push;
 pub mod relay;
+pub mod revocation;
 pub mod search;
 pub mod store;
 pub mod token;

@@ -2,20 +2,28 @@
 //! search), `$status`, `$events` and `metadata` behind the HTTP API. All logic lives in
 //! `fhir_ws_core::ops`; this binary only wires configuration and clients.
 
+use std::sync::Arc;
+
 use fhir_ws_core::config::{ProcessEnv, SubscriptionApiConfig};
 use fhir_ws_core::ops::SubscriptionService;
-use fhir_ws_core::store::dynamodb::{DynamoCounterStore, DynamoEventStore, DynamoSubscriptionStore};
+use fhir_ws_core::push::ManagementApiPusher;
+use fhir_ws_core::revocation::Revoker;
+use fhir_ws_core::store::dynamodb::{
+    DynamoBindingStore, DynamoCounterStore, DynamoEventStore, DynamoSubscriptionStore,
+};
 use lambda_http::{Error, Request, run, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
     let config = SubscriptionApiConfig::load(&ProcessEnv)?;
-    let client = aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await);
+    let aws = aws_config::load_from_env().await;
+    let client = aws_sdk_dynamodb::Client::new(&aws);
     let subscriptions = DynamoSubscriptionStore::new(client.clone(), &config.subscriptions_table);
     let counters = DynamoCounterStore::new(client.clone(), &config.counters_table);
-    let events = DynamoEventStore::new(client, &config.events_table);
-    let service = &SubscriptionService::new(subscriptions, counters, events, &config);
+    let events = DynamoEventStore::new(client.clone(), &config.events_table);
+    let revoker = Revoker::new(DynamoBindingStore::new(client, &config.bindings_table), ManagementApiPusher::new(&aws));
+    let service = &SubscriptionService::new(subscriptions, counters, events, Arc::new(revoker), &config);
     run(service_fn(move |request: Request| async move {
         Ok::<_, Error>(service.handle(&request, chrono::Utc::now()).await)
     }))

@@ -13,7 +13,7 @@ use base64::Engine as _;
 use chrono::Utc;
 use fhir_ws_core::fhir::{IssueType, OperationOutcome};
 use fhir_ws_core::http::VERSION_PATH_PARAMETER;
-use fhir_ws_core::ops::binding_token::OPERATION;
+use fhir_ws_core::ops::binding_token::{OPERATION, REVOKE_OPERATION};
 use fhir_ws_core::ops::capability::METADATA;
 use fhir_ws_core::ops::queries::{EVENTS, STATUS};
 use fhir_ws_core::ops::topic_discovery::SUBSCRIPTION_TOPIC;
@@ -37,7 +37,8 @@ struct Route {
     parameters: Map<String, Value>,
 }
 
-/// Routes like the template: `…/$get-ws-binding-token` to the operation; `/metadata`,
+/// Routes like the template: `…/$get-ws-binding-token` and `…/$revoke-ws-binding-token`
+/// to the operations' function; `/metadata`,
 /// `$status`, `$events` and the rest of `/Subscription…` to the Subscription API
 /// function; each also under a leading `/{fhirVersion}` segment (the function checks it).
 /// `GET /SubscriptionTopic[/{id}]` goes to the Subscription API function too, and
@@ -55,8 +56,8 @@ fn route(path: &str) -> Option<Route> {
         _ => (String::new(), segments.as_slice()),
     };
     let (function, template, id) = match rest.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-        ["Subscription", op] if *op == OPERATION => {
-            (Function::BindingToken, format!("/Subscription/{OPERATION}"), None)
+        ["Subscription", op] if *op == OPERATION || *op == REVOKE_OPERATION => {
+            (Function::BindingToken, format!("/Subscription/{op}"), None)
         }
         ["Subscription", id, op] if *op == OPERATION => {
             (Function::BindingToken, format!("/Subscription/{{id}}/{OPERATION}"), Some(*id))

@@ -26,6 +26,7 @@ use fhir_ws_core::ops::SubscriptionService;
 use fhir_ws_core::ops::binding_token::BindingTokenOperation;
 use fhir_ws_core::push::ManagementApiPusher;
 use fhir_ws_core::relay::{Relay, RelaySecrets};
+use fhir_ws_core::revocation::{Revocation, Revoker};
 use fhir_ws_core::store::dynamodb::{
     DynamoBindingStore, DynamoCounterStore, DynamoEventStore, DynamoSubscriptionStore, DynamoTokenStore,
     DynamoUpstreamStore,
@@ -312,9 +313,16 @@ fn build<K: Backend>(
     let websocket = &configs.websocket;
     let binder = || Binder::new(subscriptions.clone(), tokens.clone(), bindings.clone(), websocket.keys.clone());
     let relay = Relay::new(upstream, configs.relay.retention);
+    let revoker: Arc<dyn Revocation> = Arc::new(Revoker::new(bindings.clone(), pusher()));
     Arc::new(Gateway {
-        api: SubscriptionService::new(subscriptions.clone(), counters.clone(), events.clone(), &configs.api),
-        operation: BindingTokenOperation::new(subscriptions.clone(), tokens.clone(), &configs.operation),
+        api: SubscriptionService::new(
+            subscriptions.clone(),
+            counters.clone(),
+            events.clone(),
+            revoker.clone(),
+            &configs.api,
+        ),
+        operation: BindingTokenOperation::new(subscriptions.clone(), tokens.clone(), revoker, &configs.operation),
         connect: ConnectHandler::new(binder(), websocket.management_endpoint.clone(), websocket.subprotocols.clone()),
         message: MessageHandler::new(binder(), counters.clone(), pusher(), websocket.management_endpoint.clone()),
         fanout: FanOut::new(

@@ -44,6 +44,8 @@ pub enum IssueType {
     Security,
     /// An edit conflict (version mismatch).
     Conflict,
+    /// What was referred to has been deleted.
+    Deleted,
     /// The server is throttled; retry later.
     Throttled,
     /// A passing failure (a queue or store unavailable); retry later.

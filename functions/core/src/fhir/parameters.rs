@@ -22,6 +22,13 @@ impl Parameter {
         Self { name: name.to_owned(), value: map }
     }
 
+    /// A parameter holding any JSON value under `value[x]` (a boolean or an integer).
+    pub fn json(name: &str, value_key: &str, value: Value) -> Self {
+        let mut map = Map::new();
+        map.insert(value_key.to_owned(), value);
+        Self { name: name.to_owned(), value: map }
+    }
+
     /// The string held under `value_key`, if that is what this parameter carries.
     pub fn string_value(&self, value_key: &str) -> Option<&str> {
         self.value.get(value_key).and_then(Value::as_str)

@@ -12,6 +12,14 @@
 //! covers the caller's subscriptions of the request's FHIR version; named ids may be of
 //! any version, so that one socket can carry R4, R4B and R5 subscriptions together (each
 //! frame in its subscription's version).
+//!
+//! `Subscription/$revoke-ws-binding-token` (this server's own operation, POST at type
+//! level, every base): in, `token` 1..1 (valueString), a token issued to the caller; out,
+//! `revoked` (valueBoolean, true), `bindings-removed` and `connections-closed`
+//! (valueInteger). The token can never bind again; every binding it made is removed, and
+//! its connections are told why and closed when nothing is left on them
+//! ([`crate::revocation`]). Revoking twice is harmless; an expired token answers
+//! `revoked` false (it binds nothing any more); someone else's token answers 403.
 
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use lambda_http::http::{Method, StatusCode};
@@ -20,15 +28,20 @@ use lambda_http::{Body, Request, RequestExt as _, Response};
 use crate::access::bindable;
 use crate::config::BindingTokenConfig;
 use crate::fhir::version::FhirVersion;
-use crate::fhir::{Parameter, Parameters, SubscriptionState, is_valid_id, new_id};
+use std::sync::Arc;
+
+use crate::fhir::{IssueType, Parameter, Parameters, SubscriptionState, is_valid_id, new_id};
 use crate::http::{
     ApiError, IGNORED_QUERY_PARAMETERS, IdentityConfig, fhir_path, fhir_response, json_body, request_version,
 };
+use crate::revocation::{Removed, Revocation};
 use crate::store::{SubscriptionStore, TokenRecord, TokenStore};
-use crate::token::{KeyRing, TokenClaims, sign};
+use crate::token::{DecodeError, KeyRing, TokenClaims, decode, sign};
 
 /// The operation's path segment.
 pub const OPERATION: &str = "$get-ws-binding-token";
+/// The revocation operation's path segment.
+pub const REVOKE_OPERATION: &str = "$revoke-ws-binding-token";
 /// Most subscriptions one token may cover; keeps tokens short enough for a query string.
 pub const MAX_SUBSCRIPTIONS_PER_TOKEN: usize = 100;
 
@@ -41,17 +54,20 @@ pub struct BindingTokenOperation<S, T> {
     websocket_url: String,
     token_lifetime: TimeDelta,
     identity: IdentityConfig,
+    revocation: Arc<dyn Revocation>,
 }
 
 /// Which URL was called.
 enum Level {
     Type,
     Instance(String),
+    Revoke,
 }
 
 impl<S: SubscriptionStore, T: TokenStore> BindingTokenOperation<S, T> {
-    /// The operation over these stores, configured by `config`.
-    pub fn new(subscriptions: S, tokens: T, config: &BindingTokenConfig) -> Self {
+    /// The operations over these stores, configured by `config`; `revocation` takes
+    /// bindings away when a token is revoked.
+    pub fn new(subscriptions: S, tokens: T, revocation: Arc<dyn Revocation>, config: &BindingTokenConfig) -> Self {
         Self {
             subscriptions,
             tokens,
@@ -59,6 +75,7 @@ impl<S: SubscriptionStore, T: TokenStore> BindingTokenOperation<S, T> {
             websocket_url: config.websocket_url.clone(),
             token_lifetime: config.token_lifetime,
             identity: config.identity.clone(),
+            revocation,
         }
     }
 
@@ -73,12 +90,16 @@ impl<S: SubscriptionStore, T: TokenStore> BindingTokenOperation<S, T> {
     async fn respond(&self, request: &Request, now: DateTime<Utc>) -> Result<Parameters, ApiError> {
         let level = route(request)?;
         let method = request.method();
+        if matches!(level, Level::Revoke) && method != Method::POST {
+            return Err(ApiError::method_not_allowed(method.as_str(), "POST"));
+        }
         if method != Method::GET && method != Method::POST {
             return Err(ApiError::method_not_allowed(method.as_str(), "GET, POST"));
         }
         let version = request_version(request)?;
         let owner = self.identity.caller(request)?;
         let requested_ids = match level {
+            Level::Revoke => return self.revoke(request, &owner, now).await,
             Level::Instance(id) => {
                 // The body may be empty or a Parameters resource; its ids are ignored
                 // at instance level, as the definition says, but it must still be valid.
@@ -138,6 +159,55 @@ impl<S: SubscriptionStore, T: TokenStore> BindingTokenOperation<S, T> {
         Ok(unique)
     }
 
+    /// `$revoke-ws-binding-token`: marks the caller's token revoked and takes away what
+    /// it bound.
+    async fn revoke(&self, request: &Request, owner: &str, now: DateTime<Utc>) -> Result<Parameters, ApiError> {
+        let parameters: Parameters =
+            json_body(request)?.ok_or_else(|| ApiError::invalid("a Parameters resource with 'token' is required"))?;
+        if parameters.resource_type != "Parameters" {
+            return Err(ApiError::invalid(format!(
+                "the body must be a Parameters resource, not {}",
+                parameters.resource_type
+            )));
+        }
+        if let Some(unknown) = parameters.parameter.iter().find(|p| p.name != "token") {
+            return Err(ApiError::invalid(format!(
+                "unknown parameter '{}'; this operation takes only 'token'",
+                unknown.name
+            )));
+        }
+        let mut tokens = parameters.named("token");
+        let (Some(token), None) = (tokens.next(), tokens.next()) else {
+            return Err(ApiError::invalid("exactly one 'token' parameter is required"));
+        };
+        let token =
+            token.string_value("valueString").ok_or_else(|| ApiError::invalid("'token' must carry a valueString"))?;
+        let answer = |revoked: bool, removed: Removed| {
+            Parameters::default()
+                .with(Parameter::json("revoked", "valueBoolean", revoked.into()))
+                .with(Parameter::json("bindings-removed", "valueInteger", removed.bindings.into()))
+                .with(Parameter::json("connections-closed", "valueInteger", removed.connections_closed.into()))
+        };
+        let claims = match decode(token, &self.keys, now) {
+            Ok(claims) => claims,
+            // Expired: it binds nothing any more, and its bindings ended with it.
+            Err(DecodeError::Expired) => return Ok(answer(false, Removed::default())),
+            Err(error) => return Err(ApiError::invalid(format!("'token' is not a token of this server: {error}"))),
+        };
+        if claims.owner != owner {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                IssueType::Forbidden,
+                "only the token's owner may revoke it",
+            ));
+        }
+        if !self.tokens.revoke_token(&claims.token_id).await? {
+            return Err(ApiError::not_found("the token was not issued by this server"));
+        }
+        let removed = self.revocation.token_revoked(&claims.token_id, &claims.subscription_ids).await?;
+        Ok(answer(true, removed))
+    }
+
     /// Signs a token, records it with its TTL, and builds the output parameters.
     async fn issue(
         &self,
@@ -187,6 +257,7 @@ fn route(request: &Request) -> Result<Level, ApiError> {
     let path = fhir_path(request)?;
     match path.rest.as_slice() {
         [operation] if operation == OPERATION => Ok(Level::Type),
+        [operation] if operation == REVOKE_OPERATION => Ok(Level::Revoke),
         [id, operation] if operation == OPERATION => Ok(Level::Instance(id.clone())),
         _ => Err(ApiError::not_found(format!("no route for {}", request.uri().path()))),
     }

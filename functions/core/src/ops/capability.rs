@@ -113,6 +113,11 @@ pub fn statement(base: &str, websocket_url: &str, version: FhirVersion, topics: 
             operation("status", "Subscription-status", "Type and instance level, GET and POST."),
             operation("events", "Subscription-events",
                 "Instance level, GET and POST; events are retained for a configured time."),
+            json!({"name": "revoke-ws-binding-token",
+                "definition": format!("{base}/OperationDefinition/Subscription-revoke-ws-binding-token"),
+                "documentation": "This server's own operation: POST at type level with a 'token' \
+                    (valueString) issued to the caller. The token never binds again, its bindings are \
+                    removed and connections left with none are closed after a last OperationOutcome frame."}),
         ],
     });
     if backport {

@@ -97,10 +97,17 @@ pub struct SubscriptionService<S, C, E> {
 }
 
 impl<S: SubscriptionStore + Clone, C: CounterStore, E: EventStore> SubscriptionService<S, C, E> {
-    /// The service over these stores, configured by `config`.
-    pub fn new(subscriptions: S, counters: C, events: E, config: &SubscriptionApiConfig) -> Self {
+    /// The service over these stores, configured by `config`; `revocation` takes bindings
+    /// away when a subscription ends.
+    pub fn new(
+        subscriptions: S,
+        counters: C,
+        events: E,
+        revocation: std::sync::Arc<dyn crate::revocation::Revocation>,
+        config: &SubscriptionApiConfig,
+    ) -> Self {
         Self {
-            api: SubscriptionApi::new(subscriptions.clone(), config),
+            api: SubscriptionApi::new(subscriptions.clone(), revocation, config),
             queries: SubscriptionQueries::new(subscriptions, counters, events, config.identity.clone()),
             websocket_url: config.websocket_url.clone(),
             topics: config.topics.clone(),

@@ -21,6 +21,9 @@
 //! With SubscriptionTopics deployed ([`crate::topics`]), a Subscription to a topic not
 //! among them, or with a `filterBy` its topic does not allow, is refused with 422.
 //!
+//! Deleting a subscription, or setting it to `off` or `entered-in-error`, removes its
+//! bindings and tells (or closes) their connections ([`crate::revocation`]).
+//!
 //! Someone else's subscription answers exactly like a missing one (404). A client may
 //! set `status` to `requested`, `off` or `entered-in-error`, or leave it as it is;
 //! `active` and `error` are the server's to set (a websocket subscription set back to
@@ -40,6 +43,9 @@ use crate::http::{
     ApiError, FhirPath, IdentityConfig, empty_response, fhir_path, fhir_response, json_body, request_version,
     set_header,
 };
+use std::sync::Arc;
+
+use crate::revocation::{Reason, Revocation};
 use crate::store::{StoredSubscription, SubscriptionStore};
 use crate::topics::TopicRegistry;
 
@@ -49,12 +55,14 @@ pub struct SubscriptionApi<S> {
     subscriptions: S,
     identity: IdentityConfig,
     topics: TopicRegistry,
+    revocation: Arc<dyn Revocation>,
 }
 
 impl<S: SubscriptionStore> SubscriptionApi<S> {
-    /// The API over `subscriptions`, configured by `config`.
-    pub fn new(subscriptions: S, config: &SubscriptionApiConfig) -> Self {
-        Self { subscriptions, identity: config.identity.clone(), topics: config.topics.clone() }
+    /// The API over `subscriptions`, configured by `config`; `revocation` takes bindings
+    /// away when a subscription is deleted or ends.
+    pub fn new(subscriptions: S, revocation: Arc<dyn Revocation>, config: &SubscriptionApiConfig) -> Self {
+        Self { subscriptions, identity: config.identity.clone(), topics: config.topics.clone(), revocation }
     }
 
     /// Answers one request at time `now`. Never fails: errors become `OperationOutcome`s.
@@ -89,6 +97,7 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
                     Method::PUT => self.update(request, current, now).await,
                     _ => {
                         self.subscriptions.delete(id).await?;
+                        self.take_bindings_away(id, Reason::SubscriptionDeleted(id.clone())).await;
                         Ok(empty_response(StatusCode::NO_CONTENT))
                     }
                 }
@@ -162,11 +171,27 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
                 format!("version {expected} was expected, but the current version is {}", current.version()),
             ));
         }
-        let status = next_status(current.status_at(now), resource.status)?;
+        let before = current.status_at(now);
+        let status = next_status(before, resource.status)?;
         resource.status = Some(initial_status(&resource, status));
         let updated = current.next_version(resource, now);
         self.subscriptions.replace(&updated, current.version()).await?;
+        let ended = matches!(status, SubscriptionState::Off | SubscriptionState::EnteredInError);
+        if ended && status != before {
+            let code =
+                serde_json::to_value(status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+            self.take_bindings_away(updated.id(), Reason::SubscriptionEnded(updated.id().to_owned(), code)).await;
+        }
         resource_response(StatusCode::OK, &updated, now)
+    }
+
+    /// Removes the bindings of a subscription that ended. The change itself is already
+    /// stored, so a failure here is logged, not answered: nothing is delivered to an
+    /// ended subscription anyway, and its bindings expire with their tokens.
+    async fn take_bindings_away(&self, id: &str, reason: Reason) {
+        if let Err(error) = self.revocation.subscription_ended(id, reason).await {
+            tracing::warn!(%error, subscription = id, "bindings of an ended subscription not removed");
+        }
     }
 
     async fn search(

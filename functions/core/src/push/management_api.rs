@@ -1,4 +1,5 @@
-//! [`Pusher`] over `aws-sdk-apigatewaymanagement`: SigV4-signed `PostToConnection` calls.
+//! [`Pusher`] over `aws-sdk-apigatewaymanagement`: SigV4-signed `PostToConnection` and
+//! `DeleteConnection` calls.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -74,5 +75,17 @@ impl Pusher for ManagementApiPusher {
             .await
             .map(|_| ())
             .map_err(classify)
+    }
+
+    async fn close(&self, callback_url: &str, connection_id: &str) -> Result<(), PushError> {
+        let result = self.client(callback_url).delete_connection().connection_id(connection_id).send().await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(error) => match error.raw_response().map(|response| response.status().as_u16()) {
+                Some(410) => Err(PushError::Gone),
+                Some(429) => Err(PushError::Throttled),
+                _ => Err(PushError::Failed(DisplayErrorContext(&error).to_string())),
+            },
+        }
     }
 }

@@ -1,5 +1,5 @@
-//! Sending frames to WebSocket connections: the [`Pusher`] port and its adapter for the
-//! API Gateway Management API (`POST @connections/{id}`).
+//! Sending frames to WebSocket connections, and closing them: the [`Pusher`] port and its
+//! adapter for the API Gateway Management API (`POST` and `DELETE @connections/{id}`).
 
 mod management_api;
 mod retry;
@@ -33,6 +33,9 @@ pub trait Pusher: Send + Sync {
         connection_id: &str,
         payload: &[u8],
     ) -> impl Future<Output = Result<(), PushError>> + Send;
+
+    /// Closes the connection (`DeleteConnection`); [`PushError::Gone`] if it was closed already.
+    fn close(&self, callback_url: &str, connection_id: &str) -> impl Future<Output = Result<(), PushError>> + Send;
 }
 
 impl<P: Pusher> Pusher for std::sync::Arc<P> {
@@ -43,5 +46,9 @@ impl<P: Pusher> Pusher for std::sync::Arc<P> {
         payload: &[u8],
     ) -> impl Future<Output = Result<(), PushError>> + Send {
         (**self).post(callback_url, connection_id, payload)
+    }
+
+    fn close(&self, callback_url: &str, connection_id: &str) -> impl Future<Output = Result<(), PushError>> + Send {
+        (**self).close(callback_url, connection_id)
     }
 }

@@ -507,6 +507,30 @@ impl BindingStore for DynamoBindingStore {
         Ok(deleted)
     }
 
+    async fn delete_binding(
+        &self,
+        connection_id: &str,
+        subscription_id: &str,
+        token_id: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let mut request = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(connection_id, subscription_id)))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld);
+        if let Some(token_id) = token_id {
+            request = request
+                .condition_expression("tokenId = :t")
+                .expression_attribute_values(":t", AttributeValue::S(token_id.to_owned()));
+        }
+        match request.send().await.map_err(classify) {
+            Ok(output) => Ok(output.attributes().is_some_and(|a| !a.is_empty())),
+            Err(StoreError::Conflict) => Ok(false),
+            Err(other) => Err(other),
+        }
+    }
+
     async fn record_message(
         &self,
         connection_id: &str,

@@ -130,6 +130,18 @@ impl BindingStore for MemoryStore {
         Ok(before - table.len())
     }
 
+    async fn delete_binding(
+        &self,
+        connection_id: &str,
+        subscription_id: &str,
+        token_id: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let mut table = lock(&self.bindings);
+        let key = (connection_id.to_owned(), subscription_id.to_owned());
+        let made_by_token = table.get(&key).is_some_and(|b| token_id.is_none_or(|t| b.token_id == t));
+        Ok(made_by_token && table.remove(&key).is_some())
+    }
+
     async fn record_message(
         &self,
         connection_id: &str,

@@ -297,6 +297,15 @@ pub trait BindingStore: Send + Sync {
         token_id: Option<&str>,
     ) -> impl Future<Output = Result<usize, StoreError>> + Send;
 
+    /// Deletes one binding; with `token_id`, only if that token made it (a rebind with
+    /// another token survives). Returns whether one was deleted.
+    fn delete_binding(
+        &self,
+        connection_id: &str,
+        subscription_id: &str,
+        token_id: Option<&str>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// Records that the connection was sent something for the subscription at `at`
     /// (epoch seconds): clears a pending handshake and sets the next heartbeat time
     /// (`None`: no heartbeat). A binding deleted meanwhile stays deleted; returns
@@ -454,6 +463,15 @@ impl<B: BindingStore> BindingStore for std::sync::Arc<B> {
         token_id: Option<&str>,
     ) -> impl Future<Output = Result<usize, StoreError>> + Send {
         (**self).delete_bindings(connection_id, token_id)
+    }
+
+    fn delete_binding(
+        &self,
+        connection_id: &str,
+        subscription_id: &str,
+        token_id: Option<&str>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).delete_binding(connection_id, subscription_id, token_id)
     }
 
     fn record_message(

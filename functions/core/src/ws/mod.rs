@@ -127,7 +127,8 @@ impl<S: SubscriptionStore, T: TokenStore, B: BindingStore> Binder<S, T, B> {
     /// Verifies `token` fully and binds `connection` to each of its subscriptions until
     /// the token expires (a rebind with a fresh token extends that), each with a
     /// handshake pending; moves `requested` subscriptions to `active`. Returns the
-    /// subscriptions as they now are. Nothing is written when verification fails.
+    /// subscriptions as they now are. Nothing is written when verification fails, and
+    /// nothing is left when the token turns out to have been revoked meanwhile.
     pub async fn bind(
         &self,
         token: &str,
@@ -154,6 +155,13 @@ impl<S: SubscriptionStore, T: TokenStore, B: BindingStore> Binder<S, T, B> {
             })
             .collect();
         self.bindings.put_bindings(&rows).await?;
+        // A revocation that ran between verifying and writing did not see these rows:
+        // read the token again (strongly consistent) and take them back if it was revoked.
+        let record = self.tokens.get_token(&verified.claims.token_id).await?;
+        if record.is_none_or(|r| r.revoked) {
+            self.bindings.delete_bindings(&connection.id, Some(&verified.claims.token_id)).await?;
+            return Err(TokenRejection::Revoked);
+        }
         let mut bound = Vec::with_capacity(verified.subscriptions.len());
         for subscription in verified.subscriptions {
             bound.push(self.activate(subscription, now).await?);

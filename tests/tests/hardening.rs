@@ -207,6 +207,8 @@ fn cases(owner: &str, r5_id: &str, r4_id: &str, token: &str) -> Vec<Case> {
         {"name": "content", "valueCode": "id-only"}]});
     let notification = r5_notification("https://upstream.example.org/fhir/Subscription/s1", TOPIC, "1");
     let empty_parameters = json!({"resourceType": "Parameters"});
+    let revoke_parameters =
+        json!({"resourceType": "Parameters", "parameter": [{"name": "token", "valueString": token}]});
     let json_frame = json!({"type": "bind-with-token", "payload": {"token": token}});
 
     // Every POST/PUT body route, with the resource it takes.
@@ -219,6 +221,7 @@ fn cases(owner: &str, r5_id: &str, r4_id: &str, token: &str) -> Vec<Case> {
         ("PUT", format!("/R4/Subscription/{r4_id}"), &r4, true),
         ("POST", "/Subscription/$get-ws-binding-token".to_owned(), &token_parameters, false),
         ("POST", format!("/Subscription/{r5_id}/$get-ws-binding-token"), &empty_parameters, false),
+        ("POST", "/Subscription/$revoke-ws-binding-token".to_owned(), &revoke_parameters, false),
         ("POST", "/Subscription/$status".to_owned(), &status_parameters, true),
         ("POST", format!("/Subscription/{r5_id}/$events"), &events_parameters, true),
     ];
@@ -336,6 +339,14 @@ fn cases(owner: &str, r5_id: &str, r4_id: &str, token: &str) -> Vec<Case> {
                 &format!("/Subscription/$get-ws-binding-token?id={text}"),
                 Some(owner),
             )),
+        );
+        let mut revoke = revoke_parameters.clone();
+        revoke["parameter"][0]["valueString"] = json!(text);
+        add(
+            format!("revoked token of {length}"),
+            Input::Operation(
+                HttpEvent::new("POST", "/Subscription/$revoke-ws-binding-token", Some(owner)).json(&revoke),
+            ),
         );
         let mut ids = token_parameters.clone();
         ids["parameter"][0]["valueId"] = json!(text);

@@ -50,8 +50,9 @@ PARAMETERS = {
     "FhirBaseUrl": "https://fhir.example.org/r5",
     "EventRetentionSeconds": "604800",
 }
-# What `{{resolve:secretsmanager:<secret>:SecretString}}` yields: each generated secret's JSON
-# (the relay secret is the one infra/events/relay-*.json present).
+# Each generated secret's JSON: what `{{resolve:secretsmanager:<secret>:SecretString}}`
+# yields, and what the functions that read a secret at runtime find in moto_server (the
+# relay secret is the one infra/events/relay-*.json present).
 SECRET_JSON = {
     "SigningKeySecret": '{"keyId": "k1", "previous": "", "secret": "rieCheckSecret0123456789abcdef0123456789abcdef"}',
     "RelaySecret": '{"secrets": "example-relay-secret-0123456789abcdef"}',
@@ -228,6 +229,20 @@ def runtime_peak_kib(binary_path):
     return None
 
 
+def put_secrets():
+    """The template's secrets, in the same moto_server as the tables (moto serves every
+    service on one port): the functions that read their keys at runtime read them there."""
+    import boto3
+    endpoint = os.environ["AWS_ENDPOINT_URL_DYNAMODB"]
+    os.environ["AWS_ENDPOINT_URL_SECRETS_MANAGER"] = endpoint
+    client = boto3.client("secretsmanager", endpoint_url=endpoint)
+    for name, value in SECRET_JSON.items():
+        try:
+            client.create_secret(Name=f"local-{name}", SecretString=value)
+        except client.exceptions.ResourceExistsException:
+            client.put_secret_value(SecretId=f"local-{name}", SecretString=value)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--binaries", required=True, help="folder with the x86_64 function binaries")
@@ -238,6 +253,7 @@ def main():
     if template is None:
         sys.exit(f"cannot read {args.template}: {problems}")
     pathlib.Path(args.logs).mkdir(parents=True, exist_ok=True)
+    put_secrets()
     failures = 0
     seen = set()
     print(f"{'function':<22} {'init ms':>8} {'peak MiB':>9} {'size MiB':>9}  result")

@@ -5,7 +5,8 @@
 //! | `SUBSCRIPTIONS_TABLE` | all but ws-disconnect | subscriptions table name |
 //! | `TOKENS_TABLE` | get-ws-binding-token, ws-connect, ws-default | tokens table name |
 //! | `WEBSOCKET_URL` | get-ws-binding-token, subscription-api | `wss://` URL returned as `websocket-url` (and stated in `metadata`) |
-//! | `TOKEN_SIGNING_KEYS` | get-ws-binding-token, ws-connect, ws-default | `keyid:secret[,keyid:secret…]` (first signs), or the signing-key secret's JSON |
+//! | `TOKEN_SIGNING_KEYS_SECRET` | get-ws-binding-token, ws-connect, ws-default | id (ARN) of the Secrets Manager secret holding the signing keys, read at cold start and again at runtime (the template sets this) |
+//! | `TOKEN_SIGNING_KEYS` | get-ws-binding-token, ws-connect, ws-default | instead of the secret: `keyid:secret[,keyid:secret…]` (first signs), or the secret's JSON (local stack, tests) |
 //! | `TOKEN_LIFETIME_SECONDS` | get-ws-binding-token | token lifetime, default 1800 (60–86400) |
 //! | `PRINCIPAL_CLAIM` | HTTP functions | JWT claim naming the caller, default `sub` |
 //! | `TENANT_CLAIM` | HTTP functions | optional JWT claim naming the caller's tenant |
@@ -27,7 +28,9 @@ use crate::http::IdentityConfig;
 use crate::store::dynamodb::{
     DynamoBindingStore, DynamoCounterStore, DynamoEventStore, DynamoSubscriptionStore, DynamoUpstreamStore,
 };
-use crate::token::{KeyRing, KeyRingError};
+use std::sync::Arc;
+
+use crate::token::{KeyRing, KeyRingError, SecretStore};
 
 /// Default token lifetime: 30 minutes.
 pub const DEFAULT_TOKEN_LIFETIME_SECONDS: i64 = 30 * 60;
@@ -43,8 +46,9 @@ pub enum ConfigError {
     /// A variable has a value we cannot use.
     #[error("environment variable {0} is invalid: {1}")]
     Invalid(&'static str, String),
-    /// `TOKEN_SIGNING_KEYS` could not be parsed (the message never contains a secret).
-    #[error("environment variable TOKEN_SIGNING_KEYS is invalid: {0}")]
+    /// The signing keys (`TOKEN_SIGNING_KEYS`, or the secret) could not be read or parsed
+    /// (the message never contains a secret).
+    #[error("the signing keys are unusable: {0}")]
     Keys(#[from] KeyRingError),
 }
 
@@ -203,8 +207,19 @@ pub struct BindingTokenConfig {
 }
 
 impl BindingTokenConfig {
-    /// Reads the configuration.
+    /// Reads the configuration with the keys given in `TOKEN_SIGNING_KEYS` (the local
+    /// stack and tests).
     pub fn load(source: &impl Source) -> Result<Self, ConfigError> {
+        Self::with_keys(source, KeyRing::parse(&required(source, "TOKEN_SIGNING_KEYS")?)?)
+    }
+
+    /// Reads the configuration as deployed: the keys from `TOKEN_SIGNING_KEYS`, or read
+    /// from the secret `TOKEN_SIGNING_KEYS_SECRET` names in `secrets` (see [`signing_keys`]).
+    pub async fn load_with_secrets(source: &impl Source, secrets: Arc<dyn SecretStore>) -> Result<Self, ConfigError> {
+        Self::with_keys(source, signing_keys(source, secrets).await?)
+    }
+
+    fn with_keys(source: &impl Source, keys: KeyRing) -> Result<Self, ConfigError> {
         let websocket_url = websocket_url(source)?;
         let lifetime = match source.value("TOKEN_LIFETIME_SECONDS") {
             None => DEFAULT_TOKEN_LIFETIME_SECONDS,
@@ -222,11 +237,25 @@ impl BindingTokenConfig {
             tokens_table: required(source, "TOKENS_TABLE")?,
             bindings_table: required(source, "BINDINGS_TABLE")?,
             websocket_url,
-            keys: KeyRing::parse(&required(source, "TOKEN_SIGNING_KEYS")?)?,
+            keys,
             token_lifetime: TimeDelta::seconds(lifetime),
             identity: identity(source),
         })
     }
+}
+
+/// The signing keys: `TOKEN_SIGNING_KEYS` as given (the local stack, tests, or a key
+/// resolved at deploy time), else read from `secrets` at the id `TOKEN_SIGNING_KEYS_SECRET`
+/// names, now (a function that cannot read it refuses to start) and again at runtime
+/// ([`KeyRing::from_secret`]): rotation without a deploy.
+pub async fn signing_keys(source: &impl Source, secrets: Arc<dyn SecretStore>) -> Result<KeyRing, ConfigError> {
+    if let Some(spec) = source.value("TOKEN_SIGNING_KEYS") {
+        return Ok(KeyRing::parse(&spec)?);
+    }
+    let Some(secret_id) = source.value("TOKEN_SIGNING_KEYS_SECRET") else {
+        return Err(ConfigError::Missing("TOKEN_SIGNING_KEYS_SECRET (or TOKEN_SIGNING_KEYS)"));
+    };
+    Ok(KeyRing::from_secret(secrets, &secret_id).await?)
 }
 
 /// Configuration shared by the `ws-connect` and `ws-default` functions.
@@ -247,8 +276,19 @@ pub struct WebSocketConfig {
 }
 
 impl WebSocketConfig {
-    /// Reads the configuration.
+    /// Reads the configuration with the keys given in `TOKEN_SIGNING_KEYS` (the local
+    /// stack and tests).
     pub fn load(source: &impl Source) -> Result<Self, ConfigError> {
+        Self::with_keys(source, KeyRing::parse(&required(source, "TOKEN_SIGNING_KEYS")?)?)
+    }
+
+    /// Reads the configuration as deployed: the keys from `TOKEN_SIGNING_KEYS`, or read
+    /// from the secret `TOKEN_SIGNING_KEYS_SECRET` names in `secrets` (see [`signing_keys`]).
+    pub async fn load_with_secrets(source: &impl Source, secrets: Arc<dyn SecretStore>) -> Result<Self, ConfigError> {
+        Self::with_keys(source, signing_keys(source, secrets).await?)
+    }
+
+    fn with_keys(source: &impl Source, keys: KeyRing) -> Result<Self, ConfigError> {
         let management_endpoint = source.value("WEBSOCKET_MANAGEMENT_ENDPOINT");
         if let Some(endpoint) = &management_endpoint
             && !(endpoint.starts_with("https://") || endpoint.starts_with("http://"))
@@ -259,7 +299,7 @@ impl WebSocketConfig {
             subscriptions_table: required(source, "SUBSCRIPTIONS_TABLE")?,
             tokens_table: required(source, "TOKENS_TABLE")?,
             bindings_table: required(source, "BINDINGS_TABLE")?,
-            keys: KeyRing::parse(&required(source, "TOKEN_SIGNING_KEYS")?)?,
+            keys,
             management_endpoint,
             subprotocols: source
                 .value("WEBSOCKET_SUBPROTOCOLS")

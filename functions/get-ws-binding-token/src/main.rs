@@ -3,25 +3,25 @@
 //! logic lives in `fhir_ws_core::ops::binding_token`; this binary only wires
 //! configuration and clients.
 
-use std::sync::Arc;
-
 use fhir_ws_core::config::{BindingTokenConfig, ProcessEnv};
 use fhir_ws_core::ops::binding_token::BindingTokenOperation;
 use fhir_ws_core::push::ManagementApiPusher;
 use fhir_ws_core::revocation::Revoker;
 use fhir_ws_core::store::dynamodb::{DynamoBindingStore, DynamoSubscriptionStore, DynamoTokenStore};
+use fhir_ws_core::token::secrets_manager::SecretsManager;
 use lambda_http::{Error, Request, run, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
-    let config = BindingTokenConfig::load(&ProcessEnv)?;
     let aws = aws_config::load_from_env().await;
+    let config =
+        BindingTokenConfig::load_with_secrets(&ProcessEnv, std::sync::Arc::new(SecretsManager::new(&aws))).await?;
     let client = aws_sdk_dynamodb::Client::new(&aws);
     let subscriptions = DynamoSubscriptionStore::new(client.clone(), &config.subscriptions_table);
     let tokens = DynamoTokenStore::new(client.clone(), &config.tokens_table);
     let revoker = Revoker::new(DynamoBindingStore::new(client, &config.bindings_table), ManagementApiPusher::new(&aws));
-    let operation = &BindingTokenOperation::new(subscriptions, tokens, Arc::new(revoker), &config);
+    let operation = &BindingTokenOperation::new(subscriptions, tokens, std::sync::Arc::new(revoker), &config);
     run(service_fn(move |request: Request| async move {
         Ok::<_, Error>(operation.handle(&request, chrono::Utc::now()).await)
     }))

@@ -2,8 +2,6 @@
 //! search), `$status`, `$events` and `metadata` behind the HTTP API. All logic lives in
 //! `fhir_ws_core::ops`; this binary only wires configuration and clients.
 
-use std::sync::Arc;
-
 use fhir_ws_core::config::{ProcessEnv, SubscriptionApiConfig};
 use fhir_ws_core::ops::SubscriptionService;
 use fhir_ws_core::push::ManagementApiPusher;
@@ -23,7 +21,7 @@ async fn main() -> Result<(), Error> {
     let counters = DynamoCounterStore::new(client.clone(), &config.counters_table);
     let events = DynamoEventStore::new(client.clone(), &config.events_table);
     let revoker = Revoker::new(DynamoBindingStore::new(client, &config.bindings_table), ManagementApiPusher::new(&aws));
-    let service = &SubscriptionService::new(subscriptions, counters, events, Arc::new(revoker), &config);
+    let service = &SubscriptionService::new(subscriptions, counters, events, std::sync::Arc::new(revoker), &config);
     run(service_fn(move |request: Request| async move {
         Ok::<_, Error>(service.handle(&request, chrono::Utc::now()).await)
     }))

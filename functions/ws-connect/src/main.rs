@@ -4,14 +4,17 @@
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use fhir_ws_core::config::{ProcessEnv, WebSocketConfig};
+use fhir_ws_core::token::secrets_manager::SecretsManager;
 use fhir_ws_core::ws::{Binder, ConnectHandler};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let config = WebSocketConfig::load(&ProcessEnv)?;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await);
+    let aws = aws_config::load_from_env().await;
+    let config =
+        WebSocketConfig::load_with_secrets(&ProcessEnv, std::sync::Arc::new(SecretsManager::new(&aws))).await?;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
     let binder = Binder::on_dynamodb(&dynamodb, &config);
     let handler = &ConnectHandler::new(binder, config.management_endpoint, config.subprotocols);
     run(service_fn(move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {

@@ -5,14 +5,16 @@ use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use fhir_ws_core::config::{ProcessEnv, WebSocketConfig, required};
 use fhir_ws_core::push::ManagementApiPusher;
 use fhir_ws_core::store::dynamodb::DynamoCounterStore;
+use fhir_ws_core::token::secrets_manager::SecretsManager;
 use fhir_ws_core::ws::{Binder, MessageHandler};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let config = WebSocketConfig::load(&ProcessEnv)?;
     let aws = aws_config::load_from_env().await;
+    let config =
+        WebSocketConfig::load_with_secrets(&ProcessEnv, std::sync::Arc::new(SecretsManager::new(&aws))).await?;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
     let counters = DynamoCounterStore::new(dynamodb.clone(), required(&ProcessEnv, "COUNTERS_TABLE")?);
     let binder = Binder::on_dynamodb(&dynamodb, &config);

@@ -188,6 +188,7 @@ impl<S: SubscriptionStore, T: TokenStore> BindingTokenOperation<S, T> {
                 .with(Parameter::json("bindings-removed", "valueInteger", removed.bindings.into()))
                 .with(Parameter::json("connections-closed", "valueInteger", removed.connections_closed.into()))
         };
+        self.keys.refresh_for(token).await;
         let claims = match decode(token, &self.keys, now) {
             Ok(claims) => claims,
             // Expired: it binds nothing any more, and its bindings ended with it.
@@ -222,12 +223,14 @@ impl<S: SubscriptionStore, T: TokenStore> BindingTokenOperation<S, T> {
             issued_at: now.timestamp(),
             expires_at: (now + self.token_lifetime).timestamp(),
         };
+        self.keys.refresh_for_signing().await;
         let token = sign(&claims, &self.keys);
         let record = TokenRecord {
             token_id: claims.token_id.clone(),
             owner: claims.owner.clone(),
             subscription_ids: claims.subscription_ids.clone(),
-            key_id: self.keys.signing_key().id().to_owned(),
+            // The key that signed this token (the ring may be re-read at any moment).
+            key_id: token.split('.').nth(1).unwrap_or_default().to_owned(),
             issued_at: claims.issued_at,
             expires_at: claims.expires_at,
             revoked: false,

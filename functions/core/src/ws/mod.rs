@@ -135,6 +135,7 @@ impl<S: SubscriptionStore, T: TokenStore, B: BindingStore> Binder<S, T, B> {
         connection: &Connection,
         now: DateTime<Utc>,
     ) -> Result<Vec<StoredSubscription>, TokenRejection> {
+        self.keys.refresh_for(token).await;
         let verified = verify(token, &self.keys, now, &self.tokens, &self.subscriptions).await?;
         let rows: Vec<Binding> = verified
             .subscriptions
@@ -177,6 +178,7 @@ impl<S: SubscriptionStore, T: TokenStore, B: BindingStore> Binder<S, T, B> {
         connection: &Connection,
         now: DateTime<Utc>,
     ) -> Result<usize, TokenRejection> {
+        self.keys.refresh_for(token).await;
         let claims = decode(token, &self.keys, now)?;
         Ok(self.bindings.delete_bindings(&connection.id, Some(&claims.token_id)).await?)
     }

@@ -1,0 +1,3 @@
+//! libFuzzer entry for `fhir_ws_tests::fuzz::relay_body` (see that module).
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| fhir_ws_tests::fuzz::relay_body(data));

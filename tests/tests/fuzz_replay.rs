@@ -1,0 +1,61 @@
+//! The fuzz targets (`fhir_ws_tests::fuzz`) on stable, as CI runs them: every input of
+//! the committed corpus (`fuzz/corpus/<target>/`, seeds and what libFuzzer kept), then
+//! random mutations of it for a bounded number of runs per target. Long runs are
+//! libFuzzer's (`fuzz/`, README "Fuzzing").
+
+use std::path::Path;
+
+/// Mutated inputs per target on every test run (a few seconds in all).
+const MUTATIONS: usize = 3_000;
+
+fn corpus(target: &str) -> Vec<Vec<u8>> {
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target);
+    let mut inputs: Vec<Vec<u8>> = std::fs::read_dir(&folder)
+        .unwrap_or_else(|e| panic!("{}: {e}", folder.display()))
+        .filter_map(|entry| std::fs::read(entry.ok()?.path()).ok())
+        .collect();
+    inputs.sort();
+    inputs
+}
+
+/// One random edit: flip, insert, delete or duplicate bytes, or splice two inputs.
+fn mutate(rng: &mut fastrand::Rng, input: &[u8], other: &[u8]) -> Vec<u8> {
+    let mut out = input.to_vec();
+    for _ in 0..rng.usize(1..4) {
+        let at = rng.usize(0..=out.len());
+        match rng.u8(0..5) {
+            0 if at < out.len() => out[at] ^= 1 << rng.u8(0..8),
+            1 => out.insert(at, rng.u8(..)),
+            2 if at < out.len() => {
+                out.remove(at);
+            }
+            3 if at < out.len() => {
+                let end = rng.usize(at..=out.len());
+                let copy = out[at..end].to_vec();
+                out.splice(at..at, copy);
+            }
+            _ => {
+                let from = rng.usize(0..=other.len());
+                out.splice(at.., other[from..].iter().copied());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_fuzz_target_holds_on_its_corpus_and_random_mutations() {
+    let mut rng = fastrand::Rng::with_seed(0x5eed);
+    for (name, target) in fhir_ws_tests::fuzz::TARGETS {
+        let inputs = corpus(name);
+        assert!(!inputs.is_empty(), "{name}: no corpus");
+        for input in &inputs {
+            target(input);
+        }
+        for _ in 0..MUTATIONS {
+            let input = &inputs[rng.usize(0..inputs.len())];
+            let other = &inputs[rng.usize(0..inputs.len())];
+            target(&mutate(&mut rng, input, other));
+        }
+    }
+}

@@ -123,18 +123,23 @@ fn is_signed(headers: &HeaderMap) -> bool {
         && headers.contains_key("x-amz-date")
 }
 
+/// API Gateway's answer to an unsigned request (403) or one for a closed connection (410).
+fn refusal(recorder: &mut Recorder, headers: &HeaderMap, connection_id: &str) -> Option<Response> {
+    if !is_signed(headers) {
+        recorder.unsigned += 1;
+        return Some((StatusCode::FORBIDDEN, r#"{"message":"Missing Authentication Token"}"#).into_response());
+    }
+    recorder.gone.contains(connection_id).then(|| error(StatusCode::GONE, "GoneException"))
+}
+
 async fn close(
     State(state): State<Arc<Mutex<Recorder>>>,
     Path((_stage, connection_id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
     let mut recorder = state.lock().expect("recorder");
-    if !is_signed(&headers) {
-        recorder.unsigned += 1;
-        return (StatusCode::FORBIDDEN, r#"{"message":"Missing Authentication Token"}"#).into_response();
-    }
-    if recorder.gone.contains(&connection_id) {
-        return error(StatusCode::GONE, "GoneException");
+    if let Some(refused) = refusal(&mut recorder, &headers, &connection_id) {
+        return refused;
     }
     // Closed connections are gone from then on, as on API Gateway.
     recorder.gone.insert(connection_id.clone());
@@ -149,12 +154,8 @@ async fn record(
     body: Bytes,
 ) -> Response {
     let mut recorder = state.lock().expect("recorder");
-    if !is_signed(&headers) {
-        recorder.unsigned += 1;
-        return (StatusCode::FORBIDDEN, r#"{"message":"Missing Authentication Token"}"#).into_response();
-    }
-    if recorder.gone.contains(&connection_id) {
-        return error(StatusCode::GONE, "GoneException");
+    if let Some(refused) = refusal(&mut recorder, &headers, &connection_id) {
+        return refused;
     }
     let scripted = recorder.scripted.get_mut(&connection_id).and_then(VecDeque::pop_front);
     let status = scripted.unwrap_or(200);

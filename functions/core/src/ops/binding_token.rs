@@ -104,7 +104,7 @@ impl<S: SubscriptionStore, T: TokenStore> BindingTokenOperation<S, T> {
                 // The body may be empty or a Parameters resource; its ids are ignored
                 // at instance level, as the definition says, but it must still be valid.
                 if method == Method::POST {
-                    body_parameters(request)?;
+                    body_parameters(request, "id")?;
                 }
                 vec![id]
             }
@@ -162,20 +162,8 @@ impl<S: SubscriptionStore, T: TokenStore> BindingTokenOperation<S, T> {
     /// `$revoke-ws-binding-token`: marks the caller's token revoked and takes away what
     /// it bound.
     async fn revoke(&self, request: &Request, owner: &str, now: DateTime<Utc>) -> Result<Parameters, ApiError> {
-        let parameters: Parameters =
-            json_body(request)?.ok_or_else(|| ApiError::invalid("a Parameters resource with 'token' is required"))?;
-        if parameters.resource_type != "Parameters" {
-            return Err(ApiError::invalid(format!(
-                "the body must be a Parameters resource, not {}",
-                parameters.resource_type
-            )));
-        }
-        if let Some(unknown) = parameters.parameter.iter().find(|p| p.name != "token") {
-            return Err(ApiError::invalid(format!(
-                "unknown parameter '{}'; this operation takes only 'token'",
-                unknown.name
-            )));
-        }
+        let parameters = body_parameters(request, "token")?
+            .ok_or_else(|| ApiError::invalid("a Parameters resource with 'token' is required"))?;
         let mut tokens = parameters.named("token");
         let (Some(token), None) = (tokens.next(), tokens.next()) else {
             return Err(ApiError::invalid("exactly one 'token' parameter is required"));
@@ -266,8 +254,9 @@ fn route(request: &Request) -> Result<Level, ApiError> {
     }
 }
 
-/// The body as `Parameters` (or `None` when empty).
-fn body_parameters(request: &Request) -> Result<Option<Parameters>, ApiError> {
+/// The body as `Parameters` (or `None` when empty), whose parameters must all be called
+/// `name` (the one input each operation takes).
+fn body_parameters(request: &Request, name: &str) -> Result<Option<Parameters>, ApiError> {
     let parameters: Option<Parameters> = json_body(request)?;
     if let Some(parameters) = &parameters {
         if parameters.resource_type != "Parameters" {
@@ -276,9 +265,9 @@ fn body_parameters(request: &Request) -> Result<Option<Parameters>, ApiError> {
                 parameters.resource_type
             )));
         }
-        if let Some(unknown) = parameters.parameter.iter().find(|p| p.name != "id") {
+        if let Some(unknown) = parameters.parameter.iter().find(|p| p.name != name) {
             return Err(ApiError::invalid(format!(
-                "unknown parameter '{}'; this operation takes only 'id'",
+                "unknown parameter '{}'; this operation takes only '{name}'",
                 unknown.name
             )));
         }
@@ -287,7 +276,7 @@ fn body_parameters(request: &Request) -> Result<Option<Parameters>, ApiError> {
 }
 
 fn ids_from_body(request: &Request) -> Result<Vec<String>, ApiError> {
-    let Some(parameters) = body_parameters(request)? else {
+    let Some(parameters) = body_parameters(request, "id")? else {
         return Ok(Vec::new());
     };
     parameters

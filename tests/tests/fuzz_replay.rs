@@ -1,6 +1,6 @@
-//! The fuzz targets (`fhir_ws_tests::fuzz`) on stable, as CI runs them: every input of
-//! the committed corpus (`fuzz/corpus/<target>/`, seeds and what libFuzzer kept), then
-//! random mutations of it for a bounded number of runs per target. Long runs are
+//! The fuzz targets (`fhir_ws_tests::fuzz`) on stable, as CI runs them: every committed
+//! seed (`fuzz/seeds/<target>/`), then random mutations of them for a bounded number of
+//! runs per target. Long runs are
 //! libFuzzer's (`fuzz/`, README "Fuzzing").
 
 use std::path::Path;
@@ -9,7 +9,7 @@ use std::path::Path;
 const MUTATIONS: usize = 3_000;
 
 fn corpus(target: &str) -> Vec<Vec<u8>> {
-    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target);
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds").join(target);
     let mut inputs: Vec<Vec<u8>> = std::fs::read_dir(&folder)
         .unwrap_or_else(|e| panic!("{}: {e}", folder.display()))
         .filter_map(|entry| std::fs::read(entry.ok()?.path()).ok())
@@ -48,7 +48,7 @@ fn every_fuzz_target_holds_on_its_corpus_and_random_mutations() {
     let mut rng = fastrand::Rng::with_seed(0x5eed);
     for (name, target) in fhir_ws_tests::fuzz::TARGETS {
         let inputs = corpus(name);
-        assert!(!inputs.is_empty(), "{name}: no corpus");
+        assert!(!inputs.is_empty(), "{name}: no seeds");
         for input in &inputs {
             target(input);
         }

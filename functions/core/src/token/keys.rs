@@ -87,7 +87,8 @@ struct Source {
 /// ring re-read from its secret is seen by every holder.
 #[derive(Clone)]
 pub struct KeyRing {
-    keys: Arc<RwLock<Keys>>,
+    /// A snapshot swapped whole on a re-read, so a lookup copies one pointer, not the keys.
+    keys: Arc<RwLock<Arc<Keys>>>,
     source: Option<Arc<Source>>,
 }
 
@@ -145,7 +146,8 @@ impl KeyRing {
         }
         let mut keys = keys.into_iter();
         let signing = keys.next().ok_or(KeyRingError::Empty)?;
-        Ok(Self { keys: Arc::new(RwLock::new(Keys { signing, verify_only: keys.collect() })), source: None })
+        let keys = Keys { signing, verify_only: keys.collect() };
+        Ok(Self { keys: Arc::new(RwLock::new(Arc::new(keys))), source: None })
     }
 
     /// Reads the ring from `secret_id` in `store` (the secret's JSON or `keyid:secret,…`),
@@ -175,8 +177,8 @@ impl KeyRing {
         self
     }
 
-    fn current(&self) -> Keys {
-        self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    fn current(&self) -> Arc<Keys> {
+        Arc::clone(&self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
     /// Re-reads the secret when the copy is older than `max_age` (no-op without a secret).
@@ -228,13 +230,13 @@ impl KeyRing {
 
     /// The key that signs new tokens.
     pub fn signing_key(&self) -> SigningKey {
-        self.current().signing
+        self.current().signing.clone()
     }
 
     /// The key with this id, if it is still accepted.
     pub fn verifying_key(&self, id: &str) -> Option<SigningKey> {
         let keys = self.current();
-        std::iter::once(keys.signing).chain(keys.verify_only).find(|k| k.id == id)
+        std::iter::once(&keys.signing).chain(&keys.verify_only).find(|k| k.id == id).cloned()
     }
 }
 

@@ -7,14 +7,15 @@
 
 #![allow(clippy::expect_used, clippy::panic, reason = "a benchmark harness: a failed step must stop it loudly")]
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Command, Stdio};
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fhir_ws_local::client::Api;
 use futures::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
+use support::{Server, ms, percentile};
 use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -22,38 +23,13 @@ const CLIENTS: usize = 1_000;
 const EVENTS: usize = 100;
 const TOPIC: &str = "http://example.org/fhir/SubscriptionTopic/load";
 
-fn peak_rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kib| kib / 1024.0)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(index).copied().unwrap_or_default()
-}
-
 fn main() {
-    let mut server = Command::new(env!("CARGO_BIN_EXE_fhir-ws"))
-        .args(["serve", "--port", "0", "--token-lifetime", "3600", "--heartbeat-seconds", "3600"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start fhir-ws serve");
-    let mut banner = String::new();
-    let mut output = BufReader::new(server.stdout.take().expect("stdout"));
-    output.read_line(&mut banner).expect("banner");
-    // Keep draining the server's stdout (banner, metrics lines) so it never blocks.
-    std::thread::spawn(move || std::io::copy(&mut output, &mut std::io::sink()));
-    let base = banner.trim().rsplit(' ').next().expect("address").to_owned();
+    let args = ["--token-lifetime", "3600", "--heartbeat-seconds", "3600"].map(str::to_owned);
+    let server = Server::start(&args);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let (delivered, latencies, bind_time) = runtime.block_on(run(&base));
-    let peak = peak_rss_mib(server.id());
-    let _ = server.kill();
-    let _ = server.wait();
+    let (delivered, latencies, bind_time) = runtime.block_on(run(&server.base));
+    let peak = server.peak_rss_mib();
+    drop(server);
 
     let mut latencies = latencies;
     latencies.sort_unstable();
@@ -62,9 +38,9 @@ fn main() {
     println!("  delivered: {delivered} of {} expected", CLIENTS * EVENTS);
     println!(
         "  latency p50: {:.1} ms, p99: {:.1} ms, max: {:.1} ms",
-        percentile(&latencies, 0.50).as_secs_f64() * 1e3,
-        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
-        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+        ms(percentile(&latencies, 0.50)),
+        ms(percentile(&latencies, 0.99)),
+        ms(latencies.last().copied().unwrap_or_default())
     );
     println!("  server peak RSS: {peak:.1} MiB");
     assert_eq!(delivered, CLIENTS * EVENTS, "every event reaches every bound client");

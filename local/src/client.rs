@@ -180,23 +180,16 @@ impl Api {
     /// Calls `Subscription/{id}/$get-ws-binding-token`.
     pub async fn binding_token(&self, subscription_id: &str) -> Result<BindingToken, ClientError> {
         let url = format!("{}/Subscription/{subscription_id}/$get-ws-binding-token", self.base);
-        let parameters = self.send(self.http.post(url)).await?;
-        let value = |name: &str, key: &str| {
-            parameters["parameter"]
-                .as_array()
-                .and_then(|all| all.iter().find(|p| p["name"] == name))
-                .and_then(|p| p[key].as_str())
-                .map(str::to_owned)
-                .ok_or_else(|| ClientError::Unexpected(format!("no {name} in {parameters}")))
-        };
-        let expiration = value("expiration", "valueDateTime")?;
-        Ok(BindingToken {
-            token: value("token", "valueString")?,
-            expiration: DateTime::parse_from_rfc3339(&expiration)
-                .map_err(|_| ClientError::Unexpected(expiration.clone()))?
-                .with_timezone(&Utc),
-            websocket_url: value("websocket-url", "valueUrl")?,
-        })
+        read_binding_token(&self.send(self.http.post(url)).await?)
+    }
+
+    /// Calls `Subscription/$get-ws-binding-token` (type level) for several of the
+    /// caller's subscriptions: one token, and one connection, for all of them.
+    pub async fn binding_token_for(&self, subscription_ids: &[&str]) -> Result<BindingToken, ClientError> {
+        let ids: Vec<Value> = subscription_ids.iter().map(|id| json!({"name": "id", "valueId": id})).collect();
+        let parameters = json!({"resourceType": "Parameters", "parameter": ids});
+        let url = format!("{}/Subscription/$get-ws-binding-token", self.base);
+        read_binding_token(&self.send(self.http.post(url).json(&parameters)).await?)
     }
 
     /// Posts a notification Bundle to the relay endpoint (`POST /relay[?topic=…]`), as an
@@ -221,6 +214,26 @@ impl Api {
         }
         Ok(body)
     }
+}
+
+/// Reads the operation's output Parameters (`token`, `expiration`, `websocket-url`).
+fn read_binding_token(parameters: &Value) -> Result<BindingToken, ClientError> {
+    let value = |name: &str, key: &str| {
+        parameters["parameter"]
+            .as_array()
+            .and_then(|all| all.iter().find(|p| p["name"] == name))
+            .and_then(|p| p[key].as_str())
+            .map(str::to_owned)
+            .ok_or_else(|| ClientError::Unexpected(format!("no {name} in {parameters}")))
+    };
+    let expiration = value("expiration", "valueDateTime")?;
+    Ok(BindingToken {
+        token: value("token", "valueString")?,
+        expiration: DateTime::parse_from_rfc3339(&expiration)
+            .map_err(|_| ClientError::Unexpected(expiration.clone()))?
+            .with_timezone(&Utc),
+        websocket_url: value("websocket-url", "valueUrl")?,
+    })
 }
 
 /// What [`subscribe`] hands its caller.

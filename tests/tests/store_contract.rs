@@ -481,3 +481,43 @@ async fn upstream_contract<
     assert_eq!(ledger.heard_from(&upstream, reference, None, now).await.unwrap(), Some(5), "not lowered");
 }
 fhir_ws_tests::relay_stores!(upstream_events_are_claimed_once_and_progress_only_rises, upstream_contract);
+
+/// The embedded store stands in for DynamoDB's TTL: a sweep at `now` deletes every
+/// token, binding, event and upstream claim whose `expiresAt` has passed, and nothing
+/// else (a long-running local stack must not keep every event it ever numbered).
+#[tokio::test]
+async fn the_memory_store_forgets_expired_items_when_swept() {
+    let store = std::sync::Arc::new(fhir_ws_core::store::memory::MemoryStore::new());
+    let now = 1_800_000_000;
+    let (expired, alive) = (now - 1, now + 1);
+    let (old_token, new_token) = (token(expired), token(alive));
+    for record in [&old_token, &new_token] {
+        store.put_token(record).await.unwrap();
+    }
+    let subscription = new_id();
+    store
+        .put_bindings(&[binding("c-old", &subscription, "t", expired), binding("c-new", &subscription, "t", alive)])
+        .await
+        .unwrap();
+    for (number, expires_at) in [(1, expired), (2, alive)] {
+        store.record_event(&event_record(&subscription, number, expires_at)).await.unwrap();
+    }
+    let upstream = new_id();
+    assert!(store.claim_event(&upstream, 1, now - 10, expired).await.unwrap());
+    assert!(store.claim_event(&upstream, 2, now - 10, alive).await.unwrap());
+    store.confirm_event(&upstream, 1).await.unwrap();
+    store.confirm_event(&upstream, 2).await.unwrap();
+
+    assert_eq!(store.forget_expired(now), 4, "one of each kind");
+    assert_eq!(store.get_token(&old_token.token_id).await, Ok(None));
+    assert_eq!(store.get_token(&new_token.token_id).await, Ok(Some(new_token)));
+    let connections: Vec<String> =
+        store.bindings_of_subscription(&subscription).await.unwrap().into_iter().map(|b| b.connection_id).collect();
+    assert_eq!(connections, ["c-new"]);
+    let numbers: Vec<u64> =
+        store.events(&subscription, 1, 10, 10, now - 100).await.unwrap().iter().map(|e| e.event_number).collect();
+    assert_eq!(numbers, [2], "even a reader whose clock is earlier no longer finds event 1");
+    assert!(store.claim_event(&upstream, 1, now, alive).await.unwrap(), "the expired claim is gone");
+    assert!(!store.claim_event(&upstream, 2, now, alive).await.unwrap(), "the live confirmed claim stays");
+    assert_eq!(store.forget_expired(now), 0, "a second sweep finds nothing");
+}

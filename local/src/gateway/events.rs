@@ -1,5 +1,6 @@
 //! The SQS stand-in (`POST /local/events`: one event, delivered as a one-record SQS
-//! batch to the fan-out) and the heartbeat schedule.
+//! batch to the fan-out) and the heartbeat schedule, which also stands in for DynamoDB's
+//! TTL on the embedded store.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,7 +66,8 @@ impl<K: Backend> EventQueue for FanOutQueue<'_, K> {
     }
 }
 
-/// Runs the heartbeat every `every` until `stopped` turns true.
+/// Runs the heartbeat every `every` until `stopped` turns true, and after each run
+/// deletes what has expired from a store without TTL.
 pub(crate) async fn heartbeat_schedule<K: Backend>(
     gateway: Arc<Gateway<K>>,
     every: Duration,
@@ -77,6 +79,8 @@ pub(crate) async fn heartbeat_schedule<K: Backend>(
         tokio::select! {
             _ = ticks.tick() => {
                 gateway.heartbeat.run(Utc::now()).await;
+                let expired = K::forget_expired(&gateway, Utc::now().timestamp());
+                tracing::debug!(expired, "expired items deleted");
             }
             _ = stopped.changed() => return,
         }

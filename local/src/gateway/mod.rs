@@ -144,6 +144,15 @@ pub(crate) trait Backend: Send + Sync + 'static {
     type Counters: CounterStore + Clone + 'static;
     type Events: EventStore + Clone + 'static;
     type Upstream: UpstreamStore + Clone + 'static;
+
+    /// Deletes the items whose TTL attribute has passed, for a store that has no TTL
+    /// process of its own (DynamoDB deletes them itself); how many went.
+    fn forget_expired(_gateway: &Gateway<Self>, _now: i64) -> usize
+    where
+        Self: Sized,
+    {
+        0
+    }
 }
 
 /// One back end's stores, one per table.
@@ -165,6 +174,11 @@ impl Backend for Memory {
     type Counters = Arc<MemoryStore>;
     type Events = Arc<MemoryStore>;
     type Upstream = Arc<MemoryStore>;
+
+    fn forget_expired(gateway: &Gateway<Self>, now: i64) -> usize {
+        // One MemoryStore holds every table; the bindings handle is as good as any.
+        gateway.bindings.forget_expired(now)
+    }
 }
 
 /// A DynamoDB-compatible server.

@@ -19,8 +19,8 @@ pub struct MemoryStore {
     counters: Mutex<HashMap<String, MemoryCounter>>,
     /// Keyed by (subscription id, event number), like the table.
     events: Mutex<BTreeMap<(String, u64), EventRecord>>,
-    /// Keyed by (upstream, event number): when claimed, and whether confirmed.
-    upstream_events: Mutex<HashMap<(String, u64), (i64, bool)>>,
+    /// Keyed by (upstream, event number): the claim, and whether confirmed.
+    upstream_events: Mutex<HashMap<(String, u64), UpstreamClaim>>,
     /// Keyed by upstream: the highest number reached.
     upstream_progress: Mutex<HashMap<String, u64>>,
 }
@@ -32,10 +32,57 @@ struct MemoryCounter {
     numbered: HashMap<String, u64>,
 }
 
+/// One upstream event claimed by the relay.
+#[derive(Debug, Clone, Copy)]
+struct UpstreamClaim {
+    claimed_at: i64,
+    confirmed: bool,
+    /// Kept until then, like the table's TTL attribute.
+    expires_at: i64,
+}
+
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Drops every token, binding, recorded event and upstream claim whose TTL attribute
+    /// (`expires_at`) is at or before `now`, as DynamoDB's TTL does for the tables (there
+    /// lazily, within days; here whenever the caller sweeps). Without it a long-running
+    /// local stack would keep every event it ever numbered. Returns how many items went.
+    ///
+    /// Readers already treat an expired token, binding or event as gone (each checks
+    /// `expires_at` against its clock); an upstream claim past its expiry stops
+    /// de-duplicating, as it does on DynamoDB once TTL has deleted it.
+    pub fn forget_expired(&self, now: i64) -> usize {
+        let mut removed = 0;
+        let mut sweep = |before: usize, after: usize| removed += before - after;
+        {
+            let mut tokens = lock(&self.tokens);
+            let before = tokens.len();
+            tokens.retain(|_, token| token.expires_at > now);
+            sweep(before, tokens.len());
+        }
+        {
+            let mut bindings = lock(&self.bindings);
+            let before = bindings.len();
+            bindings.retain(|_, binding| binding.expires_at > now);
+            sweep(before, bindings.len());
+        }
+        {
+            let mut events = lock(&self.events);
+            let before = events.len();
+            events.retain(|_, event| event.expires_at > now);
+            sweep(before, events.len());
+        }
+        {
+            let mut claims = lock(&self.upstream_events);
+            let before = claims.len();
+            claims.retain(|_, claim| claim.expires_at > now);
+            sweep(before, claims.len());
+        }
+        removed
     }
 }
 
@@ -234,22 +281,21 @@ impl EventStore for MemoryStore {
 }
 
 impl UpstreamStore for MemoryStore {
-    async fn claim_event(&self, upstream: &str, number: u64, now: i64, _expires_at: i64) -> Result<bool, StoreError> {
+    async fn claim_event(&self, upstream: &str, number: u64, now: i64, expires_at: i64) -> Result<bool, StoreError> {
         let mut table = lock(&self.upstream_events);
         let key = (upstream.to_owned(), number);
         match table.get(&key) {
-            Some((_, true)) => Ok(false),
-            Some((claimed_at, false)) if *claimed_at >= now - UPSTREAM_CLAIM_SECONDS => Ok(false),
+            Some(claim) if claim.confirmed || claim.claimed_at >= now - UPSTREAM_CLAIM_SECONDS => Ok(false),
             _ => {
-                table.insert(key, (now, false));
+                table.insert(key, UpstreamClaim { claimed_at: now, confirmed: false, expires_at });
                 Ok(true)
             }
         }
     }
 
     async fn confirm_event(&self, upstream: &str, number: u64) -> Result<(), StoreError> {
-        if let Some(entry) = lock(&self.upstream_events).get_mut(&(upstream.to_owned(), number)) {
-            entry.1 = true;
+        if let Some(claim) = lock(&self.upstream_events).get_mut(&(upstream.to_owned(), number)) {
+            claim.confirmed = true;
         }
         Ok(())
     }
@@ -257,7 +303,7 @@ impl UpstreamStore for MemoryStore {
     async fn release_event(&self, upstream: &str, number: u64) -> Result<(), StoreError> {
         let mut table = lock(&self.upstream_events);
         let key = (upstream.to_owned(), number);
-        if table.get(&key).is_some_and(|(_, confirmed)| !confirmed) {
+        if table.get(&key).is_some_and(|claim| !claim.confirmed) {
             table.remove(&key);
         }
         Ok(())

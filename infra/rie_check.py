@@ -50,13 +50,14 @@ PARAMETERS = {
     "FhirBaseUrl": "https://fhir.example.org/r5",
     "EventRetentionSeconds": "604800",
 }
-# Each generated secret's JSON: what `{{resolve:secretsmanager:<secret>:SecretString}}`
-# yields, and what the functions that read a secret at runtime find in moto_server (the
-# relay secret is the one infra/events/relay-*.json present).
+# Each generated secret's JSON, as the functions that read a secret at runtime find it in
+# moto_server (the relay secret is the one infra/events/relay-*.json present).
 SECRET_JSON = {
     "SigningKeySecret": '{"keyId": "k1", "previous": "", "secret": "rieCheckSecret0123456789abcdef0123456789abcdef"}',
     "RelaySecret": '{"secrets": "example-relay-secret-0123456789abcdef"}',
 }
+# Variables naming a secret read at runtime, and the variable that gives its value instead.
+SECRET_VARIABLES = {"TOKEN_SIGNING_KEYS_SECRET": "TOKEN_SIGNING_KEYS", "RELAY_SECRETS_SECRET": "RELAY_SECRETS"}
 PSEUDO = {"AWS::Region": "us-east-1", "AWS::URLSuffix": "amazonaws.com", "AWS::AccountId": "000000000000",
           "AWS::Partition": "aws", "AWS::StackName": "fhir-ws"}
 
@@ -120,9 +121,7 @@ class Resolver:
             if key == "Ref":
                 return self.ref(arg)
             if key == "Fn::Sub":
-                text = re.sub(r"\$\{([^}]+)\}", lambda m: self.sub(m.group(1)), arg)
-                return re.sub(r"\{\{resolve:secretsmanager:local-([^:}]*):SecretString\}\}",
-                              lambda m: SECRET_JSON[m.group(1)], text)
+                return re.sub(r"\$\{([^}]+)\}", lambda m: self.sub(m.group(1)), arg)
             if key == "Fn::If":
                 return self.value(arg[1] if self.condition(arg[0]) else arg[2])
             if key == "Fn::Equals":
@@ -249,8 +248,9 @@ def main():
     parser.add_argument("--template", default=str(ROOT / "template.yaml"))
     parser.add_argument("--logs", default=str(ROOT / ".tmp" / "rie"))
     parser.add_argument("--keys-in-environment", action="store_true",
-                        help="give the functions their signing keys in TOKEN_SIGNING_KEYS instead of the secret's id "
-                             "(as deployed before keys were read at runtime): the reference for the cost of reading them")
+                        help="give the functions their signing keys and relay secrets in TOKEN_SIGNING_KEYS and "
+                             "RELAY_SECRETS instead of the secrets' ids (as deployed before they were read at "
+                             "runtime): the reference for the cost of reading them")
     parser.add_argument("--only", nargs="*", help="run only these functions")
     args = parser.parse_args()
     template, problems = decode(args.template)
@@ -265,9 +265,9 @@ def main():
         seen.add(binary)
         if args.only and binary not in args.only:
             continue
-        if args.keys_in_environment and "TOKEN_SIGNING_KEYS_SECRET" in env:
-            secret = env.pop("TOKEN_SIGNING_KEYS_SECRET").removeprefix("local-")
-            env["TOKEN_SIGNING_KEYS"] = SECRET_JSON[secret]
+        for by_id, inline in SECRET_VARIABLES.items():
+            if args.keys_in_environment and by_id in env:
+                env[inline] = SECRET_JSON[env.pop(by_id).removeprefix("local-")]
         invocations = INVOCATIONS.get(binary)
         if invocations is None:
             print(f"{binary or logical_id:<22} no sample events listed in infra/rie_check.py")

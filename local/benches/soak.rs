@@ -90,7 +90,9 @@ fn main() {
 }
 
 async fn soak(server: &Server, seconds: usize, clients: usize, users: usize) {
-    println!("soak: {clients} WebSocket clients ({users} users), 1 event/s for {seconds} s, heartbeat every {HEARTBEAT_PERIOD} s");
+    println!(
+        "soak: {clients} WebSocket clients ({users} users), 1 event/s for {seconds} s, heartbeat every {HEARTBEAT_PERIOD} s"
+    );
     let mut setups = Vec::with_capacity(users);
     for user in 0..users {
         let api = Api::new(&server.base, &format!("soak{user}-token"));

@@ -1,16 +1,17 @@
-//! Signing keys read from a secret store at runtime (AWS Secrets Manager's API, served by
-//! moto_server): a key rotated in the secret is used without restarting anything, a
-//! dropped key stops verifying, forged key ids do not drive the store, and a function
-//! that cannot read its keys refuses to start.
+//! Signing keys and relay secrets read from a secret store at runtime (AWS Secrets
+//! Manager's API, served by moto_server): a key or relay secret rotated in the secret is
+//! used without restarting anything, a dropped one stops working, forged input does not
+//! drive the store, and a function that cannot read its secret refuses to start.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
-use fhir_ws_core::config::{BindingTokenConfig, ConfigError};
-use fhir_ws_core::token::secrets_manager::SecretsManager;
-use fhir_ws_core::token::{KeyRing, SecretStore, decode};
+use fhir_ws_core::config::{BindingTokenConfig, ConfigError, RelayConfig};
+use fhir_ws_core::secret::SecretStore;
+use fhir_ws_core::secret::secrets_manager::SecretsManager;
+use fhir_ws_core::token::{KeyRing, decode};
 use fhir_ws_core::ws::{Binder, Connection};
 use fhir_ws_tests::{App, HttpEvent, output_values, status_and_json, unique_principal};
 
@@ -128,5 +129,80 @@ async fn a_function_that_cannot_read_its_keys_refuses_to_start() {
     assert!(message.contains("could not be read"), "{message}");
     let neither = |variable: &str| env(variable).filter(|_| variable != "TOKEN_SIGNING_KEYS_SECRET");
     let answer = BindingTokenConfig::load_with_secrets(&neither, Arc::new(SecretsManager::new(&aws))).await;
+    assert!(matches!(answer, Err(ConfigError::Missing(_))));
+}
+
+/// A request to the relay presenting `secret`.
+fn relay_request(secret: &str) -> lambda_http::Request {
+    lambda_http::http::Request::builder()
+        .method("POST")
+        .uri("https://example.org/relay")
+        .header("authorization", format!("Bearer {secret}"))
+        .body(lambda_http::Body::Empty)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_relay_secret_rotated_in_the_secret_store_is_used_without_a_restart() {
+    let aws = sdk().await;
+    let client = aws_sdk_secretsmanager::Client::new(&aws);
+    let name = format!("relay-secrets-{}", uuid::Uuid::new_v4());
+    client.create_secret().name(&name).secret_string(format!(r#"{{"secrets": "{FIRST}"}}"#)).send().await.unwrap();
+    let store = Arc::new(Counted { inner: SecretsManager::new(&aws), reads: AtomicUsize::new(0) });
+    let env = |variable: &str| match variable {
+        "UPSTREAM_TABLE" | "EVENTS_QUEUE_URL" => Some("unused".to_owned()),
+        "RELAY_SECRETS_SECRET" => Some(name.clone()),
+        _ => None,
+    };
+    let config = RelayConfig::load_with_secrets(&env, store.clone()).await.unwrap();
+    // Read again after 1 s, or on a secret matching none at most once per 200 ms.
+    let secrets = config.secrets.with_refresh(Duration::from_secs(1), Duration::from_millis(200));
+    let accepted = async |secret: &str| secrets.check(&relay_request(secret)).await.is_ok();
+    let reads = || store.reads.load(Ordering::SeqCst);
+    assert!(accepted(FIRST).await);
+    assert!(!accepted(SECOND).await, "not configured yet");
+
+    // The operator adds a second secret in the store only; the upstream switches to it.
+    put(&client, &name, &format!(r#"{{"secrets": "{SECOND},{FIRST}"}}"#)).await;
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let before = reads();
+    assert!(accepted(SECOND).await, "the relay learns the new secret by itself");
+    assert_eq!(reads(), before + 1, "one read for the unmatched secret");
+    assert!(accepted(FIRST).await, "the old one still works until dropped");
+
+    // Wrong secrets within the retry gap cause at most one read.
+    let before = reads();
+    for attempt in 0..20 {
+        assert!(!accepted(&format!("forged-secret-{attempt:02}-0123456789abcdef0123")).await);
+    }
+    assert!(reads() <= before + 1, "at most one read per retry gap");
+
+    // The old secret dropped in the store stops working once the copy is old.
+    put(&client, &name, &format!(r#"{{"secrets": "{SECOND}"}}"#)).await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert!(!accepted(FIRST).await, "the dropped secret no longer passes");
+    assert!(accepted(SECOND).await);
+
+    // A secret that cannot be read keeps the secrets in use.
+    client.delete_secret().secret_id(&name).force_delete_without_recovery(true).send().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert!(accepted(SECOND).await, "an outage of the secret store is not a lock-out");
+}
+
+#[tokio::test]
+async fn a_relay_that_cannot_read_its_secret_refuses_to_start() {
+    let aws = sdk().await;
+    let missing = format!("missing-{}", uuid::Uuid::new_v4());
+    let env = |variable: &str| match variable {
+        "UPSTREAM_TABLE" | "EVENTS_QUEUE_URL" => Some("unused".to_owned()),
+        "RELAY_SECRETS_SECRET" => Some(missing.clone()),
+        _ => None,
+    };
+    let answer = RelayConfig::load_with_secrets(&env, Arc::new(SecretsManager::new(&aws))).await;
+    let message = answer.as_ref().err().map(ToString::to_string).unwrap_or_default();
+    assert!(matches!(answer, Err(ConfigError::Invalid("RELAY_SECRETS_SECRET", _))), "{message}");
+    assert!(message.contains("could not be read"), "{message}");
+    let neither = |variable: &str| env(variable).filter(|_| variable != "RELAY_SECRETS_SECRET");
+    let answer = RelayConfig::load_with_secrets(&neither, Arc::new(SecretsManager::new(&aws))).await;
     assert!(matches!(answer, Err(ConfigError::Missing(_))));
 }

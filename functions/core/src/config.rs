@@ -20,7 +20,8 @@
 //! | `EVENT_RETENTION_SECONDS` | fanout, relay | how long events stay answerable by `$events` (and the relay remembers upstream events), default 604800 (7 days) |
 //! | `UPSTREAM_TABLE` | relay, fanout | the upstream ledger table name (the fan-out relays notification Bundles found on its queue) |
 //! | `EVENTS_QUEUE_URL` | relay | URL of the SQS queue the fan-out reads |
-//! | `RELAY_SECRETS` | relay | comma-separated secrets upstream servers send as `Authorization: Bearer …` (or the secret's JSON `{"secrets": …}`) |
+//! | `RELAY_SECRETS_SECRET` | relay | id (ARN) of the Secrets Manager secret holding the relay secrets (JSON `{"secrets": "s1[,s2…]"}`), read at cold start and again at runtime (the template sets this) |
+//! | `RELAY_SECRETS` | relay | instead of the secret: comma-separated secrets upstream servers send as `Authorization: Bearer …` (local stack, tests) |
 
 use chrono::TimeDelta;
 
@@ -30,7 +31,8 @@ use crate::store::dynamodb::{
 };
 use std::sync::Arc;
 
-use crate::token::{KeyRing, KeyRingError, SecretStore};
+use crate::secret::SecretStore;
+use crate::token::{KeyRing, KeyRingError};
 
 /// Default token lifetime: 30 minutes.
 pub const DEFAULT_TOKEN_LIFETIME_SECONDS: i64 = 30 * 60;
@@ -360,18 +362,34 @@ pub struct RelayConfig {
 }
 
 impl RelayConfig {
-    /// Reads the configuration (`RELAY_SECRETS`: comma-separated secrets, or the
-    /// secret's JSON `{"secrets": "…"}` as Secrets Manager holds it).
+    /// Reads the configuration with the secrets given in `RELAY_SECRETS` (comma-separated
+    /// secrets, or the secret's JSON `{"secrets": "…"}`): the local stack and tests.
     pub fn load(source: &impl Source) -> Result<Self, ConfigError> {
-        let text = required(source, "RELAY_SECRETS")?;
-        let list = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|json| json.get("secrets").and_then(serde_json::Value::as_str).map(str::to_owned))
-            .unwrap_or(text);
+        let secrets = crate::relay::RelaySecrets::parse(&required(source, "RELAY_SECRETS")?)
+            .map_err(|e| ConfigError::Invalid("RELAY_SECRETS", e))?;
+        Self::with_secrets(source, secrets)
+    }
+
+    /// Reads the configuration as deployed: the secrets from `RELAY_SECRETS`, or read from
+    /// the secret `RELAY_SECRETS_SECRET` names in `store`, and again at runtime.
+    pub async fn load_with_secrets(source: &impl Source, store: Arc<dyn SecretStore>) -> Result<Self, ConfigError> {
+        if source.value("RELAY_SECRETS").is_some() {
+            return Self::load(source);
+        }
+        let Some(secret_id) = source.value("RELAY_SECRETS_SECRET") else {
+            return Err(ConfigError::Missing("RELAY_SECRETS_SECRET (or RELAY_SECRETS)"));
+        };
+        let secrets = crate::relay::RelaySecrets::from_secret(store, &secret_id)
+            .await
+            .map_err(|e| ConfigError::Invalid("RELAY_SECRETS_SECRET", e))?;
+        Self::with_secrets(source, secrets)
+    }
+
+    fn with_secrets(source: &impl Source, secrets: crate::relay::RelaySecrets) -> Result<Self, ConfigError> {
         Ok(Self {
             upstream_table: required(source, "UPSTREAM_TABLE")?,
             events_queue_url: required(source, "EVENTS_QUEUE_URL")?,
-            secrets: crate::relay::RelaySecrets::parse(&list).map_err(|e| ConfigError::Invalid("RELAY_SECRETS", e))?,
+            secrets,
             retention: event_retention(source)?,
         })
     }

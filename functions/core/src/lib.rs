@@ -11,6 +11,8 @@
 //! - [`token`] — binding tokens: HMAC-SHA256 signing with rotating key ids,
 //!   constant-time verification, and [`token::verify`], the full check the WebSocket
 //!   functions run on every bind.
+//! - [`secret`] — values kept in a secret store (signing keys, relay secrets), read at
+//!   cold start and again at runtime so rotation needs no deploy.
 //! - [`access`] — the rule for who may bind to which subscription.
 //! - [`store`] — storage ports (one trait per table: subscriptions, tokens, bindings,
 //!   counters, event history, upstream ledger) with DynamoDB and in-memory adapters.
@@ -53,6 +55,7 @@ pub mod push;
 pub mod relay;
 pub mod revocation;
 pub mod search;
+pub mod secret;
 pub mod store;
 pub mod token;
 pub mod topics;

@@ -7,8 +7,8 @@ use fhir_ws_core::config::{BindingTokenConfig, ProcessEnv};
 use fhir_ws_core::ops::binding_token::BindingTokenOperation;
 use fhir_ws_core::push::ManagementApiPusher;
 use fhir_ws_core::revocation::Revoker;
+use fhir_ws_core::secret::secrets_manager::SecretsManager;
 use fhir_ws_core::store::dynamodb::{DynamoBindingStore, DynamoSubscriptionStore, DynamoTokenStore};
-use fhir_ws_core::token::secrets_manager::SecretsManager;
 use lambda_http::{Error, Request, run, service_fn};
 
 #[tokio::main]

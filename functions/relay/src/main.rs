@@ -5,14 +5,15 @@
 use fhir_ws_core::config::{ProcessEnv, RelayConfig};
 use fhir_ws_core::relay::sqs::SqsEventQueue;
 use fhir_ws_core::relay::{Relay, RelayHandler};
+use fhir_ws_core::secret::secrets_manager::SecretsManager;
 use fhir_ws_core::store::dynamodb::DynamoUpstreamStore;
 use lambda_http::{Error, Request, run, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
-    let config = RelayConfig::load(&ProcessEnv)?;
     let aws = aws_config::load_from_env().await;
+    let config = RelayConfig::load_with_secrets(&ProcessEnv, std::sync::Arc::new(SecretsManager::new(&aws))).await?;
     let ledger = DynamoUpstreamStore::new(aws_sdk_dynamodb::Client::new(&aws), &config.upstream_table);
     let queue = SqsEventQueue::new(aws_sdk_sqs::Client::new(&aws), &config.events_queue_url);
     let handler = &RelayHandler::new(Relay::new(ledger, config.retention), queue, config.secrets);

@@ -4,7 +4,7 @@
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use fhir_ws_core::config::{ProcessEnv, WebSocketConfig};
-use fhir_ws_core::token::secrets_manager::SecretsManager;
+use fhir_ws_core::secret::secrets_manager::SecretsManager;
 use fhir_ws_core::ws::{Binder, ConnectHandler};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 

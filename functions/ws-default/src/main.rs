@@ -4,8 +4,8 @@
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use fhir_ws_core::config::{ProcessEnv, WebSocketConfig, required};
 use fhir_ws_core::push::ManagementApiPusher;
+use fhir_ws_core::secret::secrets_manager::SecretsManager;
 use fhir_ws_core::store::dynamodb::DynamoCounterStore;
-use fhir_ws_core::token::secrets_manager::SecretsManager;
 use fhir_ws_core::ws::{Binder, MessageHandler};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 

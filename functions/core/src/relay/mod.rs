@@ -304,7 +304,7 @@ impl<U: UpstreamStore, Q: EventQueue> RelayHandler<U, Q> {
         if request.method() != Method::POST {
             return Err(ApiError::method_not_allowed(request.method().as_str(), "POST"));
         }
-        self.secrets.check(request)?;
+        self.secrets.check(request).await?;
         let bytes: &[u8] = request.body().as_ref();
         if bytes.len() > MAX_RELAY_BODY_BYTES {
             return Err(ApiError::too_large(format!(

@@ -1,26 +1,18 @@
 //! The signing key ring: given in configuration (`TOKEN_SIGNING_KEYS`), or read from a
 //! secret store at cold start and again at runtime (`TOKEN_SIGNING_KEYS_SECRET`), so that
-//! a rotated key is used without a deploy.
-//!
-//! A ring read from a secret is re-read (never more than one read at a time):
-//! - before signing or verifying, when the copy is older than [`SIGNING_REFRESH`], so new
-//!   tokens are signed with a rotated key, and a dropped key stops verifying, within that
-//!   time;
-//! - on a token whose key id the copy does not know, at most once per
-//!   [`UNKNOWN_KEY_RETRY`], so a rotated key verifies at once while forged key ids cannot
-//!   drive the secret store.
-//!
-//! A read that fails keeps the copy in use (and is logged): a passing outage of the secret
-//! store never stops tokens from verifying.
+//! a rotated key is used without a deploy. When a ring is read again is
+//! [`crate::secret`]'s rule: when older than five minutes, before signing or verifying
+//! (new tokens are signed with a rotated key, and a dropped key stops verifying, within
+//! that time), and on a token whose key id the ring does not know, at most once per ten
+//! seconds (a rotated key verifies at once; forged key ids cannot drive the store).
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use hmac::{Hmac, KeyInit as _};
 use sha2::Sha256;
+
+use crate::secret::{ReadError, Refreshing, SecretStore};
 
 /// HMAC-SHA256, the only MAC tokens use.
 pub(crate) type HmacSha256 = Hmac<Sha256>;
@@ -50,46 +42,18 @@ impl SigningKey {
     }
 }
 
-/// How old a ring read from a secret may be when it signs or verifies.
-pub const SIGNING_REFRESH: Duration = Duration::from_secs(300);
-/// Least time between two reads prompted by unknown key ids.
-pub const UNKNOWN_KEY_RETRY: Duration = Duration::from_secs(10);
-
 /// The keys at one moment: the first signs new tokens, every one verifies.
-#[derive(Clone)]
 struct Keys {
     signing: SigningKey,
     /// Keys that still verify but no longer sign (being rotated out).
     verify_only: Vec<SigningKey>,
 }
 
-/// A secret store: the current text of a secret.
-pub trait SecretStore: Send + Sync {
-    /// The secret's current string value; the error is for logs (never holds the secret).
-    fn secret_string<'a>(
-        &'a self,
-        secret_id: &'a str,
-    ) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send + 'a>>;
-}
-
-/// Where a ring read from a secret reads it again.
-struct Source {
-    store: Arc<dyn SecretStore>,
-    secret_id: String,
-    read_at: RwLock<Instant>,
-    max_age: Duration,
-    unknown_key_retry: Duration,
-    /// Held while reading, so concurrent requests wait for one read instead of each making one.
-    reading: tokio::sync::Mutex<()>,
-}
-
 /// Keys by id: the first signs new tokens, every one verifies. Clones share the keys, so a
-/// ring re-read from its secret is seen by every holder.
+/// ring read again from its secret is seen by every holder.
 #[derive(Clone)]
 pub struct KeyRing {
-    /// A snapshot swapped whole on a re-read, so a lookup copies one pointer, not the keys.
-    keys: Arc<RwLock<Arc<Keys>>>,
-    source: Option<Arc<Source>>,
+    keys: Refreshing<Keys, KeyRingError>,
 }
 
 /// Why a key ring specification was refused.
@@ -118,13 +82,9 @@ pub enum KeyRingError {
     Unreadable(String),
 }
 
-impl KeyRing {
-    /// Parses `keyid:secret[,keyid:secret…]` (the first key signs), or the JSON the
-    /// template's generated Secrets Manager secret holds:
-    /// `{"keyId": "k2", "secret": "…", "previous": "k1:…[,k0:…]"}` (the current key
-    /// signs; `previous` keys, optional, still verify). Secrets are used as their UTF-8
-    /// bytes, must be at least 32 bytes and may not contain commas.
-    pub fn parse(spec: &str) -> Result<Self, KeyRingError> {
+impl Keys {
+    /// See [`KeyRing::parse`].
+    fn parse(spec: &str) -> Result<Self, KeyRingError> {
         if spec.trim_start().starts_with('{') {
             return Self::parse_secret_json(spec);
         }
@@ -146,79 +106,7 @@ impl KeyRing {
         }
         let mut keys = keys.into_iter();
         let signing = keys.next().ok_or(KeyRingError::Empty)?;
-        let keys = Keys { signing, verify_only: keys.collect() };
-        Ok(Self { keys: Arc::new(RwLock::new(Arc::new(keys))), source: None })
-    }
-
-    /// Reads the ring from `secret_id` in `store` (the secret's JSON or `keyid:secret,…`),
-    /// to be read again as the module describes.
-    pub async fn from_secret(store: Arc<dyn SecretStore>, secret_id: &str) -> Result<Self, KeyRingError> {
-        let text = store.secret_string(secret_id).await.map_err(KeyRingError::Unreadable)?;
-        let ring = Self::parse(&text)?;
-        let source = Source {
-            store,
-            secret_id: secret_id.to_owned(),
-            read_at: RwLock::new(Instant::now()),
-            max_age: SIGNING_REFRESH,
-            unknown_key_retry: UNKNOWN_KEY_RETRY,
-            reading: tokio::sync::Mutex::new(()),
-        };
-        Ok(Self { keys: ring.keys, source: Some(Arc::new(source)) })
-    }
-
-    /// The same ring re-read after `max_age` (instead of [`SIGNING_REFRESH`]) and on unknown
-    /// key ids at most once per `unknown_key_retry` (instead of [`UNKNOWN_KEY_RETRY`]). Only
-    /// for a ring read from a secret, before it is cloned; otherwise it is returned as is.
-    pub fn with_refresh(mut self, max_age: Duration, unknown_key_retry: Duration) -> Self {
-        if let Some(source) = self.source.as_mut().and_then(Arc::get_mut) {
-            source.max_age = max_age;
-            source.unknown_key_retry = unknown_key_retry;
-        }
-        self
-    }
-
-    fn current(&self) -> Arc<Keys> {
-        Arc::clone(&self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner))
-    }
-
-    /// Re-reads the secret when the copy is older than `max_age` (no-op without a secret).
-    async fn reread_if_older_than(&self, max_age: Duration) {
-        let Some(source) = &self.source else { return };
-        let age = |source: &Source| source.read_at.read().unwrap_or_else(std::sync::PoisonError::into_inner).elapsed();
-        if age(source) < max_age {
-            return;
-        }
-        let _one_reader = source.reading.lock().await;
-        if age(source) < max_age {
-            return; // another request read it while this one waited
-        }
-        *source.read_at.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
-        let fresh = source.store.secret_string(&source.secret_id).await.map_err(KeyRingError::Unreadable);
-        match fresh.and_then(|text| Self::parse(&text)) {
-            Ok(ring) => {
-                let keys = ring.current();
-                tracing::info!(signing = keys.signing.id(), "signing keys read again from the secret");
-                *self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
-            }
-            Err(error) => tracing::warn!(%error, "signing keys not read again; the keys in use stay"),
-        }
-    }
-
-    /// Before signing: re-reads a ring older than [`SIGNING_REFRESH`].
-    pub async fn refresh_for_signing(&self) {
-        if let Some(source) = &self.source {
-            self.reread_if_older_than(source.max_age).await;
-        }
-    }
-
-    /// Before verifying `token`: re-reads a ring older than [`SIGNING_REFRESH`], or one
-    /// that does not know the token's key id (at most once per [`UNKNOWN_KEY_RETRY`]).
-    pub async fn refresh_for(&self, token: &str) {
-        let Some(source) = &self.source else { return };
-        let key_id = token.split('.').nth(1).unwrap_or_default();
-        let unknown = !key_id.is_empty() && self.verifying_key(key_id).is_none();
-        let max_age = if unknown { source.unknown_key_retry.min(source.max_age) } else { source.max_age };
-        self.reread_if_older_than(max_age).await;
+        Ok(Self { signing, verify_only: keys.collect() })
     }
 
     fn parse_secret_json(json: &str) -> Result<Self, KeyRingError> {
@@ -228,24 +116,70 @@ impl KeyRing {
         Self::parse(&format!("{current},{}", field("previous")))
     }
 
+    fn all(&self) -> impl Iterator<Item = &SigningKey> {
+        std::iter::once(&self.signing).chain(&self.verify_only)
+    }
+}
+
+impl KeyRing {
+    /// Parses `keyid:secret[,keyid:secret…]` (the first key signs), or the JSON the
+    /// template's generated Secrets Manager secret holds:
+    /// `{"keyId": "k2", "secret": "…", "previous": "k1:…[,k0:…]"}` (the current key
+    /// signs; `previous` keys, optional, still verify). Secrets are used as their UTF-8
+    /// bytes, must be at least 32 bytes and may not contain commas.
+    pub fn parse(spec: &str) -> Result<Self, KeyRingError> {
+        Ok(Self { keys: Refreshing::fixed(Keys::parse(spec)?) })
+    }
+
+    /// Reads the ring from `secret_id` in `store` (the secret's JSON or `keyid:secret,…`),
+    /// to be read again as the module describes.
+    pub async fn from_secret(store: Arc<dyn SecretStore>, secret_id: &str) -> Result<Self, KeyRingError> {
+        match Refreshing::read(store, secret_id, Keys::parse).await {
+            Ok(keys) => Ok(Self { keys }),
+            Err(ReadError::Unreadable(detail)) => Err(KeyRingError::Unreadable(detail)),
+            Err(ReadError::Invalid(error)) => Err(error),
+        }
+    }
+
+    /// The same ring read again after `max_age` and on unknown key ids at most once per
+    /// `unknown_key_retry` (see [`Refreshing::with_refresh`]).
+    pub fn with_refresh(self, max_age: std::time::Duration, unknown_key_retry: std::time::Duration) -> Self {
+        Self { keys: self.keys.with_refresh(max_age, unknown_key_retry) }
+    }
+
+    /// Before signing: reads a ring from a secret again when it is old.
+    pub async fn refresh_for_signing(&self) {
+        self.keys.refresh_if_old().await;
+    }
+
+    /// Before verifying `token`: reads the ring again when it is old, or when it does not
+    /// know the token's key id (at most once per retry interval).
+    pub async fn refresh_for(&self, token: &str) {
+        let key_id = token.split('.').nth(1).unwrap_or_default();
+        if !key_id.is_empty() && self.verifying_key(key_id).is_none() {
+            self.keys.refresh_on_miss().await;
+        } else {
+            self.keys.refresh_if_old().await;
+        }
+    }
+
     /// The key that signs new tokens.
     pub fn signing_key(&self) -> SigningKey {
-        self.current().signing.clone()
+        self.keys.current().signing.clone()
     }
 
     /// The key with this id, if it is still accepted.
     pub fn verifying_key(&self, id: &str) -> Option<SigningKey> {
-        let keys = self.current();
-        std::iter::once(&keys.signing).chain(&keys.verify_only).find(|k| k.id == id).cloned()
+        self.keys.current().all().find(|k| k.id == id).cloned()
     }
 }
 
 impl fmt::Debug for KeyRing {
     // Never print secrets, not even in debug logs.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let keys = self.current();
-        let ids: Vec<&str> = std::iter::once(&keys.signing).chain(&keys.verify_only).map(|k| k.id.as_str()).collect();
-        f.debug_struct("KeyRing").field("key_ids", &ids).field("from_secret", &self.source.is_some()).finish()
+        let keys = self.keys.current();
+        let ids: Vec<&str> = keys.all().map(|k| k.id.as_str()).collect();
+        f.debug_struct("KeyRing").field("key_ids", &ids).field("from_secret", &self.keys.is_from_secret()).finish()
     }
 }
 

@@ -11,8 +11,6 @@
 //! [`verify`] adds the stored-record and subscription checks.
 
 mod keys;
-#[cfg(feature = "secrets")]
-pub mod secrets_manager;
 pub mod verify;
 
 use base64::Engine as _;
@@ -21,7 +19,7 @@ use chrono::{DateTime, Utc};
 use hmac::Mac as _;
 use serde::{Deserialize, Serialize};
 
-pub use keys::{KeyRing, KeyRingError, SIGNING_REFRESH, SecretStore, UNKNOWN_KEY_RETRY};
+pub use keys::{KeyRing, KeyRingError};
 
 /// Version tag that starts every token of this format.
 const FORMAT_TAG: &str = "fws1";

@@ -1,5 +1,6 @@
-//! [`SecretStore`] over AWS Secrets Manager (`GetSecretValue`), for signing keys read at
-//! runtime. Built only into the functions that sign or verify tokens (feature `secrets`).
+//! [`SecretStore`] over AWS Secrets Manager (`GetSecretValue`), for the signing keys and
+//! relay secrets read at runtime. Built only into the functions that read one (feature
+//! `secrets`).
 
 use std::future::Future;
 use std::pin::Pin;

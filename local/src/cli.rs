@@ -217,6 +217,9 @@ async fn run(command: Command) -> Result<(), String> {
             let listener =
                 tokio::net::TcpListener::bind(("127.0.0.1", port)).await.map_err(|e| format!("port {port}: {e}"))?;
             let address = listener.local_addr().map_err(|e| e.to_string())?;
+            // Listen for the stop signals before announcing the address, so a signal sent
+            // as soon as the banner appears is never missed.
+            let stop = stop_signal().map_err(|e| format!("signal handlers: {e}"))?;
             let store =
                 dynamodb_endpoint.as_deref().map_or("embedded (in memory)".to_owned(), |e| format!("DynamoDB at {e}"));
             // `writeln!`, not `println!`: a closed stdout must not stop the server.
@@ -250,11 +253,7 @@ async fn run(command: Command) -> Result<(), String> {
                 relay_secrets: (!relay_secrets.is_empty()).then(|| relay_secrets.join(",")),
                 topics,
             };
-            let ctrl_c = async {
-                let _ = tokio::signal::ctrl_c().await;
-                eprintln!("fhir-ws: stopping");
-            };
-            serve(listener, options, ctrl_c).await.map_err(|e| e.to_string())
+            serve(listener, options, stop).await.map_err(|e| e.to_string())
         }
         Command::Subscribe {
             server,
@@ -365,4 +364,20 @@ async fn run(command: Command) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// Completes on Ctrl-C (SIGINT) or SIGTERM (what a container runtime or service manager
+/// sends), so either stops the server cleanly, closing every WebSocket. The handlers are
+/// installed when this is called, not when the future is first polled.
+fn stop_signal() -> std::io::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        eprintln!("fhir-ws: stopping");
+    })
 }

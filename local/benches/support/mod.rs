@@ -4,6 +4,7 @@
 #![allow(dead_code, reason = "each benchmark includes this module and uses a part of it")]
 
 use std::io::{BufRead as _, BufReader};
+use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -16,17 +17,34 @@ pub struct Server {
 
 impl Server {
     /// Starts the server with `args` after `serve --port 0` and waits for its banner.
+    /// `BENCH_SERVER_WRAPPER` (for example `heaptrack` or `perf record -g --`) runs it
+    /// under a profiler; the memory figures are then the wrapper's.
     pub fn start(args: &[String]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fhir-ws"))
+        let wrapper = std::env::var("BENCH_SERVER_WRAPPER").unwrap_or_default();
+        let mut command = match wrapper.split_whitespace().collect::<Vec<_>>().split_first() {
+            Some((program, wrapper_args)) => {
+                let mut command = Command::new(program);
+                command.args(wrapper_args).arg(env!("CARGO_BIN_EXE_fhir-ws"));
+                command
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_fhir-ws")),
+        };
+        let mut child = command
+            // Its own process group, so that a wrapper's child is stopped with it.
+            .process_group(0)
             .args(["serve", "--port", "0"])
             .args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .spawn()
             .expect("start fhir-ws serve");
-        let mut banner = String::new();
         let mut output = BufReader::new(child.stdout.take().expect("stdout"));
-        output.read_line(&mut banner).expect("banner");
+        // The banner's first line ends with the address (a wrapper may print before it).
+        let mut banner = String::new();
+        while !banner.contains("http://") {
+            banner.clear();
+            assert!(output.read_line(&mut banner).expect("banner") > 0, "the server stopped before its banner");
+        }
         // Keep draining the server's stdout (banner, metrics lines) so it never blocks.
         std::thread::spawn(move || std::io::copy(&mut output, &mut std::io::sink()));
         let base = banner.trim().rsplit(' ').next().expect("address").to_owned();
@@ -55,7 +73,12 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SIGTERM to the whole group: the server shuts down, a profiler writes its data.
+        let group = format!("-{}", self.child.id());
+        let stopped = Command::new("kill").args(["-TERM", "--", &group]).status().is_ok_and(|s| s.success());
+        if !stopped {
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
     }
 }

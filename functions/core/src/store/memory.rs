@@ -56,34 +56,20 @@ impl MemoryStore {
     /// `expires_at` against its clock); an upstream claim past its expiry stops
     /// de-duplicating, as it does on DynamoDB once TTL has deleted it.
     pub fn forget_expired(&self, now: i64) -> usize {
-        let mut removed = 0;
-        let mut sweep = |before: usize, after: usize| removed += before - after;
-        {
-            let mut tokens = lock(&self.tokens);
-            let before = tokens.len();
-            tokens.retain(|_, token| token.expires_at > now);
-            sweep(before, tokens.len());
-        }
-        {
-            let mut bindings = lock(&self.bindings);
-            let before = bindings.len();
-            bindings.retain(|_, binding| binding.expires_at > now);
-            sweep(before, bindings.len());
-        }
-        {
-            let mut events = lock(&self.events);
-            let before = events.len();
-            events.retain(|_, event| event.expires_at > now);
-            sweep(before, events.len());
-        }
-        {
-            let mut claims = lock(&self.upstream_events);
-            let before = claims.len();
-            claims.retain(|_, claim| claim.expires_at > now);
-            sweep(before, claims.len());
-        }
-        removed
+        dropped(&mut *lock(&self.tokens), HashMap::len, |tokens| tokens.retain(|_, t| t.expires_at > now))
+            + dropped(&mut *lock(&self.bindings), BTreeMap::len, |bindings| bindings.retain(|_, b| b.expires_at > now))
+            + dropped(&mut *lock(&self.events), BTreeMap::len, |events| events.retain(|_, e| e.expires_at > now))
+            + dropped(&mut *lock(&self.upstream_events), HashMap::len, |claims| {
+                claims.retain(|_, c| c.expires_at > now)
+            })
     }
+}
+
+/// How many entries `retain` took out of `table`.
+fn dropped<T>(table: &mut T, len: impl Fn(&T) -> usize, retain: impl FnOnce(&mut T)) -> usize {
+    let before = len(table);
+    retain(table);
+    before - len(table)
 }
 
 /// Locks a table. A panic while holding the lock cannot leave a half-written entry

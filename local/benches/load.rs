@@ -1,9 +1,11 @@
-//! Load check of the local stack: 1,000 concurrent WebSocket clients bound to one
-//! subscription through `fhir-ws serve` (a separate process), 100 events sent one after
-//! another. Reports delivered count (must be sent × bound), p50/p99 delivery latency
-//! (event sent → frame received) and the server's peak memory.
+//! Load check of the local stack: 1,000 concurrent WebSocket clients (`LOAD_CLIENTS`)
+//! bound to one subscription through `fhir-ws serve` (a separate process), 100 events
+//! (`LOAD_EVENTS`) sent one after another. Reports delivered count (must be sent ×
+//! bound), p50/p99 delivery latency (event sent → frame received) and the server's peak
+//! memory.
 //!
-//! Run: `cargo bench -p fhir-ws-local --bench load`.
+//! Run: `cargo bench -p fhir-ws-local --bench load` (`LOAD_CLIENTS=10000` for the
+//! 10,000-client figure; the bench process then needs that many descriptors too).
 
 #![allow(clippy::expect_used, clippy::panic, reason = "a benchmark harness: a failed step must stop it loudly")]
 
@@ -19,23 +21,26 @@ use support::{Server, ms, percentile};
 use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
 
-const CLIENTS: usize = 1_000;
-const EVENTS: usize = 100;
 const TOPIC: &str = "http://example.org/fhir/SubscriptionTopic/load";
 
+fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
 fn main() {
+    let (clients, events) = (setting("LOAD_CLIENTS", 1_000), setting("LOAD_EVENTS", 100));
     let args = ["--token-lifetime", "3600", "--heartbeat-seconds", "3600"].map(str::to_owned);
     let server = Server::start(&args);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let (delivered, latencies, bind_time) = runtime.block_on(run(&server.base));
+    let (delivered, latencies, bind_time) = runtime.block_on(run(&server.base, clients, events));
     let peak = server.peak_rss_mib();
     drop(server);
 
     let mut latencies = latencies;
     latencies.sort_unstable();
-    println!("local stack load check: {CLIENTS} WebSocket clients on one subscription, {EVENTS} events");
+    println!("local stack load check: {clients} WebSocket clients on one subscription, {events} events");
     println!("  connect + bind + handshake, all clients: {:.2} s", bind_time.as_secs_f64());
-    println!("  delivered: {delivered} of {} expected", CLIENTS * EVENTS);
+    println!("  delivered: {delivered} of {} expected", clients * events);
     println!(
         "  latency p50: {:.1} ms, p99: {:.1} ms, max: {:.1} ms",
         ms(percentile(&latencies, 0.50)),
@@ -43,25 +48,25 @@ fn main() {
         ms(latencies.last().copied().unwrap_or_default())
     );
     println!("  server peak RSS: {peak:.1} MiB");
-    assert_eq!(delivered, CLIENTS * EVENTS, "every event reaches every bound client");
+    assert_eq!(delivered, clients * events, "every event reaches every bound client");
 }
 
-async fn run(base: &str) -> (usize, Vec<Duration>, Duration) {
+async fn run(base: &str, clients_wanted: usize, events: usize) -> (usize, Vec<Duration>, Duration) {
     let api = Api::new(base, "alice-token");
     let id = api.create_subscription(TOPIC, "id-only", None).await.expect("subscription");
     let token = api.binding_token(&id).await.expect("token");
-    let sent_at: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None; EVENTS + 1]));
+    let sent_at: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None; events + 1]));
     let started = Instant::now();
-    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(CLIENTS);
-    let mut clients = Vec::with_capacity(CLIENTS);
-    for _ in 0..CLIENTS {
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(clients_wanted);
+    let mut clients = Vec::with_capacity(clients_wanted);
+    for _ in 0..clients_wanted {
         let url = token.websocket_url.clone();
         let bind = format!("bind-with-token {}", token.token);
         let ready = ready_tx.clone();
         clients.push(tokio::spawn(async move {
             let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str()).await.expect("connect");
             socket.send(Message::text(bind)).await.expect("bind");
-            let mut received: Vec<(usize, Instant)> = Vec::with_capacity(EVENTS);
+            let mut received: Vec<(usize, Instant)> = Vec::with_capacity(events);
             while let Some(Ok(frame)) = socket.next().await {
                 let Message::Text(text) = frame else { continue };
                 let arrived = Instant::now();
@@ -77,7 +82,7 @@ async fn run(base: &str) -> (usize, Vec<Duration>, Duration) {
                             .and_then(|n| n.parse().ok())
                             .unwrap_or(0);
                         received.push((number, arrived));
-                        if received.len() == EVENTS {
+                        if received.len() == events {
                             break;
                         }
                     }
@@ -87,18 +92,18 @@ async fn run(base: &str) -> (usize, Vec<Duration>, Duration) {
             received
         }));
     }
-    for _ in 0..CLIENTS {
+    for _ in 0..clients_wanted {
         ready_rx.recv().await.expect("handshake");
     }
     let bind_time = started.elapsed();
-    for n in 1..=EVENTS {
+    for n in 1..=events {
         sent_at.lock().await[n] = Some(Instant::now());
         let event = json!({"topic": TOPIC, "focus": {"resourceType": "Encounter", "id": format!("enc-{n}"), "status": "finished"}});
         api.notify(&event).await.expect("event accepted");
     }
     let sent = sent_at.lock().await.clone();
     let mut delivered = 0;
-    let mut latencies = Vec::with_capacity(CLIENTS * EVENTS);
+    let mut latencies = Vec::with_capacity(clients_wanted * events);
     for client in clients {
         let received =
             tokio::time::timeout(Duration::from_secs(60), client).await.expect("all frames").expect("client");

@@ -65,6 +65,10 @@ enum Command {
         /// those compiled in from infra/topics/ (try infra/topics-examples).
         #[arg(long, value_name = "DIR")]
         topics: Option<PathBuf>,
+        /// Most WebSockets open at once; further upgrades get 503 (each costs a file
+        /// descriptor: keep it under `ulimit -n`).
+        #[arg(long, default_value_t = crate::gateway::DEFAULT_MAX_CONNECTIONS)]
+        max_connections: usize,
     },
     /// Print $status of the caller's subscriptions (or of one).
     Status {
@@ -206,6 +210,7 @@ async fn run(command: Command) -> Result<(), String> {
             websocket_url,
             relay_secrets,
             topics,
+            max_connections,
         } => {
             let topics = topics.as_deref().map(TopicRegistry::from_folder).transpose()?;
             let mut known = Users::default();
@@ -252,6 +257,7 @@ async fn run(command: Command) -> Result<(), String> {
                 public_websocket_url: websocket_url,
                 relay_secrets: (!relay_secrets.is_empty()).then(|| relay_secrets.join(",")),
                 topics,
+                max_connections,
             };
             serve(listener, options, stop).await.map_err(|e| e.to_string())
         }

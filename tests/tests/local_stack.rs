@@ -840,3 +840,74 @@ async fn revocations_reach_real_sockets_on_the_embedded_store() {
 async fn revocations_reach_real_sockets_against_moto_server() {
     revocations_reach_real_sockets(true).await;
 }
+
+/// Past `max_connections`, an upgrade is refused with 503 and an OperationOutcome before
+/// `$connect` runs; a closed connection frees its place.
+#[tokio::test]
+async fn upgrades_past_the_connection_limit_get_503() {
+    let stack = Stack::start_options(Options { max_connections: 2, ..Options::default() }).await;
+    let url = format!("{}/ws", stack.base.replacen("http://", "ws://", 1));
+    let (first, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
+    let (_second, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
+    let refused = tokio_tungstenite::connect_async(url.as_str()).await.map(|_| ()).unwrap_err();
+    let tokio_tungstenite::tungstenite::Error::Http(response) = refused else { panic!("{refused:?}") };
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "5");
+    let body: Value = serde_json::from_slice(response.body().as_deref().unwrap_or_default()).unwrap();
+    assert_eq!(body["resourceType"], "OperationOutcome");
+    assert_eq!(body["issue"][0]["code"], "transient");
+
+    drop(first);
+    let mut reopened = None;
+    for _ in 0..50 {
+        if let Ok((socket, _)) = tokio_tungstenite::connect_async(url.as_str()).await {
+            reopened = Some(socket);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(reopened.is_some(), "a closed connection frees its place");
+    stack.stop().await;
+}
+
+/// The local stack's own functions post in process, but its HTTP Management API still
+/// serves outside callers: the SDK client (SigV4-signed) posts to a real socket, closes
+/// it, and gets Gone afterwards and for unknown ids.
+#[tokio::test]
+async fn the_http_management_api_serves_outside_callers() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use fhir_ws_core::push::{ManagementApiPusher, PushError, Pusher as _};
+
+    let stack = Stack::start(true, 1800).await;
+    let api = Api::new(&stack.base, "alice-token");
+    let id = api.create_subscription(&topic(), "id-only", None).await.unwrap();
+    let token = api.binding_token(&id).await.unwrap();
+    let (mut socket, _) = tokio_tungstenite::connect_async(token.websocket_url.as_str()).await.unwrap();
+    socket.send(Message::text(format!("bind-with-token {}", token.token))).await.unwrap();
+    assert_eq!(StatusView::of_bundle(&next_json(&mut socket).await).map(|v| v.kind), Some("handshake".to_owned()));
+
+    // The connection id, as an operator would find it: in the bindings table.
+    let aws = aws_config::from_env().endpoint_url(std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap()).load().await;
+    let rows = aws_sdk_dynamodb::Client::new(&aws)
+        .query()
+        .table_name("BindingsTable")
+        .index_name("bySubscription")
+        .key_condition_expression("subscriptionId = :id")
+        .expression_attribute_values(":id", AttributeValue::S(id.clone()))
+        .send()
+        .await
+        .unwrap();
+    let connection = rows.items()[0]["connectionId"].as_s().unwrap().clone();
+
+    let outside = ManagementApiPusher::new(&aws);
+    let endpoint = format!("{}/local", stack.base);
+    outside.post(&endpoint, &connection, b"{\"from\":\"outside\"}").await.unwrap();
+    assert_eq!(next_json(&mut socket).await, json!({"from": "outside"}));
+    outside.close(&endpoint, &connection).await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(5), socket.next()).await.unwrap();
+    assert!(matches!(closed, Some(Ok(Message::Close(_))) | None), "{closed:?}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(outside.post(&endpoint, &connection, b"late").await, Err(PushError::Gone));
+    assert_eq!(outside.post(&endpoint, "unknown-connection=", b"x").await, Err(PushError::Gone));
+    stack.stop().await;
+}

@@ -24,7 +24,6 @@ use fhir_ws_core::fanout::{EventHistory, FanOut};
 use fhir_ws_core::heartbeat::Heartbeat;
 use fhir_ws_core::ops::SubscriptionService;
 use fhir_ws_core::ops::binding_token::BindingTokenOperation;
-use fhir_ws_core::push::ManagementApiPusher;
 use fhir_ws_core::relay::{Relay, RelaySecrets};
 use fhir_ws_core::revocation::{Revocation, Revoker};
 use fhir_ws_core::store::dynamodb::{
@@ -100,7 +99,13 @@ pub struct Options {
     /// SubscriptionTopics to serve and evaluate; `None`: those compiled in from
     /// `infra/topics/`, as the Lambdas have.
     pub topics: Option<TopicRegistry>,
+    /// Most WebSockets open at once; further upgrades are refused with 503 (each costs a
+    /// file descriptor and about 20 KiB).
+    pub max_connections: usize,
 }
+
+/// Default of [`Options::max_connections`]: within a common 20,000-descriptor limit.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 15_000;
 
 /// The relay secret of a local stack started without one (it listens on 127.0.0.1 only).
 pub const LOCAL_RELAY_SECRET: &str = "local-relay-secret-0123456789abcdef";
@@ -118,6 +123,7 @@ impl Default for Options {
             public_websocket_url: None,
             relay_secrets: None,
             topics: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -198,7 +204,7 @@ type FanOutOf<K> = FanOut<
     <K as Backend>::Bindings,
     <K as Backend>::Counters,
     <K as Backend>::Events,
-    ManagementApiPusher,
+    Connections,
     <K as Backend>::Upstream,
 >;
 
@@ -207,14 +213,18 @@ pub(crate) struct Gateway<K: Backend> {
     pub(crate) api: SubscriptionService<K::Subscriptions, K::Counters, K::Events>,
     pub(crate) operation: BindingTokenOperation<K::Subscriptions, K::Tokens>,
     pub(crate) connect: ConnectHandler<K::Subscriptions, K::Tokens, K::Bindings>,
-    pub(crate) message: MessageHandler<K::Subscriptions, K::Tokens, K::Bindings, K::Counters, ManagementApiPusher>,
+    pub(crate) message: MessageHandler<K::Subscriptions, K::Tokens, K::Bindings, K::Counters, Connections>,
     pub(crate) bindings: K::Bindings,
     pub(crate) fanout: FanOutOf<K>,
     /// The relay function's ledger and secrets; its queue is the fan-out above.
     pub(crate) relay: Relay<K::Upstream>,
     pub(crate) relay_secrets: RelaySecrets,
-    pub(crate) heartbeat: Heartbeat<K::Subscriptions, K::Bindings, K::Counters, ManagementApiPusher>,
+    pub(crate) heartbeat: Heartbeat<K::Subscriptions, K::Bindings, K::Counters, Connections>,
+    /// Open sockets; also the functions' [`fhir_ws_core::push::Pusher`] (in process).
     pub(crate) connections: Connections,
+    /// One permit per open (or opening) WebSocket: past [`Options::max_connections`],
+    /// upgrades are refused with 503.
+    pub(crate) capacity: Arc<tokio::sync::Semaphore>,
     pub(crate) users: Users,
     /// `127.0.0.1:<port>`, the Host of every synthesized event.
     pub(crate) host: String,
@@ -261,7 +271,6 @@ pub async fn serve(
         configs.api.topics = topics.clone();
     }
     let aws = sdk_config(options.dynamodb_endpoint.as_deref()).await;
-    let pusher = || ManagementApiPusher::new(&aws);
     if options.dynamodb_endpoint.is_some() {
         let client = aws_sdk_dynamodb::Client::new(&aws);
         for table in crate::tables::ensure_tables(&client).await? {
@@ -275,12 +284,12 @@ pub async fn serve(
             DynamoEventStore::new(client.clone(), "EventsTable"),
             DynamoUpstreamStore::new(client, "UpstreamTable"),
         );
-        let gateway = build::<Dynamo>(stores, &configs, &options, pusher, host);
+        let gateway = build::<Dynamo>(stores, &configs, &options, host);
         run(listener, gateway, options.heartbeat_every, shutdown).await
     } else {
         let store = Arc::new(MemoryStore::new());
         let stores = (store.clone(), store.clone(), store.clone(), store.clone(), store.clone(), store);
-        let gateway = build::<Memory>(stores, &configs, &options, pusher, host);
+        let gateway = build::<Memory>(stores, &configs, &options, host);
         run(listener, gateway, options.heartbeat_every, shutdown).await
     }
 }
@@ -321,12 +330,13 @@ fn build<K: Backend>(
     (subscriptions, tokens, bindings, counters, events, upstream): StoresOf<K>,
     configs: &Configs,
     options: &Options,
-    pusher: impl Fn() -> ManagementApiPusher,
     host: String,
 ) -> Arc<Gateway<K>> {
     let websocket = &configs.websocket;
     let binder = || Binder::new(subscriptions.clone(), tokens.clone(), bindings.clone(), websocket.keys.clone());
     let relay = Relay::new(upstream, configs.relay.retention);
+    let connections = Connections::default();
+    let pusher = || connections.clone();
     let revoker: Arc<dyn Revocation> = Arc::new(Revoker::new(bindings.clone(), pusher()));
     Arc::new(Gateway {
         api: SubscriptionService::new(
@@ -353,7 +363,8 @@ fn build<K: Backend>(
         relay_secrets: configs.relay.secrets.clone(),
         heartbeat: Heartbeat::new(subscriptions, bindings.clone(), counters, pusher()),
         bindings,
-        connections: Connections::default(),
+        connections,
+        capacity: Arc::new(tokio::sync::Semaphore::new(options.max_connections)),
         users: options.users.clone(),
         host,
     })

@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use chrono::Utc;
+use fhir_ws_core::fhir::{IssueType, OperationOutcome};
 use futures::{SinkExt as _, StreamExt as _};
 use serde_json::{Map, Value, json};
 
@@ -75,6 +76,14 @@ pub(crate) async fn upgrade<K: Backend>(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    // Refused before `$connect` runs, so a refused client leaves nothing behind.
+    let Ok(slot) = gateway.capacity.clone().try_acquire_owned() else {
+        tracing::warn!(open = gateway.connections.len(), "refused connect: connection limit reached");
+        let outcome = OperationOutcome::error(IssueType::Transient, "too many open connections; retry later");
+        let body = serde_json::to_string(&outcome).unwrap_or_default();
+        let headers = [("content-type", "application/fhir+json"), ("retry-after", "5")];
+        return (StatusCode::SERVICE_UNAVAILABLE, headers, body).into_response();
+    };
     let connection_id = new_connection_id();
     let connected_at = Utc::now().timestamp_millis();
     let source_ip = peer.ip().to_string();
@@ -112,7 +121,10 @@ pub(crate) async fn upgrade<K: Backend>(
         upgrade = upgrade.protocols([protocol.to_owned()]);
     }
     tracing::info!(connection_id, source_ip, "connected");
-    upgrade.on_upgrade(move |socket| session(gateway, socket, connection_id, connected_at, source_ip))
+    upgrade.on_upgrade(move |socket| async move {
+        session(gateway, socket, connection_id, connected_at, source_ip).await;
+        drop(slot); // the connection's place is free once it has closed
+    })
 }
 
 /// The `diagnostics` of an OperationOutcome body, for one-line logs.

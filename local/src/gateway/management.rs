@@ -1,6 +1,7 @@
-//! The Management API stand-in: `POST/GET/DELETE /local/@connections/{id}`, called by
-//! the functions' SDK client over HTTP (SigV4-signed; the signature is not checked
-//! locally). Unknown or closed connections answer 410 Gone, as API Gateway does.
+//! The Management API stand-in: `POST/GET/DELETE /local/@connections/{id}`, for callers
+//! outside the local stack (any SDK client, SigV4-signed; the signature is not checked
+//! locally; the stack's own functions post in process through [`super::Connections`]).
+//! Unknown or closed connections answer 410 Gone, as API Gateway does.
 
 use std::sync::Arc;
 

@@ -793,16 +793,23 @@ async fn expect_closed(socket: &mut Socket) {
     }
 }
 
-/// Revoking a token, and deleting a subscription, reach a real socket: its last frame
-/// says why, then the server closes it; the revoked token is refused at the upgrade.
-async fn revocations_reach_real_sockets(dynamodb: bool) {
-    let stack = Stack::start(dynamodb, 600).await;
-    let api = Api::new(&stack.base, "alice-token");
+/// A new id-only subscription of `api`'s caller, its token, and a socket bound with it
+/// that has had its handshake.
+async fn bound_socket(api: &Api) -> (String, fhir_ws_local::client::BindingToken, Socket) {
     let id = api.create_subscription(&topic(), "id-only", None).await.unwrap();
     let token = api.binding_token(&id).await.unwrap();
     let (mut socket, _) = tokio_tungstenite::connect_async(token.websocket_url.as_str()).await.unwrap();
     socket.send(Message::text(format!("bind-with-token {}", token.token))).await.unwrap();
     assert_eq!(next_json(&mut socket).await["entry"][0]["resource"]["type"], "handshake");
+    (id, token, socket)
+}
+
+/// Revoking a token, and deleting a subscription, reach a real socket: its last frame
+/// says why, then the server closes it; the revoked token is refused at the upgrade.
+async fn revocations_reach_real_sockets(dynamodb: bool) {
+    let stack = Stack::start(dynamodb, 600).await;
+    let api = Api::new(&stack.base, "alice-token");
+    let (id, token, mut socket) = bound_socket(&api).await;
 
     let parameters =
         json!({"resourceType": "Parameters", "parameter": [{"name": "token", "valueString": token.token}]});
@@ -879,12 +886,7 @@ async fn the_http_management_api_serves_outside_callers() {
     use fhir_ws_core::push::{ManagementApiPusher, PushError, Pusher as _};
 
     let stack = Stack::start(true, 1800).await;
-    let api = Api::new(&stack.base, "alice-token");
-    let id = api.create_subscription(&topic(), "id-only", None).await.unwrap();
-    let token = api.binding_token(&id).await.unwrap();
-    let (mut socket, _) = tokio_tungstenite::connect_async(token.websocket_url.as_str()).await.unwrap();
-    socket.send(Message::text(format!("bind-with-token {}", token.token))).await.unwrap();
-    assert_eq!(StatusView::of_bundle(&next_json(&mut socket).await).map(|v| v.kind), Some("handshake".to_owned()));
+    let (id, _, mut socket) = bound_socket(&Api::new(&stack.base, "alice-token")).await;
 
     // The connection id, as an operator would find it: in the bindings table.
     let aws = aws_config::from_env().endpoint_url(std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap()).load().await;
@@ -904,8 +906,7 @@ async fn the_http_management_api_serves_outside_callers() {
     outside.post(&endpoint, &connection, b"{\"from\":\"outside\"}").await.unwrap();
     assert_eq!(next_json(&mut socket).await, json!({"from": "outside"}));
     outside.close(&endpoint, &connection).await.unwrap();
-    let closed = tokio::time::timeout(Duration::from_secs(5), socket.next()).await.unwrap();
-    assert!(matches!(closed, Some(Ok(Message::Close(_))) | None), "{closed:?}");
+    expect_closed(&mut socket).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(outside.post(&endpoint, &connection, b"late").await, Err(PushError::Gone));
     assert_eq!(outside.post(&endpoint, "unknown-connection=", b"x").await, Err(PushError::Gone));

@@ -17,15 +17,11 @@ use std::time::{Duration, Instant};
 use fhir_ws_local::client::Api;
 use futures::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
-use support::{Server, ms, percentile};
+use support::{Server, ms, percentile, setting};
 use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
 
 const TOPIC: &str = "http://example.org/fhir/SubscriptionTopic/load";
-
-fn setting(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 fn main() {
     let (clients, events) = (setting("LOAD_CLIENTS", 1_000), setting("LOAD_EVENTS", 100));

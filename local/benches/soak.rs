@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use fhir_ws_local::client::Api;
 use futures::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
-use support::{Server, ms, percentile};
+use support::{Server, ms, percentile, setting};
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -45,10 +45,6 @@ const HEARTBEAT_RUN_SECONDS: u64 = 5;
 /// How long events stay answerable by `$events` (`--event-retention`): shorter than the
 /// run, so the event history reaches its steady size instead of growing by design.
 const EVENT_RETENTION_SECONDS: u64 = 60;
-
-fn setting(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 /// One user's two subscriptions and the token binding both.
 struct UserSetup {

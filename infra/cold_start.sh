@@ -14,7 +14,7 @@ export SAM_CLI_TELEMETRY=0
 . infra/lib.sh
 ensure_python_tools
 start_dynamodb
-for function in "${LAMBDA_FUNCTIONS[@]}"; do
+for function in "${LAMBDA_FUNCTIONS[@]}" reference-runtime; do
   time cargo build --release --locked -p "$function"
 done
-.venv/bin/python infra/rie_check.py --binaries target/release --logs .tmp/rie-release
+.venv/bin/python infra/rie_check.py --binaries target/release --logs .tmp/rie-release --repeat 5

@@ -12,8 +12,12 @@ environment names that drift from the template, and event-shape mismatches.
 infra/test.sh runs it on the dev-profile binaries (a wiring check); infra/cold_start.sh on
 the release profile, for the cold-start figures the README reports.
 
-Prints, per function, the emulator's init duration and max memory. Exits non-zero when
-any function fails to start or answers wrongly.
+Prints, per function, the emulator's init duration, the first invocation's duration and
+the function's peak memory. When the binaries folder also holds `reference-runtime` (a
+bare `lambda_runtime` binary of this workspace, `infra/reference-runtime/`, built with the
+same profile), it runs first and every init is also shown as a multiple of its init.
+`--repeat N` starts each binary N times and shows the medians. Exits non-zero when any
+function fails to start or answers wrongly.
 """
 
 import argparse
@@ -22,6 +26,7 @@ import os
 import pathlib
 import re
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -86,6 +91,9 @@ INVOCATIONS = {
     # wrong secret is refused.
     "relay": [("relay-handshake.json", status_is(200)), ("relay-wrong-secret.json", status_is(401))],
 }
+# The bare runtime answers every event with an empty object.
+REFERENCE = "reference-runtime"
+REFERENCE_INVOCATIONS = [("reference-runtime.json", (lambda a: a == {}, "{}"))]
 
 
 class Resolver:
@@ -208,7 +216,30 @@ def run_function(binary_path, env, invocations, log_path):
     # near-zero "Init Duration"; its INIT REPORT line has the real init time, and the
     # runtime process's own high-water mark is the real memory figure.
     init = re.findall(r"INIT REPORT\(durationMs: ([0-9.]+)\)", log)
-    return problems, (float(init[0]) if init else None), peak_kib, log
+    durations = re.findall(r"^REPORT RequestId: \S+\t(?:Init Duration: [0-9.]+ ms\t)?Duration: ([0-9.]+) ms", log, re.M)
+    first = float(durations[0]) if durations else None
+    return problems, (float(init[0]) if init else None), first, peak_kib, log
+
+
+def measure(path, env, invocations, log_path, repeat):
+    """Runs the binary `repeat` times; its problems (of any run) and median figures."""
+    runs = [run_function(path, env, invocations, log_path) for _ in range(repeat)]
+    problems = [problem for run in runs for problem in run[0]]
+
+    def median(values):
+        values = [v for v in values if v is not None]
+        return statistics.median(values) if values else None
+    init, first, memory = (median(run[i] for run in runs) for i in (1, 2, 3))
+    return problems, init, first, memory, runs[-1][4]
+
+
+def row(name, path, init, first, memory, reference_init, result):
+    def text(value, pattern):
+        return pattern.format(value) if value is not None else "-"
+    ratio = init / reference_init if init is not None and reference_init else None
+    size = path.stat().st_size / 1048576 if path.exists() else None
+    print(f"{name:<22} {text(init, '{:.1f}'):>8} {text(ratio, '{:.1f}x'):>7} {text(first, '{:.1f}'):>9} "
+          f"{text(memory and memory / 1024, '{:.1f}'):>9} {text(size, '{:.1f}'):>9}  {result}")
 
 
 def runtime_peak_kib(binary_path):
@@ -252,6 +283,7 @@ def main():
                              "RELAY_SECRETS instead of the secrets' ids (as deployed before they were read at "
                              "runtime): the reference for the cost of reading them")
     parser.add_argument("--only", nargs="*", help="run only these functions")
+    parser.add_argument("--repeat", type=int, default=1, help="start each binary this many times; medians shown")
     args = parser.parse_args()
     template, problems = decode(args.template)
     if template is None:
@@ -260,7 +292,15 @@ def main():
     put_secrets()
     failures = 0
     seen = set()
-    print(f"{'function':<22} {'init ms':>8} {'peak MiB':>9} {'size MiB':>9}  result")
+    print(f"{'function':<22} {'init ms':>8} {'x bare':>7} {'first ms':>9} {'peak MiB':>9} {'size MiB':>9}  result")
+    reference_init = None
+    reference = pathlib.Path(args.binaries) / REFERENCE
+    if reference.exists():
+        problems, reference_init, first, memory, _ = measure(
+            reference, {}, REFERENCE_INVOCATIONS, pathlib.Path(args.logs) / f"{REFERENCE}.log", args.repeat)
+        row(f"({REFERENCE})", reference, reference_init, first, memory, reference_init,
+            "reference" if not problems else "FAILED")
+        failures += bool(problems)
     for logical_id, binary, env in Resolver(template).functions():
         seen.add(binary)
         if args.only and binary not in args.only:
@@ -274,11 +314,9 @@ def main():
             failures += 1
             continue
         path = pathlib.Path(args.binaries) / binary
-        problems, init, memory, log = run_function(path, env, invocations, pathlib.Path(args.logs) / f"{binary}.log")
-        init_text = f"{init:.1f}" if init is not None else "-"
-        memory_text = f"{memory / 1024:.1f}" if memory is not None else "-"
-        size_text = f"{path.stat().st_size / 1048576:.1f}" if path.exists() else "-"
-        print(f"{binary:<22} {init_text:>8} {memory_text:>9} {size_text:>9}  {'ok' if not problems else 'FAILED'}")
+        problems, init, first, memory, log = measure(
+            path, env, invocations, pathlib.Path(args.logs) / f"{binary}.log", args.repeat)
+        row(binary, path, init, first, memory, reference_init, "ok" if not problems else "FAILED")
         for problem in problems:
             print(f"    {problem}")
         if problems:

@@ -29,6 +29,9 @@ pub enum ClientError {
     /// An answer did not have the expected shape.
     #[error("unexpected answer: {0}")]
     Unexpected(String),
+    /// TLS for `wss://` could not be set up.
+    #[error("TLS: {0}")]
+    Tls(#[from] rustls::Error),
 }
 
 /// A token from `$get-ws-binding-token`.
@@ -504,7 +507,10 @@ async fn connection(
     on_received: &mut impl FnMut(&Received),
 ) -> Result<(), ClientError> {
     let mut token = api.binding_token(subscription_id).await?;
-    let (socket, _) = tokio_tungstenite::connect_async(token.websocket_url.as_str()).await?;
+    let connector = crate::tls::websocket_connector()?;
+    let (socket, _) =
+        tokio_tungstenite::connect_async_tls_with_config(token.websocket_url.as_str(), None, false, Some(connector))
+            .await?;
     let (mut write, mut read) = socket.split();
     write.send(Message::text(format!("bind-with-token {}", token.token))).await?;
     loop {

@@ -11,16 +11,18 @@
 //!     events, with a local stand-in for the JWT authorizer ([`gateway::Users`]);
 //!   - the WebSocket API (`/ws`): a real WebSocket server whose connects, frames and
 //!     closes become `ApiGatewayWebsocketProxyRequest` events;
-//!   - the Management API (`POST/GET/DELETE /local/@connections/{id}`), which the
-//!     functions' SDK client calls over HTTP, as on AWS;
+//!   - the Management API (`POST/GET/DELETE /local/@connections/{id}`) for outside
+//!     callers (the functions inside the server post to their sockets in process);
 //!   - an SQS stand-in (`POST /local/events`) feeding the fan-out, and the heartbeat
 //!     schedule.
 //! - [`tables`] — creates the DynamoDB tables of `template.yaml` when a DynamoDB endpoint
 //!   is used instead of the embedded store.
 //! - [`client`] — `fhir-ws subscribe` and `fhir-ws notify`.
+//! - [`tls`] — the `wss://` connector the client uses for deployed stacks.
 //! - [`cli`] — the command line.
 
 pub mod cli;
 pub mod client;
 pub mod gateway;
 pub mod tables;
+pub mod tls;

@@ -6,6 +6,11 @@
 //! size, posts per second, CPU time per post (user + system, this process), and peak
 //! resident memory. Bindings and counters are in the in-memory store, so the figures
 //! are the fan-out's own cost, not DynamoDB's.
+//!
+//! With `FANOUT_NODE_BASELINE` naming `node-fanout/fanout.mjs` (the Node.js fan-out
+//! written the way the AWS serverless chat sample does it), the same rounds also run that
+//! script against the same stand-in with the same frame, and the table gains its figures
+//! and the ratio: `infra/fanout_vs_node.sh` does both in one command.
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
@@ -62,13 +67,21 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         // SigV4 needs credentials and a region; these are local stand-ins.
-        let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        let aws = fhir_ws_tests::sdk_loader()
             .region(aws_config::Region::new("eu-west-1"))
             .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("bench", "bench", None, None, "bench"))
             .load()
             .await;
+        let node = match std::env::var("FANOUT_NODE_BASELINE") {
+            Ok(script) => Some(NodeBaseline::new(script, &aws).await),
+            Err(_) => None,
+        };
         println!("fan-out of one event, {ROUNDS} rounds per size, median shown");
-        println!("{:>11} {:>12} {:>16} {:>15}", "connections", "posts/s", "CPU µs per post", "peak RSS MiB");
+        print!("{:>11} {:>12} {:>16} {:>15}", "connections", "posts/s", "CPU µs per post", "peak RSS MiB");
+        if node.is_some() {
+            print!(" {:>13} {:>17} {:>16} {:>15}", "Node posts/s", "Node CPU µs/post", "Node RSS MiB", "Rust ÷ Node");
+        }
+        println!();
         for size in [1_000_usize, 10_000] {
             let mut results = Vec::new();
             for _ in 0..ROUNDS {
@@ -76,7 +89,12 @@ fn main() {
             }
             results.sort_by(|a, b| a.0.total_cmp(&b.0));
             let (rate, cpu) = results[ROUNDS / 2];
-            println!("{size:>11} {rate:>12.0} {cpu:>16.1} {:>15.1}", peak_rss_mib());
+            print!("{size:>11} {rate:>12.0} {cpu:>16.1} {:>15.1}", peak_rss_mib());
+            if let Some(node) = &node {
+                let (node_rate, node_cpu, node_rss) = node.median(&endpoint, size);
+                print!(" {node_rate:>13.0} {node_cpu:>17.1} {node_rss:>16.1} {:>14.1}×", rate / node_rate);
+            }
+            println!();
         }
     });
     let _ = child.kill();
@@ -127,6 +145,63 @@ async fn round(aws: &aws_config::SdkConfig, endpoint: &str, size: usize) -> (f64
     let (elapsed, cpu) = (started.elapsed().as_secs_f64(), cpu_seconds() - cpu_before);
     assert!(response.batch_item_failures.is_empty(), "every post must succeed");
     (size as f64 / elapsed, cpu * 1e6 / size as f64)
+}
+
+/// The Node.js reference fan-out, run as its own process per round.
+struct NodeBaseline {
+    script: String,
+    payload: FrameFile,
+}
+
+impl NodeBaseline {
+    /// The script and the frame the Rust fan-out posts (taken from one post to a stand-in
+    /// in this process), so both send the same bytes.
+    async fn new(script: String, aws: &aws_config::SdkConfig) -> Self {
+        let stub = ManagementApiStub::start().await;
+        // Boxed: the nested round future otherwise exceeds the compiler's layout depth.
+        Box::pin(round(aws, &stub.endpoint("live"), 1)).await;
+        let frame = stub.posts().first().map(|post| post.body.clone()).expect("the fan-out posted a frame");
+        Self { script, payload: FrameFile::with(&frame) }
+    }
+
+    /// Median over the rounds of (posts/s, CPU µs per post, peak RSS MiB) of the script.
+    fn median(&self, endpoint: &str, size: usize) -> (f64, f64, f64) {
+        let mut results: Vec<(f64, f64, f64)> = (0..ROUNDS)
+            .map(|_| {
+                let output = Command::new("node")
+                    .args([&self.script, endpoint, &size.to_string(), self.payload.as_str()])
+                    .output()
+                    .expect("run node");
+                assert!(output.status.success(), "node: {}", String::from_utf8_lossy(&output.stderr));
+                let figures: serde_json::Value = serde_json::from_slice(&output.stdout).expect("node's JSON line");
+                let number = |name: &str| figures[name].as_f64().expect("a number");
+                (number("posts_per_second"), number("cpu_us_per_post"), number("peak_rss_mib"))
+            })
+            .collect();
+        results.sort_by(|a, b| a.0.total_cmp(&b.0));
+        results[ROUNDS / 2]
+    }
+}
+
+/// The frame in a file for the Node.js script, removed when dropped.
+struct FrameFile(std::path::PathBuf);
+
+impl FrameFile {
+    fn with(contents: &[u8]) -> Self {
+        let path = std::env::temp_dir().join(format!("fhir-ws-fanout-frame-{}.json", std::process::id()));
+        std::fs::write(&path, contents).expect("write the frame");
+        Self(path)
+    }
+
+    fn as_str(&self) -> &str {
+        self.0.to_str().expect("a UTF-8 temporary path")
+    }
+}
+
+impl Drop for FrameFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// The child: serve the Management API stand-in and print its endpoint.

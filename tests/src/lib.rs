@@ -53,11 +53,21 @@ fn required_env(name: &str) -> String {
     })
 }
 
+/// A loader of the SDK configuration with the functions' own HTTP client
+/// (`fhir_ws_core::aws`); the SDK's default client is not linked.
+pub fn sdk_loader() -> aws_config::ConfigLoader {
+    fhir_ws_core::aws::sdk_config_loader(&fhir_ws_core::config::ProcessEnv).expect("SDK configuration")
+}
+
+/// The SDK configuration from the environment, as the functions load it.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    sdk_loader().load().await
+}
+
 /// An SDK client for the DynamoDB-compatible server named by `AWS_ENDPOINT_URL_DYNAMODB`.
 pub async fn dynamodb_client() -> aws_sdk_dynamodb::Client {
     required_env("AWS_ENDPOINT_URL_DYNAMODB");
-    let config = aws_config::load_from_env().await;
-    aws_sdk_dynamodb::Client::new(&config)
+    aws_sdk_dynamodb::Client::new(&sdk_config().await)
 }
 
 /// The DynamoDB back end, on the tables `infra/test.sh` created.

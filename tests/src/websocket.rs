@@ -180,7 +180,7 @@ impl<S: Backend, T: TokenBackend, B: BindingStore + Clone + 'static, C: CounterS
                 config.keys.clone(),
             )
         };
-        let aws = aws_config::load_from_env().await;
+        let aws = crate::sdk_config().await;
         let connect = ConnectHandler::new(binder(), config.management_endpoint.clone(), config.subprotocols.clone());
         let message = MessageHandler::new(
             binder(),
@@ -317,7 +317,7 @@ impl<S: Backend, T: TokenBackend, B: BindingStore + Clone + 'static, C: CounterS
         &self,
         relay: fhir_ws_core::relay::Relay<U>,
     ) -> FanOut<S, B, C, E, ManagementApiPusher, U> {
-        let aws = aws_config::load_from_env().await;
+        let aws = crate::sdk_config().await;
         let retry =
             RetryPolicy { attempts: 4, base_delay: Duration::from_millis(5), max_delay: Duration::from_millis(20) };
         FanOut::new(

@@ -459,7 +459,7 @@ async fn malformed_and_oversized_input_changes_nothing_and_never_fails_the_serve
         ws_stores.events.clone(),
         Arc::new(Revoker::new(
             ws_stores.bindings.clone(),
-            ManagementApiPusher::new(&aws_config::load_from_env().await),
+            ManagementApiPusher::new(&fhir_ws_tests::sdk_config().await),
         )),
         &SubscriptionApiConfig {
             subscriptions_table: table("SubscriptionsTable"),

@@ -36,7 +36,7 @@ impl SecretStore for Counted {
 
 async fn sdk() -> aws_config::SdkConfig {
     let endpoint = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").expect("run through infra/test.sh");
-    aws_config::from_env().endpoint_url(endpoint).load().await
+    fhir_ws_tests::sdk_loader().endpoint_url(endpoint).load().await
 }
 
 async fn put(client: &aws_sdk_secretsmanager::Client, name: &str, value: &str) {

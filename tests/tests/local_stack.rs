@@ -636,7 +636,7 @@ fn frame_is_size(frame: &tokio_tungstenite::tungstenite::protocol::CloseFrame) -
 async fn the_local_stack_creates_the_templates_tables_where_missing() {
     use aws_sdk_dynamodb::types::{KeyType, TimeToLiveStatus};
     let endpoint = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").expect("run through infra/test.sh");
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    let config = fhir_ws_tests::sdk_loader()
         .region(aws_config::Region::new("ap-southeast-2"))
         .endpoint_url(endpoint)
         .load()
@@ -889,7 +889,8 @@ async fn the_http_management_api_serves_outside_callers() {
     let (id, _, mut socket) = bound_socket(&Api::new(&stack.base, "alice-token")).await;
 
     // The connection id, as an operator would find it: in the bindings table.
-    let aws = aws_config::from_env().endpoint_url(std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap()).load().await;
+    let aws =
+        fhir_ws_tests::sdk_loader().endpoint_url(std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap()).load().await;
     let rows = aws_sdk_dynamodb::Client::new(&aws)
         .query()
         .table_name("BindingsTable")

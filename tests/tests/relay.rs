@@ -328,7 +328,7 @@ relay_stores!(notification_bundles_straight_on_the_queue_are_relayed_too, bundle
 async fn the_sqs_queue_adapter_sends_every_message() {
     use fhir_ws_core::relay::sqs::SqsEventQueue;
     let endpoint = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").expect("run through infra/test.sh");
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest()).endpoint_url(endpoint).load().await;
+    let config = fhir_ws_tests::sdk_loader().endpoint_url(endpoint).load().await;
     let client = aws_sdk_sqs::Client::new(&config);
     let name = format!("relay-test-{}", uuid::Uuid::new_v4().simple());
     let url = client.create_queue().queue_name(&name).send().await.unwrap().queue_url.unwrap();

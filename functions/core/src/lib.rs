@@ -39,8 +39,10 @@
 //! - [`delivery`] — sending to bound connections: retries, 410 clean-up, status notifications.
 //! - [`metrics`] — CloudWatch Embedded Metric Format lines.
 //! - [`config`] — configuration from the environment `template.yaml` sets.
+//! - [`aws`] — the AWS SDK configuration, with the one HTTP and TLS stack every function links.
 
 pub mod access;
+pub mod aws;
 pub mod config;
 pub mod delivery;
 pub mod fanout;

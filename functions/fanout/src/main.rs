@@ -12,7 +12,7 @@ use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let (config, aws) = (DeliveryConfig::load(&ProcessEnv)?, aws_config::load_from_env().await);
+    let (config, aws) = (DeliveryConfig::load(&ProcessEnv)?, fhir_ws_core::aws::load_sdk_config().await?);
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
     let (subscriptions, bindings, counters) = config.dynamodb_stores(&dynamodb);
     let history_config = EventHistoryConfig::load(&ProcessEnv)?;

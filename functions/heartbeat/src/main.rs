@@ -11,7 +11,7 @@ use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = DeliveryConfig::load(&ProcessEnv)?;
-    let aws = aws_config::load_from_env().await;
+    let aws = fhir_ws_core::aws::load_sdk_config().await?;
     let (subscriptions, bindings, counters) = config.dynamodb_stores(&aws_sdk_dynamodb::Client::new(&aws));
     let heartbeat = &Heartbeat::new(subscriptions, bindings, counters, ManagementApiPusher::new(&aws));
     run(service_fn(move |_: LambdaEvent<EventBridgeEvent<serde_json::Value>>| async move {

@@ -15,7 +15,7 @@ use lambda_http::{Error, Request, run, service_fn};
 async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
     let config = SubscriptionApiConfig::load(&ProcessEnv)?;
-    let aws = aws_config::load_from_env().await;
+    let aws = fhir_ws_core::aws::load_sdk_config().await?;
     let client = aws_sdk_dynamodb::Client::new(&aws);
     let subscriptions = DynamoSubscriptionStore::new(client.clone(), &config.subscriptions_table);
     let counters = DynamoCounterStore::new(client.clone(), &config.counters_table);

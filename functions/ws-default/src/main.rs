@@ -12,7 +12,7 @@ use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let aws = aws_config::load_from_env().await;
+    let aws = fhir_ws_core::aws::load_sdk_config().await?;
     let config =
         WebSocketConfig::load_with_secrets(&ProcessEnv, std::sync::Arc::new(SecretsManager::new(&aws))).await?;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);

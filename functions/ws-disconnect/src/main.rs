@@ -11,7 +11,7 @@ use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let table = required(&ProcessEnv, "BINDINGS_TABLE")?;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await);
+    let dynamodb = aws_sdk_dynamodb::Client::new(&fhir_ws_core::aws::load_sdk_config().await?);
     let bindings = &DynamoBindingStore::new(dynamodb, table);
     run(service_fn(move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
         Ok::<_, Error>(disconnect(bindings, &event.payload).await)

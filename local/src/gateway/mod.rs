@@ -270,7 +270,7 @@ pub async fn serve(
     if let Some(topics) = &options.topics {
         configs.api.topics = topics.clone();
     }
-    let aws = sdk_config(options.dynamodb_endpoint.as_deref()).await;
+    let aws = sdk_config(options.dynamodb_endpoint.as_deref()).await?;
     if options.dynamodb_endpoint.is_some() {
         let client = aws_sdk_dynamodb::Client::new(&aws);
         for table in crate::tables::ensure_tables(&client).await? {
@@ -304,8 +304,8 @@ struct Configs {
 
 /// SDK configuration: local credentials and region unless the environment has them,
 /// and the DynamoDB endpoint when one is given.
-async fn sdk_config(dynamodb_endpoint: Option<&str>) -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+async fn sdk_config(dynamodb_endpoint: Option<&str>) -> Result<aws_config::SdkConfig, ServeError> {
+    let mut loader = fhir_ws_core::aws::sdk_config_loader(&fhir_ws_core::config::ProcessEnv)?;
     if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
         loader = loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
             "local",
@@ -321,8 +321,8 @@ async fn sdk_config(dynamodb_endpoint: Option<&str>) -> aws_config::SdkConfig {
     let config = loader.load().await;
     match dynamodb_endpoint {
         // Only DynamoDB goes to the given endpoint; the Management API client keeps its own.
-        Some(endpoint) => config.into_builder().endpoint_url(endpoint).build(),
-        None => config,
+        Some(endpoint) => Ok(config.into_builder().endpoint_url(endpoint).build()),
+        None => Ok(config),
     }
 }
 

@@ -38,6 +38,7 @@
 //! - [`push`] — posting frames to connections through the Management API, with retries.
 //! - [`delivery`] — sending to bound connections: retries, 410 clean-up, status notifications.
 //! - [`metrics`] — CloudWatch Embedded Metric Format lines.
+//! - [`logging`] — the functions' log set-up (Lambda's log level and format).
 //! - [`config`] — configuration from the environment `template.yaml` sets.
 //! - [`aws`] — the AWS SDK configuration, with the one HTTP and TLS stack every function links.
 
@@ -50,6 +51,7 @@ pub mod fhir;
 pub mod heartbeat;
 pub mod http;
 pub mod limits;
+pub mod logging;
 pub mod metrics;
 pub mod notification;
 pub mod ops;

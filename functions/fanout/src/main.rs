@@ -11,7 +11,7 @@ use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    fhir_ws_core::logging::init(&fhir_ws_core::config::ProcessEnv);
     let (config, aws) = (DeliveryConfig::load(&ProcessEnv)?, fhir_ws_core::aws::load_sdk_config().await?);
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
     let (subscriptions, bindings, counters) = config.dynamodb_stores(&dynamodb);

@@ -13,7 +13,7 @@ use lambda_http::{Error, Request, run, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_http::tracing::init_default_subscriber();
+    fhir_ws_core::logging::init(&fhir_ws_core::config::ProcessEnv);
     let aws = fhir_ws_core::aws::load_sdk_config().await?;
     let config =
         BindingTokenConfig::load_with_secrets(&ProcessEnv, std::sync::Arc::new(SecretsManager::new(&aws))).await?;

@@ -13,7 +13,7 @@ use lambda_http::{Error, Request, run, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_http::tracing::init_default_subscriber();
+    fhir_ws_core::logging::init(&fhir_ws_core::config::ProcessEnv);
     let config = SubscriptionApiConfig::load(&ProcessEnv)?;
     let aws = fhir_ws_core::aws::load_sdk_config().await?;
     let client = aws_sdk_dynamodb::Client::new(&aws);

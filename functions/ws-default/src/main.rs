@@ -11,7 +11,7 @@ use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    fhir_ws_core::logging::init(&fhir_ws_core::config::ProcessEnv);
     let aws = fhir_ws_core::aws::load_sdk_config().await?;
     let config =
         WebSocketConfig::load_with_secrets(&ProcessEnv, std::sync::Arc::new(SecretsManager::new(&aws))).await?;

@@ -9,7 +9,7 @@ use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    fhir_ws_core::logging::init(&fhir_ws_core::config::ProcessEnv);
     let table = required(&ProcessEnv, "BINDINGS_TABLE")?;
     let dynamodb = aws_sdk_dynamodb::Client::new(&fhir_ws_core::aws::load_sdk_config().await?);
     let bindings = &DynamoBindingStore::new(dynamodb, table);

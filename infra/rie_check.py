@@ -156,7 +156,15 @@ class Resolver:
             if resource.get("Type") != "AWS::Serverless::Function":
                 continue
             binary = resource.get("Metadata", {}).get("BuildProperties", {}).get("Binary")
-            variables = dict(globals_env)
+            # What Lambda derives from LoggingConfig, as the functions' logging reads it.
+            logging = resource.get("Properties", {}).get("LoggingConfig") or \
+                self.template.get("Globals", {}).get("Function", {}).get("LoggingConfig", {})
+            variables = {}
+            if "LogFormat" in logging:
+                variables["AWS_LAMBDA_LOG_FORMAT"] = logging["LogFormat"]
+            if "ApplicationLogLevel" in logging:
+                variables["AWS_LAMBDA_LOG_LEVEL"] = logging["ApplicationLogLevel"]
+            variables.update(globals_env)
             variables.update(resource.get("Properties", {}).get("Environment", {}).get("Variables", {}))
             env = {}
             for name, node in variables.items():

@@ -224,6 +224,15 @@ async fn bindings_contract<S: Backend, T: TokenBackend, B: BindingStore, C: Coun
     assert_eq!(store.bindings_of_connection(&a).await, Ok(Vec::new()));
     assert_eq!(store.bindings_of_connection(&b).await.unwrap().len(), 1, "other connections untouched");
 
+    // A connection id that begins with another's is another connection.
+    let longer = format!("{a}x");
+    let pair = [binding(&a, &s1, "t5", 1_800_003_600), binding(&longer, &s1, "t5", 1_800_003_600)];
+    store.put_bindings(&pair).await.unwrap();
+    assert_eq!(store.bindings_of_connection(&a).await.unwrap().len(), 1);
+    assert_eq!(store.delete_bindings(&a, None).await, Ok(1));
+    assert_eq!(store.bindings_of_connection(&longer).await.unwrap().len(), 1, "the longer id keeps its binding");
+    assert_eq!(store.delete_bindings(&longer, None).await, Ok(1));
+
     // One binding at a time, optionally only if a given token made it.
     let (one, two) = (binding(&a, &s1, "t4", 1_800_003_600), binding(&a, &s2, "t4", 1_800_003_600));
     store.put_bindings(&[one, two.clone()]).await.unwrap();

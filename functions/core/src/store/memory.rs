@@ -74,6 +74,19 @@ fn dropped<T>(table: &mut T, len: impl Fn(&T) -> usize, retain: impl FnOnce(&mut
 
 /// Locks a table. A panic while holding the lock cannot leave a half-written entry
 /// (every change is one map operation), so a poisoned lock is safe to keep using.
+/// One connection's bindings: the table is keyed by (connection id, subscription id), so
+/// they are one range of it, found without visiting the others (a disconnect among
+/// 10,000 connections used to scan them all).
+fn of_connection<'a>(
+    table: &'a BTreeMap<(String, String), Binding>,
+    connection_id: &'a str,
+) -> impl Iterator<Item = &'a Binding> + 'a {
+    table
+        .range((connection_id.to_owned(), String::new())..)
+        .take_while(move |((connection, _), _)| connection == connection_id)
+        .map(|(_, binding)| binding)
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -146,21 +159,24 @@ impl BindingStore for MemoryStore {
     }
 
     async fn bindings_of_connection(&self, connection_id: &str) -> Result<Vec<Binding>, StoreError> {
-        Ok(lock(&self.bindings).values().filter(|b| b.connection_id == connection_id).cloned().collect())
+        Ok(of_connection(&lock(&self.bindings), connection_id).cloned().collect())
     }
 
     async fn bindings_of_subscription(&self, subscription_id: &str) -> Result<Vec<Binding>, StoreError> {
-        let mut found: Vec<Binding> =
-            lock(&self.bindings).values().filter(|b| b.subscription_id == subscription_id).cloned().collect();
-        found.sort_by(|a, b| a.connection_id.cmp(&b.connection_id));
-        Ok(found)
+        // The table is ordered by connection id first, so these come in that order already.
+        Ok(lock(&self.bindings).values().filter(|b| b.subscription_id == subscription_id).cloned().collect())
     }
 
     async fn delete_bindings(&self, connection_id: &str, token_id: Option<&str>) -> Result<usize, StoreError> {
         let mut table = lock(&self.bindings);
-        let before = table.len();
-        table.retain(|_, b| b.connection_id != connection_id || token_id.is_some_and(|t| b.token_id != t));
-        Ok(before - table.len())
+        let doomed: Vec<(String, String)> = of_connection(&table, connection_id)
+            .filter(|b| token_id.is_none_or(|t| b.token_id == t))
+            .map(|b| (b.connection_id.clone(), b.subscription_id.clone()))
+            .collect();
+        for key in &doomed {
+            table.remove(key);
+        }
+        Ok(doomed.len())
     }
 
     async fn delete_binding(

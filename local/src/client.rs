@@ -32,6 +32,9 @@ pub enum ClientError {
     /// TLS for `wss://` could not be set up.
     #[error("TLS: {0}")]
     Tls(#[from] rustls::Error),
+    /// The trusted roots (`SSL_CERT_FILE`) are unusable.
+    #[error("{0}")]
+    Roots(#[from] fhir_ws_core::config::ConfigError),
 }
 
 /// A token from `$get-ws-binding-token`.
@@ -482,8 +485,11 @@ pub async fn subscribe(
 ) -> Result<(), ClientError> {
     let mut tracker = EventTracker::after(seen_up_to);
     let mut failures = 0;
+    // Built once: the roots may come from a file, and every reconnect uses the same.
+    let roots = fhir_ws_core::aws::trusted_roots(&fhir_ws_core::config::ProcessEnv)?;
+    let connector = crate::tls::websocket_connector(&roots)?;
     loop {
-        match connection(api, subscription_id, &mut tracker, &mut on_received).await {
+        match connection(api, subscription_id, &connector, &mut tracker, &mut on_received).await {
             Ok(()) => failures = 0,
             // The server refusing the token or the subscription is final; the network is not.
             Err(error @ ClientError::Refused { .. }) => return Err(error),
@@ -503,14 +509,18 @@ pub async fn subscribe(
 async fn connection(
     api: &Api,
     subscription_id: &str,
+    connector: &tokio_tungstenite::Connector,
     tracker: &mut EventTracker,
     on_received: &mut impl FnMut(&Received),
 ) -> Result<(), ClientError> {
     let mut token = api.binding_token(subscription_id).await?;
-    let connector = crate::tls::websocket_connector()?;
-    let (socket, _) =
-        tokio_tungstenite::connect_async_tls_with_config(token.websocket_url.as_str(), None, false, Some(connector))
-            .await?;
+    let (socket, _) = tokio_tungstenite::connect_async_tls_with_config(
+        token.websocket_url.as_str(),
+        None,
+        false,
+        Some(connector.clone()),
+    )
+    .await?;
     let (mut write, mut read) = socket.split();
     write.send(Message::text(format!("bind-with-token {}", token.token))).await?;
     loop {

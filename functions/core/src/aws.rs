@@ -43,7 +43,7 @@ pub fn sdk_config_loader(source: &impl Source) -> Result<ConfigLoader, ConfigErr
 /// The SDK's hyper 1 client with rustls on ring, trusting `roots`. Connections are made
 /// and the roots parsed by the client on its first request, not here.
 pub fn https_client(roots: TrustedRoots) -> Result<SharedHttpClient, HttpClientError> {
-    let trust = TrustStore::empty().with_native_roots(false).with_pem_certificate(roots.pem);
+    let trust = TrustStore::empty().with_native_roots(false).with_pem_certificate(roots.pem());
     let context = TlsContext::builder().with_trust_store(trust).build()?;
     Ok(aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
@@ -51,24 +51,28 @@ pub fn https_client(roots: TrustedRoots) -> Result<SharedHttpClient, HttpClientE
         .build_https())
 }
 
-/// Root certificates to trust, as one PEM bundle in which every certificate is known to be
-/// usable as a trust anchor (the SDK's client would panic on one that is not).
+/// Root certificates to trust, every one known to be usable as a trust anchor (the SDK's
+/// client would panic on one that is not). Also the roots of the CLI's `wss://` connector.
 #[derive(Debug, Clone)]
 pub struct TrustedRoots {
-    pem: Vec<u8>,
-    count: usize,
+    certificates: Vec<CertificateDer<'static>>,
 }
 
 impl TrustedRoots {
     /// How many certificates are trusted.
     pub fn count(&self) -> usize {
-        self.count
+        self.certificates.len()
+    }
+
+    /// The certificates (DER).
+    pub fn certificates(&self) -> &[CertificateDer<'static>] {
+        &self.certificates
     }
 
     /// The Mozilla root program's certificates, compiled in. Not checked one by one at
     /// cold start: they are fixed at build time, and a unit test checks every one.
     pub fn compiled_in() -> Self {
-        Self::from_der(webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter())
+        Self { certificates: webpki_root_certs::TLS_SERVER_ROOT_CERTS.to_vec() }
     }
 
     /// The certificates of a PEM bundle; refused when one of them is not a usable root or
@@ -86,22 +90,21 @@ impl TrustedRoots {
         if certificates.is_empty() {
             return Err("it holds no PEM certificate".into());
         }
-        Ok(Self::from_der(certificates.iter()))
+        Ok(Self { certificates })
     }
 
-    fn from_der<'a>(certificates: impl Iterator<Item = &'a CertificateDer<'a>>) -> Self {
+    /// One PEM bundle of them all, the form the SDK's trust store takes.
+    fn pem(&self) -> Vec<u8> {
         let mut pem = Vec::new();
-        let mut count = 0;
-        for certificate in certificates {
+        for certificate in &self.certificates {
             pem.extend_from_slice(b"-----BEGIN CERTIFICATE-----\n");
             for line in STANDARD.encode(certificate.as_ref()).as_bytes().chunks(64) {
                 pem.extend_from_slice(line);
                 pem.push(b'\n');
             }
             pem.extend_from_slice(b"-----END CERTIFICATE-----\n");
-            count += 1;
         }
-        Self { pem, count }
+        pem
     }
 }
 
@@ -132,7 +135,7 @@ mod tests {
         let roots = TrustedRoots::compiled_in();
         assert!(webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().all(is_trust_anchor));
         assert!(roots.count() > 100, "{} roots", roots.count());
-        let reparsed = TrustedRoots::from_pem(&roots.pem).map_err(|e| e.to_string());
+        let reparsed = TrustedRoots::from_pem(&roots.pem()).map_err(|e| e.to_string());
         assert_eq!(reparsed.map(|r| r.count()), Ok(roots.count()));
     }
 
@@ -146,9 +149,9 @@ mod tests {
     fn a_bundle_named_by_ssl_cert_file_replaces_them() {
         let compiled_in = TrustedRoots::compiled_in();
         let first_two: Vec<u8> = {
-            let text = String::from_utf8_lossy(&compiled_in.pem);
+            let text = String::from_utf8_lossy(&compiled_in.pem()).into_owned();
             let end = text.match_indices("-----END CERTIFICATE-----\n").nth(1).map(|(at, m)| at + m.len());
-            text[..end.unwrap_or(0)].as_bytes().to_vec()
+            text.as_bytes()[..end.unwrap_or(0)].to_vec()
         };
         let dir = std::env::temp_dir().join(format!("fhir-ws-roots-{}", uuid::Uuid::new_v4()));
         let _ = std::fs::create_dir_all(&dir);

@@ -1,8 +1,11 @@
 //! A real HTTP endpoint standing in for the API Gateway Management API in tests:
 //! `POST` and `DELETE /{stage}/@connections/{id}` (connection ids arrive URL-encoded and
-//! are decoded), requires a SigV4 `Authorization` header for the `execute-api` service,
-//! records every post and close, and answers 200 (204 for a close), or 410 for
-//! connections marked gone or closed, or scripted statuses.
+//! are decoded), checks each request's SigV4 signature for the `execute-api` service
+//! against the secret key in `AWS_SECRET_ACCESS_KEY` (recomputed from the request as it
+//! arrived on the wire: method, path, signed headers, body), records every post and close,
+//! and answers 200 (204 for a close), or 410 for connections marked gone or closed, or
+//! scripted statuses. A request without a valid signature is refused with 403, as API
+//! Gateway does, and counted.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -10,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
@@ -21,6 +24,10 @@ pub struct RecordedPost {
     pub stage: String,
     /// Connection id, decoded.
     pub connection_id: String,
+    /// The request's path as it arrived (the id still encoded).
+    pub path: String,
+    /// Its `Content-Type`.
+    pub content_type: Option<String>,
     /// The frame.
     pub body: Vec<u8>,
     /// The status the stub answered.
@@ -39,8 +46,19 @@ impl RecordedPost {
     }
 }
 
+/// How the stub checks signatures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignatureCheck {
+    /// Recomputes each signature with this secret key.
+    Recompute(String),
+    /// Only looks for a SigV4 `Authorization` header for `execute-api` and `x-amz-date`:
+    /// for the benchmarks, where the stub's own CPU competes with what is measured.
+    Shape,
+}
+
 #[derive(Default)]
 struct Recorder {
+    check: Option<SignatureCheck>,
     posts: Vec<RecordedPost>,
     gone: HashSet<String>,
     scripted: HashMap<String, VecDeque<u16>>,
@@ -56,9 +74,16 @@ pub struct ManagementApiStub {
 }
 
 impl ManagementApiStub {
-    /// Starts on a free loopback port.
+    /// Starts on a free loopback port, checking signatures against the secret key in
+    /// `AWS_SECRET_ACCESS_KEY`.
     pub async fn start() -> Self {
-        let state = Arc::new(Mutex::new(Recorder::default()));
+        Self::start_checking(SignatureCheck::Recompute(std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or_default()))
+            .await
+    }
+
+    /// Starts on a free loopback port, checking signatures as `check` says.
+    pub async fn start_checking(check: SignatureCheck) -> Self {
+        let state = Arc::new(Mutex::new(Recorder { check: Some(check), ..Recorder::default() }));
         let app =
             Router::new().route("/{stage}/@connections/{id}", post(record).delete(close)).with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
@@ -104,7 +129,7 @@ impl ManagementApiStub {
         self.state.lock().expect("recorder").closed.clone()
     }
 
-    /// How many requests arrived without a SigV4 signature (they were refused with 403).
+    /// How many requests arrived without a valid SigV4 signature (they were refused with 403).
     pub fn unsigned_requests(&self) -> usize {
         self.state.lock().expect("recorder").unsigned
     }
@@ -116,16 +141,72 @@ impl Drop for ManagementApiStub {
     }
 }
 
-fn is_signed(headers: &HeaderMap) -> bool {
-    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    authorization.starts_with("AWS4-HMAC-SHA256 Credential=")
-        && authorization.contains("/execute-api/aws4_request")
-        && headers.contains_key("x-amz-date")
+/// True when `Authorization` is a SigV4 signature for `execute-api` (with
+/// [`SignatureCheck::Recompute`], one the secret key reproduces from the request as
+/// received).
+fn is_signed(check: &SignatureCheck, request: &Received<'_>) -> bool {
+    let header = |name: &str| request.headers.get(name).and_then(|v| v.to_str().ok());
+    let (Some(authorization), Some(date)) = (header("authorization"), header("x-amz-date")) else { return false };
+    let Some(fields) = authorization.strip_prefix("AWS4-HMAC-SHA256 ") else { return false };
+    let secret = match check {
+        SignatureCheck::Shape => return authorization.contains("/execute-api/aws4_request"),
+        SignatureCheck::Recompute(secret) => secret.clone(),
+    };
+    let field = |name: &str| {
+        fields.split(", ").find_map(|part| part.strip_prefix(name).and_then(|rest| rest.strip_prefix('=')))
+    };
+    let (Some(credential), Some(signed_headers)) = (field("Credential"), field("SignedHeaders")) else { return false };
+    // Credential = access key / date / region / service / aws4_request
+    let scope: Vec<&str> = credential.split('/').collect();
+    let [access_key, _, region, "execute-api", "aws4_request"] = scope[..] else { return false };
+    let Ok(time) = chrono::NaiveDateTime::parse_from_str(date, "%Y%m%dT%H%M%SZ") else { return false };
+    let token = header("x-amz-security-token").map(str::to_owned);
+    let identity = aws_credential_types::Credentials::new(access_key, secret, token, None, "stub").into();
+    // The signer adds x-amz-date and the session token itself; the others are passed as
+    // they arrived, and only those the client signed.
+    let headers = signed_headers
+        .split(';')
+        .filter(|name| !matches!(*name, "x-amz-date" | "x-amz-security-token"))
+        .map(|name| Some((name, header(name)?)))
+        .collect::<Option<Vec<_>>>();
+    let Some(headers) = headers else { return false };
+    let mut settings = aws_sigv4::http_request::SigningSettings::default();
+    settings.excluded_headers = None;
+    let Ok(params) = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name("execute-api")
+        .time(time.and_utc().into())
+        .settings(settings)
+        .build()
+    else {
+        return false;
+    };
+    let params = params.into();
+    let uri = format!("http://{}{}", header("host").unwrap_or("localhost"), request.uri);
+    let body = aws_sigv4::http_request::SignableBody::Bytes(request.body);
+    let Ok(signable) =
+        aws_sigv4::http_request::SignableRequest::new(request.method.as_str(), uri, headers.into_iter(), body)
+    else {
+        return false;
+    };
+    let Ok(signed) = aws_sigv4::http_request::sign(signable, &params) else { return false };
+    let (instructions, _) = signed.into_parts();
+    instructions.headers().any(|(name, value)| name == "authorization" && value == authorization)
+}
+
+/// A request as it arrived.
+struct Received<'a> {
+    method: &'a Method,
+    uri: &'a Uri,
+    headers: &'a HeaderMap,
+    body: &'a [u8],
 }
 
 /// API Gateway's answer to an unsigned request (403) or one for a closed connection (410).
-fn refusal(recorder: &mut Recorder, headers: &HeaderMap, connection_id: &str) -> Option<Response> {
-    if !is_signed(headers) {
+fn refusal(recorder: &mut Recorder, request: &Received<'_>, connection_id: &str) -> Option<Response> {
+    let check = recorder.check.clone().unwrap_or(SignatureCheck::Shape);
+    if !is_signed(&check, request) {
         recorder.unsigned += 1;
         return Some((StatusCode::FORBIDDEN, r#"{"message":"Missing Authentication Token"}"#).into_response());
     }
@@ -135,10 +216,13 @@ fn refusal(recorder: &mut Recorder, headers: &HeaderMap, connection_id: &str) ->
 async fn close(
     State(state): State<Arc<Mutex<Recorder>>>,
     Path((_stage, connection_id)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Response {
     let mut recorder = state.lock().expect("recorder");
-    if let Some(refused) = refusal(&mut recorder, &headers, &connection_id) {
+    let received = Received { method: &method, uri: &uri, headers: &headers, body: &[] };
+    if let Some(refused) = refusal(&mut recorder, &received, &connection_id) {
         return refused;
     }
     // Closed connections are gone from then on, as on API Gateway.
@@ -150,16 +234,21 @@ async fn close(
 async fn record(
     State(state): State<Arc<Mutex<Recorder>>>,
     Path((stage, connection_id)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let mut recorder = state.lock().expect("recorder");
-    if let Some(refused) = refusal(&mut recorder, &headers, &connection_id) {
+    let received = Received { method: &method, uri: &uri, headers: &headers, body: &body };
+    if let Some(refused) = refusal(&mut recorder, &received, &connection_id) {
         return refused;
     }
     let scripted = recorder.scripted.get_mut(&connection_id).and_then(VecDeque::pop_front);
     let status = scripted.unwrap_or(200);
-    recorder.posts.push(RecordedPost { stage, connection_id, body: body.to_vec(), status });
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let path = uri.path().to_owned();
+    recorder.posts.push(RecordedPost { stage, connection_id, path, content_type, body: body.to_vec(), status });
     match StatusCode::from_u16(status).ok() {
         Some(StatusCode::TOO_MANY_REQUESTS) => error(StatusCode::TOO_MANY_REQUESTS, "LimitExceededException"),
         Some(status) if !status.is_success() => error(status, "InternalServerErrorException"),

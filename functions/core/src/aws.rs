@@ -13,9 +13,9 @@
 
 use crate::config::{ConfigError, ProcessEnv, Source};
 use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
-use aws_smithy_http_client::HttpClientError;
 use aws_smithy_http_client::tls::rustls_provider::CryptoMode;
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
+use aws_smithy_http_client::{Connector, HttpClientError};
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -43,12 +43,24 @@ pub fn sdk_config_loader(source: &impl Source) -> Result<ConfigLoader, ConfigErr
 /// The SDK's hyper 1 client with rustls on ring, trusting `roots`. Connections are made
 /// and the roots parsed by the client on its first request, not here.
 pub fn https_client(roots: TrustedRoots) -> Result<SharedHttpClient, HttpClientError> {
-    let trust = TrustStore::empty().with_native_roots(false).with_pem_certificate(roots.pem());
-    let context = TlsContext::builder().with_trust_store(trust).build()?;
     Ok(aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-        .tls_context(context)
+        .tls_provider(TLS_PROVIDER)
+        .tls_context(tls_context(&roots)?)
         .build_https())
+}
+
+/// A connector of the same stack for requests made without an SDK operation (the
+/// fan-out's posts, [`crate::push`]): its own connection pool, the same crates and roots.
+pub fn https_connector(roots: TrustedRoots) -> Result<Connector, HttpClientError> {
+    Ok(Connector::builder().tls_provider(TLS_PROVIDER).tls_context(tls_context(&roots)?).build())
+}
+
+/// rustls on ring: the one TLS stack and crypto library the functions link.
+const TLS_PROVIDER: tls::Provider = tls::Provider::Rustls(CryptoMode::Ring);
+
+fn tls_context(roots: &TrustedRoots) -> Result<TlsContext, HttpClientError> {
+    let trust = TrustStore::empty().with_native_roots(false).with_pem_certificate(roots.pem());
+    TlsContext::builder().with_trust_store(trust).build()
 }
 
 /// Root certificates to trust, every one known to be usable as a trust anchor (the SDK's

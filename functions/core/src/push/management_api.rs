@@ -1,5 +1,6 @@
-//! [`Pusher`] over `aws-sdk-apigatewaymanagement`: SigV4-signed `PostToConnection` and
-//! `DeleteConnection` calls.
+//! [`Pusher`] for the API Gateway Management API: `PostToConnection` as our own signed
+//! request ([`super::signed_post`], the fan-out's hot path), `DeleteConnection` through
+//! `aws-sdk-apigatewaymanagement` (rare: revocations and closes).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -8,28 +9,27 @@ use aws_config::SdkConfig;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_apigatewaymanagement::Client;
-use aws_sdk_apigatewaymanagement::config::http::HttpResponse;
-use aws_sdk_apigatewaymanagement::error::{DisplayErrorContext, SdkError};
-use aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectionError;
-use aws_sdk_apigatewaymanagement::primitives::Blob;
+use aws_sdk_apigatewaymanagement::error::DisplayErrorContext;
 
+use super::signed_post::SignedPoster;
 use super::{PushError, Pusher};
 
-/// Longest a single post may take.
+/// Longest a single close may take.
 const ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Posts through the Management API. One SDK client per endpoint, built on first use
-/// and kept for the life of the Lambda instance (clients share one connection pool).
+/// Posts and closes through the Management API. For closes, one SDK client per endpoint,
+/// built on first use and kept for the life of the Lambda instance.
 #[derive(Debug)]
 pub struct ManagementApiPusher {
     config: SdkConfig,
     clients: Mutex<HashMap<String, Client>>,
+    poster: SignedPoster,
 }
 
 impl ManagementApiPusher {
-    /// A pusher using the shared SDK configuration (credentials, region, retries).
+    /// A pusher using the shared SDK configuration (credentials, region, clock).
     pub fn new(config: &SdkConfig) -> Self {
-        Self { config: config.clone(), clients: Mutex::new(HashMap::new()) }
+        Self { config: config.clone(), clients: Mutex::new(HashMap::new()), poster: SignedPoster::new(config) }
     }
 
     fn client(&self, callback_url: &str) -> Client {
@@ -50,31 +50,9 @@ impl ManagementApiPusher {
     }
 }
 
-fn classify(error: SdkError<PostToConnectionError, HttpResponse>) -> PushError {
-    let status = error.raw_response().map(|response| response.status().as_u16());
-    match error.as_service_error() {
-        Some(e) if e.is_gone_exception() => return PushError::Gone,
-        Some(e) if e.is_limit_exceeded_exception() => return PushError::Throttled,
-        _ => {}
-    }
-    match status {
-        // Endpoints that answer with a bare status (no error type) still mean the same.
-        Some(410) => PushError::Gone,
-        Some(429) => PushError::Throttled,
-        _ => PushError::Failed(DisplayErrorContext(&error).to_string()),
-    }
-}
-
 impl Pusher for ManagementApiPusher {
     async fn post(&self, callback_url: &str, connection_id: &str, payload: &[u8]) -> Result<(), PushError> {
-        self.client(callback_url)
-            .post_to_connection()
-            .connection_id(connection_id)
-            .data(Blob::new(payload))
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(classify)
+        self.poster.post(callback_url, connection_id, payload).await
     }
 
     async fn close(&self, callback_url: &str, connection_id: &str) -> Result<(), PushError> {

@@ -3,6 +3,7 @@
 
 mod management_api;
 mod retry;
+mod signed_post;
 
 use std::future::Future;
 

@@ -12,10 +12,7 @@ use aws_sdk_apigatewaymanagement::Client;
 use aws_sdk_apigatewaymanagement::error::DisplayErrorContext;
 
 use super::signed_post::SignedPoster;
-use super::{PushError, Pusher};
-
-/// Longest a single close may take.
-const ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+use super::{ATTEMPT_TIMEOUT, PushError, Pusher};
 
 /// Posts and closes through the Management API. For closes, one SDK client per endpoint,
 /// built on first use and kept for the life of the Lambda instance.

@@ -10,6 +10,10 @@ use std::future::Future;
 pub use management_api::ManagementApiPusher;
 pub use retry::{PostOutcome, RetryPolicy, post_with_retry};
 
+/// Longest one call to the Management API may take, from connecting to the last byte of
+/// the answer; retries are ours ([`post_with_retry`]).
+const ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Why a post to a connection failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PushError {

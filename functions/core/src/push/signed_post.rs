@@ -29,15 +29,13 @@ use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::byte_stream::ByteStream;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use super::PushError;
+use super::{ATTEMPT_TIMEOUT, PushError};
 use crate::config::ProcessEnv;
 
 /// The signing name of the Management API.
 const SERVICE: &str = "execute-api";
 /// Credentials are renewed this long before they expire.
 const RENEW_BEFORE_EXPIRY: Duration = Duration::from_secs(300);
-/// Longest a single post may take, from connecting to the last byte of the answer.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A Smithy path label keeps only RFC 3986's unreserved characters (API Gateway's
 /// connection ids end in `=`, which must travel as `%3D`).
 const PATH_LABEL: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
@@ -139,7 +137,11 @@ impl SignedPoster {
             .provide_credentials()
             .await
             .map_err(|error| PushError::Failed(format!("no AWS credentials: {error}")))?;
-        let renew_after = credentials.expiry().map(|expiry| expiry.checked_sub(RENEW_BEFORE_EXPIRY).unwrap_or(expiry));
+        // Credentials handed out already inside the renewal window are kept until they
+        // expire, rather than fetched again for every post.
+        let renew_after = credentials
+            .expiry()
+            .map(|expiry| expiry.checked_sub(RENEW_BEFORE_EXPIRY).filter(|renew| *renew > now).unwrap_or(expiry));
         let identity = Identity::from(credentials);
         *self.identity.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
             Some(CachedIdentity { identity: identity.clone(), renew_after });
@@ -170,6 +172,66 @@ fn classify(status: u16) -> Result<(), PushError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_credential_types::provider::future;
+    use aws_smithy_async::time::StaticTimeSource;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Hands out credentials that expire `lifetime` after `now`, counting the calls.
+    #[derive(Debug)]
+    struct Counting {
+        calls: Arc<AtomicUsize>,
+        now: SystemTime,
+        lifetime: Option<Duration>,
+    }
+
+    impl aws_credential_types::provider::ProvideCredentials for Counting {
+        fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let expiry = self.lifetime.map(|lifetime| self.now + lifetime);
+            future::ProvideCredentials::ready(Ok(Credentials::new("id", "secret", None, expiry, "test")))
+        }
+    }
+
+    /// How often three identity lookups at `now`, then one at `later`, ask the provider.
+    async fn provider_calls(lifetime: Option<Duration>, later: Duration) -> (usize, usize) {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let poster_at = |at: SystemTime| {
+            let provider = Counting { calls: calls.clone(), now, lifetime };
+            let config = SdkConfig::builder()
+                .credentials_provider(SharedCredentialsProvider::new(provider))
+                .time_source(StaticTimeSource::new(at))
+                .build();
+            SignedPoster::new(&config)
+        };
+        let poster = poster_at(now);
+        for _ in 0..3 {
+            assert!(poster.identity().await.is_ok());
+        }
+        let first = calls.load(Ordering::SeqCst);
+        let mut later_poster = poster_at(now + later);
+        later_poster.identity = RwLock::new(poster.identity.read().map(|c| c.clone()).unwrap_or_default());
+        assert!(later_poster.identity().await.is_ok());
+        (first, calls.load(Ordering::SeqCst) - first)
+    }
+
+    #[tokio::test]
+    async fn credentials_are_asked_for_once_and_again_only_near_their_expiry() {
+        let hour = Duration::from_secs(3600);
+        // Lambda's: no expiry, never asked again.
+        assert_eq!(provider_calls(None, 10 * hour).await, (1, 0));
+        // An hour's credentials: kept for 55 minutes, renewed in the last five.
+        assert_eq!(provider_calls(Some(hour), hour - RENEW_BEFORE_EXPIRY - Duration::from_secs(1)).await, (1, 0));
+        assert_eq!(provider_calls(Some(hour), hour - RENEW_BEFORE_EXPIRY).await, (1, 1));
+        // Handed out inside the renewal window: kept until they expire, not asked per post.
+        let minute = Duration::from_secs(60);
+        assert_eq!(provider_calls(Some(minute), Duration::from_secs(59)).await, (1, 0));
+        assert_eq!(provider_calls(Some(minute), minute).await, (1, 1));
+    }
 
     #[test]
     fn connection_ids_are_encoded_as_path_labels() {

@@ -1,5 +1,5 @@
-# Used by infra/test.sh: the project's Python tools and a local
-# DynamoDB-compatible server. Source it from the repository root.
+# Used by infra/test.sh: the project's Python tools, the browser for the console's test,
+# and a local DynamoDB-compatible server. Source it from the repository root.
 
 # Every Lambda function's package (= binary) name, as template.yaml's CodeUri folders.
 LAMBDA_FUNCTIONS=(subscription-api get-ws-binding-token ws-connect ws-default ws-disconnect fanout heartbeat relay)
@@ -26,6 +26,22 @@ ensure_python_tools() {
   for file in "${@:-infra/requirements.txt}"; do
     ensure_venv .venv "$file"
   done
+}
+
+# Installs Debian's Chromium and ChromeDriver when either is missing (the console's
+# browser test drives them) and exports CHROMIUM and CHROMEDRIVER for the tests.
+ensure_chromium() {
+  if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    echo "== installing Debian's chromium and chromium-driver (browser tests)"
+    local root=()
+    [ "$(id -u)" = 0 ] || root=(sudo)
+    "${root[@]}" apt-get update -qq
+    "${root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      chromium chromium-driver >/dev/null
+  fi
+  CHROMIUM=$(command -v chromium)
+  CHROMEDRIVER=$(command -v chromedriver)
+  export CHROMIUM CHROMEDRIVER
 }
 
 # Starts moto_server (through infra/moto_serial.py, which answers one request at a time so

@@ -231,6 +231,7 @@ async fn run(command: Command) -> Result<(), String> {
             let _ = writeln!(
                 std::io::stdout().lock(),
                 "fhir-ws local stack on http://{address}\n  \
+                 web console:           http://{address}/  (open it in a browser)\n  \
                  HTTP API (FHIR base):  http://{address}/Subscription…\n  \
                  WebSocket API:         ws://{address}/ws\n  \
                  Management API:        http://{address}/local/@connections/{{id}}\n  \

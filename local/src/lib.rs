@@ -14,7 +14,9 @@
 //!   - the Management API (`POST/GET/DELETE /local/@connections/{id}`) for outside
 //!     callers (the functions inside the server post to their sockets in process);
 //!   - an SQS stand-in (`POST /local/events`) feeding the fan-out, and the heartbeat
-//!     schedule.
+//!     schedule;
+//!   - the web console at `/` (`local/console/`, compiled in), a browser client of all
+//!     of the above.
 //! - [`tables`] — creates the DynamoDB tables of `template.yaml` when a DynamoDB endpoint
 //!   is used instead of the embedded store.
 //! - [`client`] — `fhir-ws subscribe` and `fhir-ws notify`.

@@ -6,6 +6,7 @@
 //! `AWS_ENDPOINT_URL_DYNAMODB`, `SUBSCRIPTIONS_TABLE` and `TOKENS_TABLE`. Tests that need
 //! it fail (they do not skip) when it is missing.
 
+pub mod browser;
 pub mod fuzz;
 pub mod management_api;
 pub mod websocket;

@@ -3,6 +3,7 @@
 //! core handlers the Lambdas run.
 
 mod connections;
+mod console;
 mod events;
 mod http_api;
 mod management;
@@ -63,6 +64,13 @@ impl Users {
     /// Adds `token` for `principal`.
     pub fn add(&mut self, token: &str, principal: &str) {
         self.0.insert(token.to_owned(), principal.to_owned());
+    }
+
+    /// Every (principal, token), ordered by principal, then token.
+    pub fn by_principal(&self) -> Vec<(&str, &str)> {
+        let mut users: Vec<(&str, &str)> = self.0.iter().map(|(t, p)| (p.as_str(), t.as_str())).collect();
+        users.sort_unstable();
+        users
     }
 
     /// The principal of an `Authorization: Bearer <token>` value.
@@ -228,6 +236,8 @@ pub(crate) struct Gateway<K: Backend> {
     pub(crate) users: Users,
     /// `127.0.0.1:<port>`, the Host of every synthesized event.
     pub(crate) host: String,
+    /// The web console's Content-Security-Policy (it names the WebSocket API).
+    pub(crate) console_policy: String,
 }
 
 /// Runs the local stack on `listener` until `shutdown` completes, then closes every
@@ -367,6 +377,7 @@ fn build<K: Backend>(
         capacity: Arc::new(tokio::sync::Semaphore::new(options.max_connections)),
         users: options.users.clone(),
         host,
+        console_policy: console::content_security_policy(&configs.operation.websocket_url),
     })
 }
 
@@ -377,6 +388,9 @@ async fn run<K: Backend>(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let router = Router::new()
+        .route("/", get(console::index::<K>))
+        .route("/console/users", get(console::users::<K>))
+        .route("/console/{file}", get(console::asset::<K>))
         .route("/ws", get(websocket::upgrade::<K>))
         .route(
             &format!("/{STAGE}/@connections/{{id}}"),

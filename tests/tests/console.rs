@@ -1,0 +1,202 @@
+//! The web console of `fhir-ws serve`, driven in headless Chromium (Debian's, through
+//! ChromeDriver): create a subscription, bind, send events and see their notifications
+//! with their numbers, replay them with `$events`, renew the token before it runs out, do
+//! the same in R4, stay at phone width, and request nothing but the local stack.
+//!
+//! With `CONSOLE_SCREENSHOT=<dir>` the test also writes `console.png` (desk) and
+//! `console-phone.png` there: the README's pictures.
+
+use std::time::{Duration, Instant};
+
+use fhir_ws_local::gateway::{Options, serve};
+use fhir_ws_tests::browser::Browser;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+const WAIT: Duration = Duration::from_secs(15);
+/// The shortest token lifetime the operation allows.
+const TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+
+async fn start_stack() -> (String, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let options = Options { token_lifetime_seconds: TOKEN_LIFETIME.as_secs() as i64, ..Options::default() };
+    let server = tokio::spawn(async move {
+        serve(listener, options, async {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("local stack");
+    });
+    (base, stop, server)
+}
+
+/// Chooses an option of a `<select>` as a user would (click), which fires `change`.
+async fn choose(browser: &Browser, select: &str, value: &str) {
+    let option = browser.wait_for(&format!("{select} option[value='{value}']"), WAIT).await;
+    browser.click(&option).await;
+}
+
+/// The id of the newest subscription row that is not in `known`.
+async fn new_subscription(browser: &Browser, known: &[String]) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        for row in browser.find_all("#subscriptions tr[data-id]").await {
+            let id = browser.attribute(&row, "data-id").await.unwrap_or_default();
+            if !known.contains(&id) {
+                return id;
+            }
+        }
+        assert!(Instant::now() < deadline, "no new subscription row appeared");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until some element matching `css` has text containing every one of `parts`.
+async fn wait_for_text(browser: &Browser, css: &str, parts: &[&str]) {
+    let script = "return [...document.querySelectorAll(arguments[0])]\
+                  .some(e => arguments[1].every(p => e.textContent.includes(p)))";
+    let deadline = Instant::now() + WAIT;
+    while browser.execute(script, vec![json!(css), json!(parts)]).await != json!(true) {
+        let log = browser.execute("return document.getElementById('frames').innerText", vec![]).await;
+        assert!(Instant::now() < deadline, "no {css} with {parts:?}; the page's log:\n{log}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The text of the first log entry matching `css`, waiting for it.
+async fn entry(browser: &Browser, css: &str) -> String {
+    let found = browser.wait_for(css, WAIT).await;
+    browser.text(&found).await
+}
+
+#[tokio::test]
+async fn the_console_creates_binds_and_shows_numbered_notifications_in_a_real_browser() {
+    let (base, stop, server) = start_stack().await;
+    let browser = Browser::start(1280, 1000).await;
+    browser.goto(&format!("{base}/")).await;
+    browser.wait_for("body[data-ready='true']", WAIT).await;
+    let users =
+        browser.execute("return [...document.querySelectorAll('#user option')].map(o => o.textContent)", vec![]).await;
+    assert_eq!(users, json!(["alice", "bob"]));
+
+    // R5: create, bind, two events, each shown with its number.
+    browser.click(&browser.wait_for("#create", WAIT).await).await;
+    let r5 = new_subscription(&browser, &[]).await;
+    browser.click(&browser.wait_for(&format!("#subscriptions tr[data-id='{r5}'] button.bind"), WAIT).await).await;
+    let handshake = entry(&browser, ".frame[data-kind='handshake']").await;
+    assert!(handshake.contains(&format!("Subscription/{r5}")), "{handshake}");
+    let binding = entry(&browser, &format!("#bindings li[data-id='{r5}']")).await;
+    assert!(binding.contains("token expires"), "{binding}");
+    let bound_at = Instant::now();
+
+    browser.click(&browser.wait_for("#send-event", WAIT).await).await;
+    let first = entry(&browser, ".frame[data-kind='event-notification'][data-events='1']").await;
+    assert!(first.contains("#1") && first.contains(&format!("Subscription/{r5}")), "{first}");
+    assert!(first.contains("Encounter/example-"), "the pretty view names the focus: {first}");
+    browser.click(&browser.wait_for("#send-event", WAIT).await).await;
+    let second = entry(&browser, ".frame[data-kind='event-notification'][data-events='2']").await;
+    assert!(second.contains("#2"), "{second}");
+
+    // The list's count comes from $status.
+    let deadline = Instant::now() + WAIT;
+    while entry(&browser, &format!("#subscriptions tr[data-id='{r5}'] td.count")).await != "2" {
+        assert!(Instant::now() < deadline, "the subscription's $status count did not reach 2");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // $events replays both.
+    choose(&browser, "#events-subscription", &r5).await;
+    browser.click(&browser.wait_for("#replay", WAIT).await).await;
+    let replay = entry(&browser, ".frame[data-kind='events-replay'][data-events='1,2']").await;
+    assert!(replay.contains("#1 #2"), "{replay}");
+
+    if let Ok(folder) = std::env::var("CONSOLE_SCREENSHOT") {
+        std::fs::create_dir_all(&folder).unwrap();
+        browser.execute("window.scrollTo(0, 0)", vec![]).await;
+        std::fs::write(format!("{folder}/console.png"), browser.screenshot().await).unwrap();
+    }
+
+    // At phone width nothing runs off the side.
+    browser.resize(390, 844).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let overflow = browser.execute("return document.documentElement.scrollWidth - window.innerWidth", vec![]).await;
+    assert!(overflow.as_i64().is_some_and(|o| o <= 0), "wider than the phone by {overflow}");
+    if let Ok(folder) = std::env::var("CONSOLE_SCREENSHOT") {
+        browser.execute("document.getElementById('list-section').scrollIntoView()", vec![]).await;
+        std::fs::write(format!("{folder}/console-phone.png"), browser.screenshot().await).unwrap();
+    }
+    browser.resize(1280, 1000).await;
+
+    // The token is renewed before it runs out, and the binding outlives the first token.
+    let renewal = async {
+        loop {
+            let script = "return [...document.querySelectorAll(\".frame[data-kind='bind']\")]\
+                          .some(f => f.textContent.includes('renewed'))";
+            if browser.execute(script, vec![]).await == json!(true) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    };
+    tokio::time::timeout(TOKEN_LIFETIME, renewal).await.expect("the token was renewed before it expired");
+    let first_token_gone =
+        (bound_at + TOKEN_LIFETIME + Duration::from_secs(2)).saturating_duration_since(Instant::now());
+    tokio::time::sleep(first_token_gone).await;
+    browser.click(&browser.wait_for("#send-event", WAIT).await).await;
+    let third = entry(&browser, ".frame[data-kind='event-notification'][data-events='3']").await;
+    assert!(third.contains(&format!("Subscription/{r5}")), "{third}");
+
+    // R4: the Backport IG's shapes, on a socket of its own.
+    choose(&browser, "#version", "R4").await;
+    browser.wait_for(".frame[data-kind='socket']", WAIT).await;
+    browser.click(&browser.wait_for("#create", WAIT).await).await;
+    let r4 = new_subscription(&browser, &[]).await;
+    assert_ne!(r4, r5, "the R4 list holds only R4 subscriptions");
+    browser.click(&browser.wait_for(&format!("#subscriptions tr[data-id='{r4}'] button.bind"), WAIT).await).await;
+    wait_for_text(&browser, ".frame[data-kind='handshake']", &[&format!("Subscription/{r4}")]).await;
+    browser.click(&browser.wait_for("#send-event", WAIT).await).await;
+    let event = ".frame[data-kind='event-notification'][data-events='1']";
+    wait_for_text(&browser, event, &[&format!("Subscription/{r4}"), "#1"]).await;
+
+    // Only the local stack was asked for anything, and nothing was refused or failed.
+    let requested = browser.execute("return performance.getEntriesByType('resource').map(e => e.name)", vec![]).await;
+    let requested: Vec<&str> = requested.as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert!(!requested.is_empty() && requested.iter().all(|url| url.starts_with(&base)), "{requested:?}");
+    let errors: Vec<Value> = browser.console_messages().await.into_iter().filter(|m| m["level"] == "SEVERE").collect();
+    assert!(errors.is_empty(), "browser console errors: {errors:?}");
+
+    browser.close().await;
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+}
+
+#[tokio::test]
+async fn the_console_is_served_from_the_binary_under_a_policy_that_keeps_it_to_the_stack() {
+    let (base, stop, server) = start_stack().await;
+    let http = reqwest::Client::new();
+    let page = http.get(format!("{base}/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let policy = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    let websocket_origin = base.replace("http://", "ws://");
+    assert!(policy.starts_with("default-src 'none'; script-src 'self'; style-src 'self';"), "{policy}");
+    assert!(policy.contains(&format!("connect-src 'self' {websocket_origin};")), "{policy}");
+    assert!(page.text().await.unwrap().contains("/console/console.js"));
+    for (file, kind) in [("console.js", "text/javascript"), ("console.css", "text/css")] {
+        let asset = http.get(format!("{base}/console/{file}")).send().await.unwrap();
+        assert_eq!(asset.status(), 200);
+        assert!(asset.headers()["content-type"].to_str().unwrap().starts_with(kind));
+        assert_eq!(asset.headers()["x-content-type-options"], "nosniff");
+    }
+    let missing = http.get(format!("{base}/console/other.js")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(missing.json::<Value>().await.unwrap()["resourceType"], "OperationOutcome");
+    let users: Value = http.get(format!("{base}/console/users")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        users,
+        json!([{"principal": "alice", "token": "alice-token"}, {"principal": "bob", "token": "bob-token"}])
+    );
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+}

@@ -1,4 +1,4 @@
-# Used by infra/test.sh: the project's Python tools, the browser for the console's test,
+# Used by infra/test.sh: the project's Python tools, the browsers for the console's test,
 # and a local DynamoDB-compatible server. Source it from the repository root.
 
 # Every Lambda function's package (= binary) name, as template.yaml's CodeUri folders.
@@ -42,6 +42,30 @@ ensure_chromium() {
   CHROMIUM=$(command -v chromium)
   CHROMEDRIVER=$(command -v chromedriver)
   export CHROMIUM CHROMEDRIVER
+}
+
+# geckodriver for the Firefox run of the console's test: Debian has no package, so it is
+# built from crates.io (pinned) into .tools/ once.
+GECKODRIVER_VERSION=0.36.0
+
+# Installs Debian's Firefox ESR when missing and geckodriver into .tools/, and exports
+# FIREFOX and GECKODRIVER for the tests.
+ensure_firefox() {
+  if ! command -v firefox-esr >/dev/null 2>&1; then
+    echo "== installing Debian's firefox-esr (browser tests)"
+    local root=()
+    [ "$(id -u)" = 0 ] || root=(sudo)
+    "${root[@]}" apt-get update -qq
+    "${root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      firefox-esr >/dev/null
+  fi
+  if [ "$(.tools/bin/geckodriver --version 2>/dev/null | head -n 1 | cut -d' ' -f2)" != "$GECKODRIVER_VERSION" ]; then
+    echo "== building geckodriver $GECKODRIVER_VERSION from crates.io into .tools/ (browser tests)"
+    cargo install --quiet --locked --root .tools --version "$GECKODRIVER_VERSION" geckodriver
+  fi
+  FIREFOX=$(command -v firefox-esr)
+  GECKODRIVER="$PWD/.tools/bin/geckodriver"
+  export FIREFOX GECKODRIVER
 }
 
 # Starts moto_server (through infra/moto_serial.py, which answers one request at a time so

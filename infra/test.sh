@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs the pinned Python tools into .venv
-# and Debian's Chromium for the console's browser test,
+# and the browsers for the console's test (Debian's Chromium and Firefox ESR, geckodriver
+# built from crates.io),
 # starts moto_server (DynamoDB) on a free port with the tables of template.yaml, runs
 # formatting, lints, every Rust test (unit, contract, handler end-to-end) and the
 # template gates, then stops the server. CI runs exactly this (.ci/run).
@@ -17,6 +18,7 @@ ensure_python_tools
 ensure_venv .venv/checkov infra/requirements-checkov.txt
 ensure_venv .venv/r4 infra/requirements-r4.txt
 ensure_chromium
+ensure_firefox
 export FHIR_WS_PYTHON="$PWD/.venv/bin/python" FHIR_WS_PYTHON_R4="$PWD/.venv/r4/bin/python"
 
 echo "== cargo fmt --check"

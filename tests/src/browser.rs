@@ -1,11 +1,13 @@
-//! A real headless browser for tests: Debian's Chromium driven through ChromeDriver over
-//! the W3C WebDriver protocol (plain HTTP + JSON, with the tests' reqwest client).
+//! Real headless browsers for tests, driven over the W3C WebDriver protocol (plain HTTP +
+//! JSON, with the tests' reqwest client): Debian's Chromium through ChromeDriver, and
+//! Debian's Firefox ESR through geckodriver.
 //!
-//! `CHROMEDRIVER` and `CHROMIUM` name the two programs (`infra/test.sh` installs Debian's
-//! `chromium` and `chromium-driver` and sets them). Each [`Browser`] starts its own
-//! ChromeDriver on a free port and one session with a fresh profile; dropping it ends the
-//! session and stops the driver. Chromium runs with background networking off, so the
-//! only requests it makes are the page's own.
+//! `CHROMIUM`/`CHROMEDRIVER` and `FIREFOX`/`GECKODRIVER` name the programs
+//! (`infra/test.sh` installs them and sets the variables). Each [`Browser`] starts its own
+//! driver on a free port and one session with a fresh profile; [`Browser::close`] ends the
+//! session, and dropping it stops the driver and anything left of the browser. Both run
+//! with their background networking (updates, telemetry, safe browsing) off, so the only
+//! requests they make are the page's own.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,8 +18,18 @@ use serde_json::{Value, json};
 /// The W3C key of an element reference in WebDriver answers.
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
-/// A WebDriver session in headless Chromium.
+/// Which browser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// Chromium with ChromeDriver.
+    Chromium,
+    /// Firefox with geckodriver.
+    Firefox,
+}
+
+/// A WebDriver session in a headless browser.
 pub struct Browser {
+    engine: Engine,
     driver: Child,
     endpoint: String,
     http: reqwest::Client,
@@ -47,15 +59,19 @@ fn free_port() -> u16 {
 }
 
 impl Browser {
-    /// Starts ChromeDriver and a headless Chromium session with a `width` × `height` window.
-    pub async fn start(width: u32, height: u32) -> Self {
+    /// Starts the engine's driver and a headless session with a `width` × `height` window.
+    pub async fn start(engine: Engine, width: u32, height: u32) -> Self {
         let port = free_port();
-        let driver = Command::new(required("CHROMEDRIVER"))
+        let (driver_variable, browser_variable) = match engine {
+            Engine::Chromium => ("CHROMEDRIVER", "CHROMIUM"),
+            Engine::Firefox => ("GECKODRIVER", "FIREFOX"),
+        };
+        let driver = Command::new(required(driver_variable))
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start chromedriver");
+            .unwrap_or_else(|e| panic!("start {driver_variable}: {e}"));
         let endpoint = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -67,33 +83,50 @@ impl Browser {
             {
                 break;
             }
-            assert!(Instant::now() < deadline, "chromedriver did not become ready");
+            assert!(Instant::now() < deadline, "{driver_variable} did not become ready");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let profile = std::env::temp_dir().join(format!("fhir-ws-chromium-{}", uuid::Uuid::new_v4().simple()));
-        let arguments = [
-            "--headless".to_owned(),
-            "--no-sandbox".to_owned(),
-            "--disable-gpu".to_owned(),
-            "--disable-dev-shm-usage".to_owned(),
-            "--disable-quic".to_owned(),
-            "--no-first-run".to_owned(),
-            "--disable-background-networking".to_owned(),
-            "--disable-component-update".to_owned(),
-            "--disable-sync".to_owned(),
-            "--disable-extensions".to_owned(),
-            format!("--window-size={width},{height}"),
-            format!("--user-data-dir={}", profile.display()),
-        ];
-        let capabilities = json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {"binary": required("CHROMIUM"), "args": arguments},
-            "goog:loggingPrefs": {"browser": "ALL"},
-        }}});
-        let mut browser = Self { driver, endpoint, http, profile: TempDir(profile) };
-        let session = browser.call("POST", "/session", Some(capabilities)).await;
+        let profile = std::env::temp_dir().join(format!("fhir-ws-browser-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&profile).expect("a profile folder");
+        let binary = required(browser_variable);
+        let capabilities = match engine {
+            Engine::Chromium => json!({
+                "browserName": "chrome",
+                "goog:chromeOptions": {"binary": binary, "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-quic", "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--disable-extensions",
+                    format!("--window-size={width},{height}"),
+                    format!("--user-data-dir={}", profile.display()),
+                ]},
+                "goog:loggingPrefs": {"browser": "ALL"},
+            }),
+            Engine::Firefox => json!({
+                "browserName": "firefox",
+                "moz:firefoxOptions": {
+                    "binary": binary,
+                    "args": ["-headless", "-profile", profile.display().to_string(),
+                             format!("--width={width}"), format!("--height={height}")],
+                    "prefs": {
+                        "app.update.disabledForTesting": true,
+                        "browser.safebrowsing.malware.enabled": false,
+                        "browser.safebrowsing.phishing.enabled": false,
+                        "browser.shell.checkDefaultBrowser": false,
+                        "datareporting.policy.dataSubmissionEnabled": false,
+                        "extensions.update.enabled": false,
+                        "network.captive-portal-service.enabled": false,
+                        "network.connectivity-service.enabled": false,
+                        "toolkit.telemetry.enabled": false,
+                    },
+                },
+            }),
+        };
+        let mut browser = Self { engine, driver, endpoint, http, profile: TempDir(profile) };
+        let session =
+            browser.call("POST", "/session", Some(json!({"capabilities": {"alwaysMatch": capabilities}}))).await;
         let id = session["sessionId"].as_str().expect("a WebDriver session id").to_owned();
         browser.endpoint = format!("{}/session/{id}", browser.endpoint);
+        browser.resize(width, height).await;
         browser
     }
 
@@ -178,10 +211,14 @@ impl Browser {
         base64::engine::general_purpose::STANDARD.decode(encoded.as_str().unwrap_or_default()).expect("PNG")
     }
 
-    /// The browser console's messages so far (errors, warnings, logs).
-    pub async fn console_messages(&self) -> Vec<Value> {
+    /// The browser console's messages so far (errors, warnings, logs), where the driver
+    /// gives them (ChromeDriver does, geckodriver does not).
+    pub async fn console_messages(&self) -> Option<Vec<Value>> {
+        if self.engine != Engine::Chromium {
+            return None;
+        }
         let logs = self.call("POST", "/se/log", Some(json!({"type": "browser"}))).await;
-        logs.as_array().cloned().unwrap_or_default()
+        Some(logs.as_array().cloned().unwrap_or_default())
     }
 }
 

@@ -1,15 +1,16 @@
-//! The web console of `fhir-ws serve`, driven in headless Chromium (Debian's, through
-//! ChromeDriver): create a subscription, bind, send events and see their notifications
-//! with their numbers, replay them with `$events`, renew the token before it runs out, do
-//! the same in R4, stay at phone width, and request nothing but the local stack.
+//! The web console of `fhir-ws serve`, driven in headless Chromium and Firefox (Debian's,
+//! through ChromeDriver and geckodriver): create a subscription, bind, send events and
+//! see their notifications with their numbers, replay them with `$events`, renew the
+//! token before it runs out, do the same in R4, stay at phone width, and request nothing
+//! but the local stack.
 //!
-//! With `CONSOLE_SCREENSHOT=<dir>` the test also writes `console.png` (desk) and
+//! With `CONSOLE_SCREENSHOT=<dir>` the Chromium run also writes `console.png` (desk) and
 //! `console-phone.png` there: the README's pictures.
 
 use std::time::{Duration, Instant};
 
 use fhir_ws_local::gateway::{Options, serve};
-use fhir_ws_tests::browser::Browser;
+use fhir_ws_tests::browser::{Browser, Engine};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
@@ -72,11 +73,38 @@ async fn entry(browser: &Browser, css: &str) -> String {
 }
 
 #[tokio::test]
-async fn the_console_creates_binds_and_shows_numbered_notifications_in_a_real_browser() {
+async fn the_console_creates_binds_and_shows_numbered_notifications_in_chromium() {
+    console_flow(Engine::Chromium).await;
+}
+
+#[tokio::test]
+async fn the_console_creates_binds_and_shows_numbered_notifications_in_firefox() {
+    console_flow(Engine::Firefox).await;
+}
+
+/// Records the page's script errors and blocked requests (the Content-Security-Policy's
+/// refusals) from now on, in `window.consoleTestErrors`.
+const ERROR_COLLECTOR: &str = "window.consoleTestErrors = [];\
+    window.addEventListener('error', e => consoleTestErrors.push('error: ' + e.message));\
+    window.addEventListener('unhandledrejection', e => consoleTestErrors.push('rejection: ' + e.reason));\
+    document.addEventListener('securitypolicyviolation', e => consoleTestErrors.push('blocked: ' + e.blockedURI));";
+
+async fn console_flow(engine: Engine) {
     let (base, stop, server) = start_stack().await;
-    let browser = Browser::start(1280, 1000).await;
+    let browser = Browser::start(engine, 1280, 1000).await;
     browser.goto(&format!("{base}/")).await;
     browser.wait_for("body[data-ready='true']", WAIT).await;
+    browser.execute(ERROR_COLLECTOR, vec![]).await;
+    // The policy refuses a request anywhere else, and the collector sees the refusal.
+    browser.execute("fetch('http://example.com/elsewhere').catch(() => {})", vec![]).await;
+    let refused = "return window.consoleTestErrors.some(e => e.startsWith('blocked:') && e.includes('example.com'))";
+    let deadline = Instant::now() + WAIT;
+    while browser.execute(refused, vec![]).await != json!(true) {
+        assert!(Instant::now() < deadline, "the page's policy did not block a foreign request");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    browser.execute("window.consoleTestErrors = []; performance.clearResourceTimings()", vec![]).await;
+    let _ = browser.console_messages().await; // ChromeDriver hands each message out once
     let users =
         browser.execute("return [...document.querySelectorAll('#user option')].map(o => o.textContent)", vec![]).await;
     assert_eq!(users, json!(["alice", "bob"]));
@@ -112,8 +140,9 @@ async fn the_console_creates_binds_and_shows_numbered_notifications_in_a_real_br
     let replay = entry(&browser, ".frame[data-kind='events-replay'][data-events='1,2']").await;
     assert!(replay.contains("#1 #2"), "{replay}");
 
-    if let Ok(folder) = std::env::var("CONSOLE_SCREENSHOT") {
-        std::fs::create_dir_all(&folder).unwrap();
+    let screenshots = std::env::var("CONSOLE_SCREENSHOT").ok().filter(|_| engine == Engine::Chromium);
+    if let Some(folder) = &screenshots {
+        std::fs::create_dir_all(folder).unwrap();
         browser.execute("window.scrollTo(0, 0)", vec![]).await;
         std::fs::write(format!("{folder}/console.png"), browser.screenshot().await).unwrap();
     }
@@ -123,7 +152,7 @@ async fn the_console_creates_binds_and_shows_numbered_notifications_in_a_real_br
     tokio::time::sleep(Duration::from_millis(300)).await;
     let overflow = browser.execute("return document.documentElement.scrollWidth - window.innerWidth", vec![]).await;
     assert!(overflow.as_i64().is_some_and(|o| o <= 0), "wider than the phone by {overflow}");
-    if let Ok(folder) = std::env::var("CONSOLE_SCREENSHOT") {
+    if let Some(folder) = &screenshots {
         browser.execute("document.getElementById('list-section').scrollIntoView()", vec![]).await;
         std::fs::write(format!("{folder}/console-phone.png"), browser.screenshot().await).unwrap();
     }
@@ -164,8 +193,12 @@ async fn the_console_creates_binds_and_shows_numbered_notifications_in_a_real_br
     let requested = browser.execute("return performance.getEntriesByType('resource').map(e => e.name)", vec![]).await;
     let requested: Vec<&str> = requested.as_array().unwrap().iter().filter_map(Value::as_str).collect();
     assert!(!requested.is_empty() && requested.iter().all(|url| url.starts_with(&base)), "{requested:?}");
-    let errors: Vec<Value> = browser.console_messages().await.into_iter().filter(|m| m["level"] == "SEVERE").collect();
-    assert!(errors.is_empty(), "browser console errors: {errors:?}");
+    let collected = browser.execute("return window.consoleTestErrors", vec![]).await;
+    assert_eq!(collected, json!([]), "script errors or blocked requests");
+    if let Some(messages) = browser.console_messages().await {
+        let errors: Vec<Value> = messages.into_iter().filter(|m| m["level"] == "SEVERE").collect();
+        assert!(errors.is_empty(), "browser console errors: {errors:?}");
+    }
 
     browser.close().await;
     let _ = stop.send(());

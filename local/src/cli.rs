@@ -9,10 +9,11 @@ use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 
 use fhir_ws_core::fhir::version::FhirVersion;
+use fhir_ws_core::http::cors::AllowedOrigins;
 use fhir_ws_core::topics::TopicRegistry;
 
 use crate::client::{Api, Received, StatusView, describe_received, subscribe};
-use crate::gateway::{LOCAL_RELAY_SECRET, Options, Users, serve};
+use crate::gateway::{CorsPolicy, DEFAULT_CORS_ORIGINS, LOCAL_RELAY_SECRET, Options, Users, serve};
 
 /// FHIR topic-based Subscriptions over WebSockets, on one machine.
 #[derive(Debug, Parser)]
@@ -69,6 +70,18 @@ enum Command {
         /// descriptor: keep it under `ulimit -n`).
         #[arg(long, default_value_t = crate::gateway::DEFAULT_MAX_CONNECTIONS)]
         max_connections: usize,
+        /// An origin whose scripts may call the HTTP API (CORS), e.g.
+        /// https://app.example.org; repeatable. `*` allows any, `loopback` any page of this
+        /// machine, `none` none. Default: loopback.
+        #[arg(long = "cors-origin", value_name = "ORIGIN")]
+        cors_origins: Vec<String>,
+        /// `Access-Control-Max-Age` of CORS preflight answers, in seconds.
+        #[arg(long, default_value_t = fhir_ws_core::http::cors::DEFAULT_MAX_AGE_SECONDS)]
+        cors_max_age: u32,
+        /// A browser origin the WebSocket API accepts at $connect (repeatable; same forms
+        /// as --cors-origin). Default: no Origin check (tokens decide).
+        #[arg(long = "websocket-origin", value_name = "ORIGIN")]
+        websocket_origins: Vec<String>,
     },
     /// Print $status of the caller's subscriptions (or of one).
     Status {
@@ -211,6 +224,9 @@ async fn run(command: Command) -> Result<(), String> {
             relay_secrets,
             topics,
             max_connections,
+            cors_origins,
+            cors_max_age,
+            websocket_origins,
         } => {
             let topics = topics.as_deref().map(TopicRegistry::from_folder).transpose()?;
             let mut known = Users::default();
@@ -219,6 +235,17 @@ async fn run(command: Command) -> Result<(), String> {
                     user.split_once('=').ok_or(format!("--user {user}: expected TOKEN=PRINCIPAL"))?;
                 known.add(token, principal);
             }
+            let cors = CorsPolicy {
+                origins: AllowedOrigins::parse(&if cors_origins.is_empty() {
+                    DEFAULT_CORS_ORIGINS.to_owned()
+                } else {
+                    cors_origins.join(",")
+                })
+                .map_err(|e| format!("--cors-origin: {e}"))?,
+                max_age_seconds: cors_max_age,
+            };
+            let websocket_origins = websocket_origins.join(",");
+            AllowedOrigins::parse(&websocket_origins).map_err(|e| format!("--websocket-origin: {e}"))?;
             let listener =
                 tokio::net::TcpListener::bind(("127.0.0.1", port)).await.map_err(|e| format!("port {port}: {e}"))?;
             let address = listener.local_addr().map_err(|e| e.to_string())?;
@@ -238,6 +265,7 @@ async fn run(command: Command) -> Result<(), String> {
                  events (SQS stand-in): POST http://{address}/local/events\n  \
                  relay (upstream FHIR): POST http://{address}/relay  (Authorization: Bearer {})\n  \
                  store:                 {store}\n  \
+                 browser origins:       {} (CORS; --cors-origin)\n  \
                  bearer tokens:         alice-token (alice), bob-token (bob){}\n\n\
                  Quick start, in another terminal:\n  \
                  cargo run -p fhir-ws-local -- subscribe --server http://{address} --topic http://example.org/topics/encounter-start\n\
@@ -245,6 +273,7 @@ async fn run(command: Command) -> Result<(), String> {
                  cargo run -p fhir-ws-local -- notify --server http://{address} --topic http://example.org/topics/encounter-start --focus infra/examples/encounter.json\n\
                  Ctrl-C stops the server.",
                 if relay_secrets.is_empty() { LOCAL_RELAY_SECRET } else { "<your --relay-secret>" },
+                if cors_origins.is_empty() { DEFAULT_CORS_ORIGINS.to_owned() } else { cors_origins.join(", ") },
                 if users.is_empty() { String::new() } else { format!(", and {} more", users.len()) }
             );
             let options = Options {
@@ -259,6 +288,8 @@ async fn run(command: Command) -> Result<(), String> {
                 relay_secrets: (!relay_secrets.is_empty()).then(|| relay_secrets.join(",")),
                 topics,
                 max_connections,
+                cors,
+                websocket_origins,
             };
             serve(listener, options, stop).await.map_err(|e| e.to_string())
         }

@@ -54,6 +54,11 @@ fn required_env(name: &str) -> String {
     })
 }
 
+/// The Python interpreter of the project's tools (`FHIR_WS_PYTHON`, set by `infra/test.sh`).
+pub fn python() -> String {
+    required_env("FHIR_WS_PYTHON")
+}
+
 /// A loader of the SDK configuration with the functions' own HTTP client
 /// (`fhir_ws_core::aws`); the SDK's default client is not linked.
 pub fn sdk_loader() -> aws_config::ConfigLoader {

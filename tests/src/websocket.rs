@@ -181,7 +181,8 @@ impl<S: Backend, T: TokenBackend, B: BindingStore + Clone + 'static, C: CounterS
             )
         };
         let aws = crate::sdk_config().await;
-        let connect = ConnectHandler::new(binder(), config.management_endpoint.clone(), config.subprotocols.clone());
+        let connect = ConnectHandler::new(binder(), config.management_endpoint.clone(), config.subprotocols.clone())
+            .with_allowed_origins(config.allowed_origins.clone());
         let message = MessageHandler::new(
             binder(),
             ws_stores.counters.clone(),

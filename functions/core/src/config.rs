@@ -14,6 +14,7 @@
 //! | `COUNTERS_TABLE` | ws-default | event counters table name |
 //! | `WEBSOCKET_MANAGEMENT_ENDPOINT` | ws-connect, ws-default | optional Management API endpoint; default `https://{domainName}/{stage}` of the event |
 //! | `WEBSOCKET_SUBPROTOCOLS` | ws-connect | optional comma list of accepted `Sec-WebSocket-Protocol` values |
+//! | `WEBSOCKET_ALLOWED_ORIGINS` | ws-connect | optional comma list of browser origins (`https://app.example.org`, `*`, `loopback`) `$connect` accepts; unset or empty: no `Origin` check |
 //! | `FHIR_BASE_URL` | fanout | base URL of the FHIR server the events' resources live on |
 //! | `COUNTERS_TABLE` | subscription-api (and the delivery functions) | event counters table name |
 //! | `EVENTS_TABLE` | subscription-api, fanout | event history table name |
@@ -26,6 +27,7 @@
 use chrono::TimeDelta;
 
 use crate::http::IdentityConfig;
+use crate::http::cors::AllowedOrigins;
 use crate::store::dynamodb::{
     DynamoBindingStore, DynamoCounterStore, DynamoEventStore, DynamoSubscriptionStore, DynamoUpstreamStore,
 };
@@ -275,6 +277,8 @@ pub struct WebSocketConfig {
     pub management_endpoint: Option<String>,
     /// Accepted `Sec-WebSocket-Protocol` values.
     pub subprotocols: Vec<String>,
+    /// Browser origins `$connect` accepts; empty: no `Origin` check.
+    pub allowed_origins: AllowedOrigins,
 }
 
 impl WebSocketConfig {
@@ -307,6 +311,8 @@ impl WebSocketConfig {
                 .value("WEBSOCKET_SUBPROTOCOLS")
                 .map(|list| list.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned).collect())
                 .unwrap_or_default(),
+            allowed_origins: AllowedOrigins::parse(&source.value("WEBSOCKET_ALLOWED_ORIGINS").unwrap_or_default())
+                .map_err(|reason| ConfigError::Invalid("WEBSOCKET_ALLOWED_ORIGINS", reason))?,
         })
     }
 }

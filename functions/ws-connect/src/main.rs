@@ -16,7 +16,8 @@ async fn main() -> Result<(), Error> {
         WebSocketConfig::load_with_secrets(&ProcessEnv, std::sync::Arc::new(SecretsManager::new(&aws))).await?;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
     let binder = Binder::on_dynamodb(&dynamodb, &config);
-    let handler = &ConnectHandler::new(binder, config.management_endpoint, config.subprotocols);
+    let handler = &ConnectHandler::new(binder, config.management_endpoint, config.subprotocols)
+        .with_allowed_origins(config.allowed_origins);
     run(service_fn(move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
         Ok::<_, Error>(handler.handle(&event.payload, chrono::Utc::now()).await)
     }))

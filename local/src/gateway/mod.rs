@@ -4,6 +4,7 @@
 
 mod connections;
 mod console;
+mod cors;
 mod events;
 mod http_api;
 mod management;
@@ -23,6 +24,7 @@ use fhir_ws_core::config::{
 };
 use fhir_ws_core::fanout::{EventHistory, FanOut};
 use fhir_ws_core::heartbeat::Heartbeat;
+use fhir_ws_core::http::cors::AllowedOrigins;
 use fhir_ws_core::ops::SubscriptionService;
 use fhir_ws_core::ops::binding_token::BindingTokenOperation;
 use fhir_ws_core::relay::{Relay, RelaySecrets};
@@ -39,6 +41,7 @@ use fhir_ws_fhirpath::FhirPath;
 use tokio::net::TcpListener;
 
 pub use connections::Connections;
+pub use cors::CorsPolicy;
 
 /// Stage name of the local WebSocket API; the Management API lives under `/local`.
 pub const STAGE: &str = "local";
@@ -110,10 +113,18 @@ pub struct Options {
     /// Most WebSockets open at once; further upgrades are refused with 503 (each costs a
     /// file descriptor and about 20 KiB).
     pub max_connections: usize,
+    /// Browser origins whose scripts may call the HTTP routes (CORS).
+    pub cors: CorsPolicy,
+    /// Browser origins `$connect` accepts (`WEBSOCKET_ALLOWED_ORIGINS`); empty: no check.
+    pub websocket_origins: String,
 }
 
 /// Default of [`Options::max_connections`]: within a common 20,000-descriptor limit.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 15_000;
+
+/// CORS origins of a local stack started without `--cors-origin`: pages served from any
+/// port of this machine (a front-end dev server), nothing else.
+pub const DEFAULT_CORS_ORIGINS: &str = "loopback";
 
 /// The relay secret of a local stack started without one (it listens on 127.0.0.1 only).
 pub const LOCAL_RELAY_SECRET: &str = "local-relay-secret-0123456789abcdef";
@@ -132,6 +143,11 @@ impl Default for Options {
             relay_secrets: None,
             topics: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            cors: CorsPolicy {
+                origins: AllowedOrigins::parse(DEFAULT_CORS_ORIGINS).unwrap_or_default(),
+                max_age_seconds: fhir_ws_core::http::cors::DEFAULT_MAX_AGE_SECONDS,
+            },
+            websocket_origins: String::new(),
         }
     }
 }
@@ -268,6 +284,7 @@ pub async fn serve(
         ("UPSTREAM_TABLE", "UpstreamTable".to_owned()),
         ("EVENTS_QUEUE_URL", format!("http://{host}/{STAGE}/events")),
         ("RELAY_SECRETS", options.relay_secrets.clone().unwrap_or_else(|| LOCAL_RELAY_SECRET.to_owned())),
+        ("WEBSOCKET_ALLOWED_ORIGINS", options.websocket_origins.clone()),
     ]);
     let source = |name: &str| environment.get(name).cloned();
     let mut configs = Configs {
@@ -295,12 +312,12 @@ pub async fn serve(
             DynamoUpstreamStore::new(client, "UpstreamTable"),
         );
         let gateway = build::<Dynamo>(stores, &configs, &options, host);
-        run(listener, gateway, options.heartbeat_every, shutdown).await
+        run(listener, gateway, &options, shutdown).await
     } else {
         let store = Arc::new(MemoryStore::new());
         let stores = (store.clone(), store.clone(), store.clone(), store.clone(), store.clone(), store);
         let gateway = build::<Memory>(stores, &configs, &options, host);
-        run(listener, gateway, options.heartbeat_every, shutdown).await
+        run(listener, gateway, &options, shutdown).await
     }
 }
 
@@ -357,7 +374,8 @@ fn build<K: Backend>(
             &configs.api,
         ),
         operation: BindingTokenOperation::new(subscriptions.clone(), tokens.clone(), revoker, &configs.operation),
-        connect: ConnectHandler::new(binder(), websocket.management_endpoint.clone(), websocket.subprotocols.clone()),
+        connect: ConnectHandler::new(binder(), websocket.management_endpoint.clone(), websocket.subprotocols.clone())
+            .with_allowed_origins(websocket.allowed_origins.clone()),
         message: MessageHandler::new(binder(), counters.clone(), pusher(), websocket.management_endpoint.clone()),
         fanout: FanOut::new(
             subscriptions.clone(),
@@ -384,9 +402,10 @@ fn build<K: Backend>(
 async fn run<K: Backend>(
     listener: TcpListener,
     gateway: Arc<Gateway<K>>,
-    heartbeat_every: Duration,
+    options: &Options,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let heartbeat_every = options.heartbeat_every;
     let router = Router::new()
         .route("/", get(console::index::<K>))
         .route("/console/users", get(console::users::<K>))
@@ -399,6 +418,7 @@ async fn run<K: Backend>(
         .route(&format!("/{STAGE}/events"), post(events::publish::<K>))
         .fallback(http_api::handle::<K>)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .layer(axum::middleware::from_fn_with_state(Arc::new(options.cors.clone()), cors::layer))
         .with_state(gateway.clone());
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let heartbeat = tokio::spawn(events::heartbeat_schedule(gateway.clone(), heartbeat_every, stopped.clone()));

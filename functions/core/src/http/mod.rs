@@ -1,6 +1,7 @@
 //! HTTP plumbing shared by the HTTP API functions: errors as `OperationOutcome`
 //! responses, the caller's identity, request bodies and FHIR paths.
 
+pub mod cors;
 mod error;
 mod identity;
 mod request;

@@ -5,11 +5,13 @@ use chrono::{DateTime, Utc};
 use lambda_http::http::HeaderValue;
 
 use super::{Binder, Connection, response};
-use crate::fhir::OperationOutcome;
+use crate::fhir::{IssueType, OperationOutcome};
 use crate::http::ApiError;
+use crate::http::cors::AllowedOrigins;
 use crate::store::{BindingStore, SubscriptionStore, TokenStore};
 
 const SEC_WEBSOCKET_PROTOCOL: &str = "sec-websocket-protocol";
+const ORIGIN: &str = "origin";
 
 /// Answers `$connect`.
 #[derive(Debug)]
@@ -17,13 +19,22 @@ pub struct ConnectHandler<S, T, B> {
     binder: Binder<S, T, B>,
     management_endpoint: Option<String>,
     subprotocols: Vec<String>,
+    allowed_origins: AllowedOrigins,
 }
 
 impl<S: SubscriptionStore, T: TokenStore, B: BindingStore> ConnectHandler<S, T, B> {
     /// `management_endpoint` overrides the endpoint derived from events; `subprotocols`
     /// are the `Sec-WebSocket-Protocol` values this server accepts.
     pub fn new(binder: Binder<S, T, B>, management_endpoint: Option<String>, subprotocols: Vec<String>) -> Self {
-        Self { binder, management_endpoint, subprotocols }
+        Self { binder, management_endpoint, subprotocols, allowed_origins: AllowedOrigins::none() }
+    }
+
+    /// Refuses, with 403, an upgrade whose `Origin` header names an origin not in
+    /// `origins`; an empty list (the default) checks nothing. A request without `Origin`
+    /// (not a browser) is not refused for it: it can send any header it likes.
+    pub fn with_allowed_origins(mut self, origins: AllowedOrigins) -> Self {
+        self.allowed_origins = origins;
+        self
     }
 
     /// Without a token: 200. With `?token=`: 200 after writing the bindings (handshakes
@@ -35,6 +46,11 @@ impl<S: SubscriptionStore, T: TokenStore, B: BindingStore> ConnectHandler<S, T, 
             tracing::warn!("refused connect: the event has no connection id or endpoint");
             return response(400, None);
         };
+        if let Some(origin) = self.refused_origin(event) {
+            tracing::info!(connection_id = connection.id, origin, status = 403, "refused connect: origin not allowed");
+            let outcome = OperationOutcome::error(IssueType::Forbidden, format!("origin {origin} may not connect"));
+            return response(403, Some(&outcome));
+        }
         let mut answer = match event.query_string_parameters.first("token") {
             None => response(200, None),
             Some(token) => match self.binder.bind(token, &connection, now).await {
@@ -62,6 +78,17 @@ impl<S: SubscriptionStore, T: TokenStore, B: BindingStore> ConnectHandler<S, T, 
             answer.headers.insert(SEC_WEBSOCKET_PROTOCOL, value);
         }
         answer
+    }
+
+    /// The `Origin` the allow-list refuses, if it does.
+    fn refused_origin(&self, event: &ApiGatewayWebsocketProxyRequest) -> Option<String> {
+        if self.allowed_origins.is_empty() {
+            return None;
+        }
+        let origin = event.headers.get(ORIGIN)?;
+        let origin = String::from_utf8_lossy(origin.as_bytes());
+        // Echoed in the refusal and the log: a real origin is short.
+        (!self.allowed_origins.allows(&origin)).then(|| origin.chars().take(256).collect())
     }
 
     fn accepted_subprotocol(&self, event: &ApiGatewayWebsocketProxyRequest) -> Option<String> {

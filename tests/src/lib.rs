@@ -8,6 +8,7 @@
 
 pub mod browser;
 pub mod fuzz;
+pub mod local;
 pub mod management_api;
 pub mod websocket;
 

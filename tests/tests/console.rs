@@ -9,28 +9,17 @@
 
 use std::time::{Duration, Instant};
 
-use fhir_ws_local::gateway::{Options, serve};
+use fhir_ws_local::gateway::Options;
 use fhir_ws_tests::browser::{Browser, Engine};
+use fhir_ws_tests::local::LocalStack;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 
 const WAIT: Duration = Duration::from_secs(15);
 /// The shortest token lifetime the operation allows.
 const TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 
-async fn start_stack() -> (String, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let options = Options { token_lifetime_seconds: TOKEN_LIFETIME.as_secs() as i64, ..Options::default() };
-    let server = tokio::spawn(async move {
-        serve(listener, options, async {
-            let _ = stopped.await;
-        })
-        .await
-        .expect("local stack");
-    });
-    (base, stop, server)
+async fn start_stack() -> LocalStack {
+    LocalStack::start(Options { token_lifetime_seconds: TOKEN_LIFETIME.as_secs() as i64, ..Options::default() }).await
 }
 
 /// Chooses an option of a `<select>` as a user would (click), which fires `change`.
@@ -90,7 +79,8 @@ const ERROR_COLLECTOR: &str = "window.consoleTestErrors = [];\
     document.addEventListener('securitypolicyviolation', e => consoleTestErrors.push('blocked: ' + e.blockedURI));";
 
 async fn console_flow(engine: Engine) {
-    let (base, stop, server) = start_stack().await;
+    let stack = start_stack().await;
+    let base = stack.base.clone();
     let browser = Browser::start(engine, 1280, 1000).await;
     browser.goto(&format!("{base}/")).await;
     browser.wait_for("body[data-ready='true']", WAIT).await;
@@ -201,13 +191,13 @@ async fn console_flow(engine: Engine) {
     }
 
     browser.close().await;
-    let _ = stop.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+    stack.stop().await;
 }
 
 #[tokio::test]
 async fn the_console_is_served_from_the_binary_under_a_policy_that_keeps_it_to_the_stack() {
-    let (base, stop, server) = start_stack().await;
+    let stack = start_stack().await;
+    let base = stack.base.clone();
     let http = reqwest::Client::new();
     let page = http.get(format!("{base}/")).send().await.unwrap();
     assert_eq!(page.status(), 200);
@@ -230,6 +220,5 @@ async fn the_console_is_served_from_the_binary_under_a_policy_that_keeps_it_to_t
         users,
         json!([{"principal": "alice", "token": "alice-token"}, {"principal": "bob", "token": "bob-token"}])
     );
-    let _ = stop.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+    stack.stop().await;
 }

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use fhir_ws_core::http::cors::{
     ALLOWED_HEADERS, ALLOWED_METHODS, AllowedOrigins, DEFAULT_MAX_AGE_SECONDS, EXPOSED_HEADERS,
 };
-use fhir_ws_local::gateway::{CorsPolicy, Options, serve};
+use fhir_ws_local::gateway::{CorsPolicy, Options};
 use fhir_ws_tests::browser::{Browser, Engine};
+use fhir_ws_tests::local::LocalStack;
 use reqwest::Method;
 use serde_json::{Value, json};
 use serde_yaml::Value as Yaml;
@@ -20,38 +21,14 @@ use tokio::net::TcpListener;
 const APP: &str = "https://app.example.org";
 const OTHER: &str = "https://elsewhere.example.org";
 
-struct Stack {
-    base: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    server: tokio::task::JoinHandle<()>,
-}
-
-impl Stack {
-    async fn start(cors: &str, websocket_origins: &str) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let options = Options {
-            cors: CorsPolicy { origins: AllowedOrigins::parse(cors).unwrap(), max_age_seconds: 321 },
-            websocket_origins: websocket_origins.to_owned(),
-            ..Options::default()
-        };
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            serve(listener, options, async {
-                let _ = stopped.await;
-            })
-            .await
-            .expect("local stack");
-        });
-        Self { base, stop: Some(stop), server }
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.server).await;
-    }
+/// The local stack with these CORS origins and WebSocket origins.
+async fn start_stack(cors: &str, websocket_origins: &str) -> LocalStack {
+    LocalStack::start(Options {
+        cors: CorsPolicy { origins: AllowedOrigins::parse(cors).unwrap(), max_age_seconds: 321 },
+        websocket_origins: websocket_origins.to_owned(),
+        ..Options::default()
+    })
+    .await
 }
 
 fn header(response: &reqwest::Response, name: &str) -> Option<String> {
@@ -82,7 +59,7 @@ async fn create_subscription(http: &reqwest::Client, base: &str) -> String {
 
 #[tokio::test]
 async fn every_route_answers_preflights_and_marks_answers_for_allowed_origins_only() {
-    let stack = Stack::start(APP, "").await;
+    let stack = start_stack(APP, "").await;
     let http = reqwest::Client::new();
     let id = create_subscription(&http, &stack.base).await;
     let routes = [
@@ -164,13 +141,13 @@ async fn every_route_answers_preflights_and_marks_answers_for_allowed_origins_on
 #[tokio::test]
 async fn the_development_default_allows_pages_of_this_machine_and_star_allows_any() {
     let http = reqwest::Client::new();
-    let loopback = Stack::start(fhir_ws_local::gateway::DEFAULT_CORS_ORIGINS, "").await;
+    let loopback = start_stack(fhir_ws_local::gateway::DEFAULT_CORS_ORIGINS, "").await;
     for (origin, allowed) in [("http://localhost:5173", true), ("http://127.0.0.1:3000", true), (APP, false)] {
         let answer = http.get(format!("{}/metadata", loopback.base)).header("origin", origin).send().await.unwrap();
         assert_eq!(header(&answer, "access-control-allow-origin").is_some(), allowed, "{origin}");
     }
     loopback.stop().await;
-    let any = Stack::start("*", "").await;
+    let any = start_stack("*", "").await;
     let answer = http.get(format!("{}/metadata", any.base)).header("origin", OTHER).send().await.unwrap();
     assert_eq!(header(&answer, "access-control-allow-origin").as_deref(), Some("*"));
     any.stop().await;
@@ -190,12 +167,12 @@ async fn the_websocket_api_checks_origin_only_when_told_to() {
             Err(error) => panic!("{error}"),
         }
     }
-    let checked = Stack::start("", APP).await;
+    let checked = start_stack("", APP).await;
     assert_eq!(upgrade(&checked.base, Some(APP)).await, 101);
     assert_eq!(upgrade(&checked.base, Some(OTHER)).await, 403);
     assert_eq!(upgrade(&checked.base, None).await, 101, "no Origin: not a browser, tokens decide");
     checked.stop().await;
-    let unchecked = Stack::start("", "").await;
+    let unchecked = start_stack("", "").await;
     assert_eq!(upgrade(&unchecked.base, Some(OTHER)).await, 101, "off by default");
     unchecked.stop().await;
 }
@@ -242,6 +219,13 @@ function show(step) { out.textContent += step + "\n"; document.body.dataset.stat
 })();
 </script></body></html>"#;
 
+/// How many subscriptions alice has.
+async fn subscription_count(http: &reqwest::Client, base: &str) -> Value {
+    let bundle: Value =
+        http.get(format!("{base}/Subscription")).bearer_auth("alice-token").send().await.unwrap().json().await.unwrap();
+    bundle["total"].clone()
+}
+
 /// Serves [`APP_PAGE`] at `/` on a port of its own: another origin than the stack's.
 async fn serve_app() -> (String, tokio::task::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -270,7 +254,7 @@ async fn cross_origin_flow(engine: Engine) {
     let (allowed_origin, allowed_server) = serve_app().await;
     let (other_origin, other_server) = serve_app().await;
     // Both the HTTP API and the WebSocket API allow the app's origin only.
-    let stack = Stack::start(&allowed_origin, &allowed_origin).await;
+    let stack = start_stack(&allowed_origin, &allowed_origin).await;
     let http = reqwest::Client::new();
     let browser = Browser::start(engine, 1024, 768).await;
 
@@ -285,28 +269,12 @@ async fn cross_origin_flow(engine: Engine) {
     assert!(log.contains("event:1"), "{log}");
 
     // The same page from another origin: its first request is refused, nothing created.
-    let before: Value = http
-        .get(format!("{}/Subscription", stack.base))
-        .bearer_auth("alice-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let before = subscription_count(&http, &stack.base).await;
     browser.goto(&format!("{other_origin}/?api={}", stack.base)).await;
     let log = wait_for_state(&browser, "failed").await;
     assert!(!log.contains("created:"), "{log}");
-    let after: Value = http
-        .get(format!("{}/Subscription", stack.base))
-        .bearer_auth("alice-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(before["total"], after["total"], "the refused page created nothing");
+    let after = subscription_count(&http, &stack.base).await;
+    assert_eq!(before, after, "the refused page created nothing");
 
     browser.close().await;
     stack.stop().await;

@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use fhir_ws_core::fhir::backport::R4_STATUS_PROFILE;
 use fhir_ws_core::fhir::version::FhirVersion;
 use fhir_ws_local::client::{Api, ClientError, StatusView, describe_received};
-use fhir_ws_local::gateway::{Options, serve};
+use fhir_ws_local::gateway::Options;
+use fhir_ws_tests::local::LocalStack as Stack;
 use futures::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -20,57 +21,17 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// A running local stack; stops when dropped.
-struct Stack {
-    base: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    server: tokio::task::JoinHandle<()>,
+/// The local stack on the embedded store, or on moto_server with `dynamodb`.
+async fn start_stack(dynamodb: bool, token_lifetime_seconds: i64) -> Stack {
+    start_stack_with(dynamodb, token_lifetime_seconds, None).await
 }
 
-impl Stack {
-    async fn start(dynamodb: bool, token_lifetime_seconds: i64) -> Self {
-        Self::start_with(dynamodb, token_lifetime_seconds, None).await
-    }
-
-    async fn start_with(dynamodb: bool, token_lifetime_seconds: i64, public_websocket_url: Option<String>) -> Self {
-        let dynamodb_endpoint = dynamodb.then(|| {
-            std::env::var("AWS_ENDPOINT_URL_DYNAMODB").expect("AWS_ENDPOINT_URL_DYNAMODB: run through infra/test.sh")
-        });
-        Self::start_options(Options {
-            dynamodb_endpoint,
-            token_lifetime_seconds,
-            public_websocket_url,
-            ..Options::default()
-        })
+async fn start_stack_with(dynamodb: bool, token_lifetime_seconds: i64, public_websocket_url: Option<String>) -> Stack {
+    let dynamodb_endpoint = dynamodb.then(|| {
+        std::env::var("AWS_ENDPOINT_URL_DYNAMODB").expect("AWS_ENDPOINT_URL_DYNAMODB: run through infra/test.sh")
+    });
+    Stack::start(Options { dynamodb_endpoint, token_lifetime_seconds, public_websocket_url, ..Options::default() })
         .await
-    }
-
-    async fn start_options(options: Options) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            serve(listener, options, async {
-                let _ = stopped.await;
-            })
-            .await
-            .expect("local stack");
-        });
-        Self { base, stop: Some(stop), server }
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        tokio::time::timeout(Duration::from_secs(10), &mut self.server).await.expect("clean shutdown").unwrap();
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
 }
 
 async fn next_json(socket: &mut Socket) -> Value {
@@ -107,7 +68,7 @@ fn encounter(id: &str) -> Value {
 
 async fn whole_flow(dynamodb: bool) {
     // A short token lifetime so the client's refresh-and-rebind is exercised.
-    let stack = Stack::start(dynamodb, 60).await;
+    let stack = start_stack(dynamodb, 60).await;
     let api = Api::new(&stack.base, "alice-token");
     let topic = topic();
     let id = api.create_subscription(&topic, "id-only", None).await.unwrap();
@@ -182,7 +143,7 @@ async fn alice(method: reqwest::Method, url: &str, body: Option<&Value>) -> (u16
 /// notification in R4 shape; R4B and R5 subscriptions on the same socket get theirs in
 /// their own shapes. Every resource is checked by its version's validator.
 async fn three_versions_on_one_socket(dynamodb: bool) {
-    let stack = Stack::start(dynamodb, 1800).await;
+    let stack = start_stack(dynamodb, 1800).await;
     let topic = topic();
     let mut ids = Vec::new();
     for version in FhirVersion::ALL {
@@ -288,7 +249,7 @@ async fn three_versions_on_one_socket(dynamodb: bool) {
 /// --bundle` does, and a real WebSocket bound to an R4 and an R5 subscription here gets
 /// each event once, in each subscription's version; a retried post changes nothing.
 async fn relayed_through_the_local_stack(dynamodb: bool) {
-    let stack = Stack::start(dynamodb, 1800).await;
+    let stack = start_stack(dynamodb, 1800).await;
     let topic = topic();
     let mut ids = Vec::new();
     for version in [FhirVersion::R4, FhirVersion::R5] {
@@ -397,7 +358,7 @@ async fn r4_r4b_and_r5_clients_share_one_socket_against_moto_server() {
 
 #[tokio::test]
 async fn the_cli_client_refreshes_its_token_and_keeps_receiving() {
-    let stack = Stack::start(false, 60).await;
+    let stack = start_stack(false, 60).await;
     let api = Api::new(&stack.base, "bob-token");
     let topic = topic();
     let id = api.create_subscription(&topic, "id-only", None).await.unwrap();
@@ -498,7 +459,7 @@ impl Drop for Proxy {
 /// (fetched with `$events`), then goes on with live ones.
 async fn missed_events_are_replayed_after_a_reconnect(dynamodb: bool, version: FhirVersion) {
     let (mut proxy, proxy_listener) = Proxy::start().await;
-    let stack = Stack::start_with(dynamodb, 1800, Some(format!("ws://{}/ws", proxy.address))).await;
+    let stack = start_stack_with(dynamodb, 1800, Some(format!("ws://{}/ws", proxy.address))).await;
     proxy.forward(proxy_listener, stack.base.trim_start_matches("http://").parse().unwrap());
     let api = Api::new(&stack.base, "alice-token").in_version(version);
     let topic = topic();
@@ -580,7 +541,7 @@ async fn the_cli_client_replays_missed_events_after_a_reconnect_against_moto_ser
 
 #[tokio::test]
 async fn misbehaving_clients_never_disturb_others() {
-    let stack = Stack::start(false, 1800).await;
+    let stack = start_stack(false, 1800).await;
     let api = Api::new(&stack.base, "alice-token");
     let topic = topic();
     let id = api.create_subscription(&topic, "id-only", None).await.unwrap();
@@ -670,7 +631,7 @@ fn patient_encounter(status: &str, patient: &str) -> Value {
 
 async fn topic_engine_flow(dynamodb: bool) {
     let dynamodb_endpoint = dynamodb.then(|| std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap());
-    let stack = Stack::start_options(Options {
+    let stack = Stack::start(Options {
         dynamodb_endpoint,
         topics: Some(fhir_ws_tests::example_topics()),
         ..Options::default()
@@ -807,7 +768,7 @@ async fn bound_socket(api: &Api) -> (String, fhir_ws_local::client::BindingToken
 /// Revoking a token, and deleting a subscription, reach a real socket: its last frame
 /// says why, then the server closes it; the revoked token is refused at the upgrade.
 async fn revocations_reach_real_sockets(dynamodb: bool) {
-    let stack = Stack::start(dynamodb, 600).await;
+    let stack = start_stack(dynamodb, 600).await;
     let api = Api::new(&stack.base, "alice-token");
     let (id, token, mut socket) = bound_socket(&api).await;
 
@@ -852,7 +813,7 @@ async fn revocations_reach_real_sockets_against_moto_server() {
 /// `$connect` runs; a closed connection frees its place.
 #[tokio::test]
 async fn upgrades_past_the_connection_limit_get_503() {
-    let stack = Stack::start_options(Options { max_connections: 2, ..Options::default() }).await;
+    let stack = Stack::start(Options { max_connections: 2, ..Options::default() }).await;
     let url = format!("{}/ws", stack.base.replacen("http://", "ws://", 1));
     let (first, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
     let (_second, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
@@ -885,7 +846,7 @@ async fn the_http_management_api_serves_outside_callers() {
     use aws_sdk_dynamodb::types::AttributeValue;
     use fhir_ws_core::push::{ManagementApiPusher, PushError, Pusher as _};
 
-    let stack = Stack::start(true, 1800).await;
+    let stack = start_stack(true, 1800).await;
     let (id, _, mut socket) = bound_socket(&Api::new(&stack.base, "alice-token")).await;
 
     // The connection id, as an operator would find it: in the bindings table.

@@ -54,6 +54,9 @@ PARAMETERS = {
     "WebSocketSubprotocols": "",
     "FhirBaseUrl": "https://fhir.example.org/r5",
     "EventRetentionSeconds": "604800",
+    "CorsAllowedOrigins": "",
+    "CorsMaxAge": "600",
+    "WebSocketAllowedOrigins": "",
 }
 # Each generated secret's JSON, as the functions that read a secret at runtime find it in
 # moto_server (the relay secret is the one infra/events/relay-*.json present).

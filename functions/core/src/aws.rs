@@ -26,18 +26,30 @@ use rustls_pki_types::pem::PemObject;
 pub const CERTIFICATE_FILE_VARIABLE: &str = "SSL_CERT_FILE";
 
 /// The SDK configuration from the process environment (region, credentials, endpoints),
-/// with the client of [`https_client`]. Reads `SSL_CERT_FILE` if it is set.
+/// with the client of [`https_client`] trusting [`process_trusted_roots`].
 pub async fn load_sdk_config() -> Result<SdkConfig, ConfigError> {
-    Ok(sdk_config_loader(&ProcessEnv)?.load().await)
+    Ok(loader_trusting(process_trusted_roots()?)?.load().await)
 }
 
 /// A loader for the SDK configuration with the client of [`https_client`] and the
 /// trusted roots `source` chooses; callers may override endpoints or the region before
 /// loading (the tests and the local stack do).
 pub fn sdk_config_loader(source: &impl Source) -> Result<ConfigLoader, ConfigError> {
-    let client = https_client(trusted_roots(source)?)
-        .map_err(|error| ConfigError::Invalid(CERTIFICATE_FILE_VARIABLE, error.to_string()))?;
+    loader_trusting(trusted_roots(source)?)
+}
+
+fn loader_trusting(roots: TrustedRoots) -> Result<ConfigLoader, ConfigError> {
+    let client =
+        https_client(roots).map_err(|error| ConfigError::Invalid(CERTIFICATE_FILE_VARIABLE, error.to_string()))?;
     Ok(aws_config::defaults(BehaviorVersion::latest()).http_client(client))
+}
+
+/// The roots the process environment asks for, read once per process: the SDK's client
+/// and the fan-out's own connector ([`https_connector`]) both trust them, and
+/// `SSL_CERT_FILE` is read and checked a single time.
+pub fn process_trusted_roots() -> Result<TrustedRoots, ConfigError> {
+    static ROOTS: std::sync::OnceLock<Result<TrustedRoots, ConfigError>> = std::sync::OnceLock::new();
+    ROOTS.get_or_init(|| trusted_roots(&ProcessEnv)).clone()
 }
 
 /// The SDK's hyper 1 client with rustls on ring, trusting `roots`. Connections are made

@@ -30,7 +30,6 @@ use aws_smithy_types::byte_stream::ByteStream;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::{ATTEMPT_TIMEOUT, PushError};
-use crate::config::ProcessEnv;
 
 /// The signing name of the Management API.
 const SERVICE: &str = "execute-api";
@@ -114,8 +113,8 @@ impl SignedPoster {
 
     fn connector(&self) -> Result<&Connector, PushError> {
         let built = self.connector.get_or_init(|| {
-            // `SSL_CERT_FILE` was read and checked when the SDK configuration was loaded.
-            let roots = crate::aws::trusted_roots(&ProcessEnv).map_err(|error| error.to_string())?;
+            // The roots the SDK configuration was loaded with (read once per process).
+            let roots = crate::aws::process_trusted_roots().map_err(|error| error.to_string())?;
             crate::aws::https_connector(roots).map_err(|error| error.to_string())
         });
         built.as_ref().map_err(|error| PushError::Failed(format!("no HTTPS connector: {error}")))

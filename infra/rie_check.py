@@ -57,6 +57,7 @@ PARAMETERS = {
     "CorsAllowedOrigins": "",
     "CorsMaxAge": "600",
     "WebSocketAllowedOrigins": "",
+    "EventFhirVersion": "R4",
 }
 # Each generated secret's JSON, as the functions that read a secret at runtime find it in
 # moto_server (the relay secret is the one infra/events/relay-*.json present).
@@ -85,10 +86,12 @@ INVOCATIONS = {
     "ws-default": [("ws-default-bind.json", status_is(200))],
     "ws-disconnect": [("ws-disconnect.json", status_is(200))],
     # A resource change with no topics deployed (infra/topics/ is empty by default) is
-    # refused as invalid: reported back for the dead-letter queue, not a crash.
+    # invalid: moved to the dead-letter queue (in moto_server) with its reason, and
+    # reported handled, not a crash.
     "fanout": [("fanout-sqs.json", (lambda a: isinstance(a, dict) and a.get("batchItemFailures") == [], "no batch item failures")),
-               ("fanout-change.json", (lambda a: isinstance(a, dict) and a.get("batchItemFailures") == [
-                   {"itemIdentifier": "6a2f1c1e-3b7d-4f52-9d0e-7c1b2a3e4f51"}], "the change reported failed"))],
+               ("fanout-change.json", (lambda a: isinstance(a, dict) and a.get("batchItemFailures") == [] and
+                                       dead_lettered("6a2f1c1e-3b7d-4f52-9d0e-7c1b2a3e4f51"),
+                                       "the change in the dead-letter queue with its reason, no failures"))],
     "heartbeat": [("heartbeat-schedule.json", (lambda a: a is None, "null"))],
     # A handshake queues nothing (the queue is SQS, tested against moto by the suite); a
     # wrong secret is refused.
@@ -117,6 +120,8 @@ class Resolver:
         kind = self.resources.get(name, {}).get("Type")
         if kind == "AWS::DynamoDB::Table":
             return name  # infra/local_tables.py names tables after their logical id
+        if kind == "AWS::SQS::Queue":
+            return queue_url(name)  # put_secrets creates it in moto_server
         if kind:
             return f"local-{name}"
         raise KeyError(f"unresolvable Ref {name}")
@@ -270,18 +275,42 @@ def runtime_peak_kib(binary_path):
     return None
 
 
+def queue_url(name):
+    """The URL of the template's queue `name` in moto_server."""
+    return f"{os.environ['AWS_ENDPOINT_URL_DYNAMODB']}/000000000000/local-{name}"
+
+
+def dead_lettered(message_id):
+    """Whether the dead-letter queue holds the message `message_id` with a reason."""
+    import boto3
+    client = boto3.client("sqs", endpoint_url=os.environ["AWS_ENDPOINT_URL_DYNAMODB"])
+    answer = client.receive_message(QueueUrl=queue_url("EventsDeadLetterQueue"), MaxNumberOfMessages=10,
+                                    MessageAttributeNames=["All"], WaitTimeSeconds=1)
+    for message in answer.get("Messages", []):
+        attributes = message.get("MessageAttributes", {})
+        if attributes.get("SourceMessageId", {}).get("StringValue") == message_id and \
+                attributes.get("InvalidReason", {}).get("StringValue"):
+            return True
+    return False
+
+
 def put_secrets():
-    """The template's secrets, in the same moto_server as the tables (moto serves every
-    service on one port): the functions that read their keys at runtime read them there."""
+    """The template's secrets and queues, in the same moto_server as the tables (moto
+    serves every service on one port): the functions that read their keys at runtime read
+    them there, and the fan-out dead-letters invalid events there."""
     import boto3
     endpoint = os.environ["AWS_ENDPOINT_URL_DYNAMODB"]
     os.environ["AWS_ENDPOINT_URL_SECRETS_MANAGER"] = endpoint
+    os.environ["AWS_ENDPOINT_URL_SQS"] = endpoint
     client = boto3.client("secretsmanager", endpoint_url=endpoint)
     for name, value in SECRET_JSON.items():
         try:
             client.create_secret(Name=f"local-{name}", SecretString=value)
         except client.exceptions.ResourceExistsException:
             client.put_secret_value(SecretId=f"local-{name}", SecretString=value)
+    sqs = boto3.client("sqs", endpoint_url=endpoint)
+    for name in ("EventsDeadLetterQueue", "EventsQueue"):
+        sqs.create_queue(QueueName=f"local-{name}")
 
 
 def main():

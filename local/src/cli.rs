@@ -66,6 +66,10 @@ enum Command {
         /// those compiled in from infra/topics/ (try infra/topics-examples).
         #[arg(long, value_name = "DIR")]
         topics: Option<PathBuf>,
+        /// The FHIR version of the resources in events that name none (`fhirVersion` in an
+        /// event overrides it; relayed Bundles carry their own): R4, R4B or R5.
+        #[arg(long, default_value = "R5", value_parser = parse_fhir_version)]
+        event_fhir_version: FhirVersion,
         /// Most WebSockets open at once; further upgrades get 503 (each costs a file
         /// descriptor: keep it under `ulimit -n`).
         #[arg(long, default_value_t = crate::gateway::DEFAULT_MAX_CONNECTIONS)]
@@ -223,12 +227,14 @@ async fn run(command: Command) -> Result<(), String> {
             websocket_url,
             relay_secrets,
             topics,
+            event_fhir_version,
             max_connections,
             cors_origins,
             cors_max_age,
             websocket_origins,
         } => {
-            let topics = topics.as_deref().map(TopicRegistry::from_folder).transpose()?;
+            let topics =
+                topics.as_deref().map(|folder| TopicRegistry::from_folder(folder, event_fhir_version)).transpose()?;
             let mut known = Users::default();
             for user in &users {
                 let (token, principal) =
@@ -287,6 +293,7 @@ async fn run(command: Command) -> Result<(), String> {
                 public_websocket_url: websocket_url,
                 relay_secrets: (!relay_secrets.is_empty()).then(|| relay_secrets.join(",")),
                 topics,
+                event_fhir_version,
                 max_connections,
                 cors,
                 websocket_origins,

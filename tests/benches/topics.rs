@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use chrono::Utc;
 use fhir_ws_core::fhir::FilterBy;
+use fhir_ws_core::fhir::version::FhirVersion;
 use fhir_ws_core::topics::{FhirPathCriteria, Interaction, ResourceChange};
 use fhir_ws_fhirpath::FhirPath;
 use serde_json::{Map, Value, json};
@@ -47,6 +48,7 @@ fn main() {
     let _ = engine.evaluate("%current.status = 'x'", encounter("a").as_ref(), None);
     let start_up = started.elapsed().as_secs_f64() * 1e3;
     let change = ResourceChange {
+        fhir_version: FhirVersion::R5,
         interaction: Interaction::Update,
         previous: encounter("in-progress"),
         current: encounter("completed"),
@@ -62,7 +64,7 @@ fn main() {
         ..FilterBy::default()
     }];
     let focus = change.current.as_ref();
-    let filter = mean_micros(|| complete.filters_match(&filters, focus, now));
+    let filter = mean_micros(|| complete.filters_match(&filters, focus, FhirVersion::R5, now));
     let all =
         mean_micros(|| registry.fired_by(&change, Some(&engine), now).filter(|(_, f)| *f == Ok(true)).count() == 1);
     println!("topic engine, {ROUNDS} evaluations each (release profile)");

@@ -5,6 +5,7 @@
 //! an answer that breaks the rule it checks (no 5xx, every error an `OperationOutcome`,
 //! what is accepted survives a round trip).
 
+use fhir_ws_core::fhir::version::FhirVersion;
 use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Utc};
@@ -130,26 +131,28 @@ pub fn relay_body(data: &[u8]) {
 /// Bundles it relays; reading never panics.
 pub fn queue_event(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    let _ = fhir_ws_core::fanout::event::parse(&text, now());
+    let _ = fhir_ws_core::fanout::event::parse(&text, now(), FhirVersion::R4);
     if let Ok(value) = serde_json::from_str::<Value>(&text) {
         let _ = fhir_ws_core::relay::upstream::read_notification(&value);
     }
 }
 
 /// Filters and criteria: `Type?name:modifier=value&…` as topics and R4 clients write
-/// them, and single `filterBy` clauses; reading never panics, and what reads is
+/// them, and single `filterBy` clauses, in every FHIR version; reading never panics, and what reads is
 /// evaluated against a resource without panicking.
 pub fn filters(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let resource = serde_json::json!({"resourceType": "Encounter", "id": "e1", "status": "finished",
         "subject": {"reference": "Patient/p1"}, "period": {"start": "2026-01-01T00:00:00Z"}});
     let resource = resource.as_object().cloned().unwrap_or_default();
-    if let Ok(criteria) = fhir_ws_core::search::criteria::Criteria::parse(&text, "Encounter") {
-        let _ = criteria.matches(&resource, now());
-    }
     let (name, value) = text.split_once('=').unwrap_or((&text, ""));
-    if let Ok(clause) = fhir_ws_core::search::criteria::Clause::parse(name, value, "Encounter") {
-        let _ = clause.matches(&resource, now());
+    for version in FhirVersion::ALL {
+        if let Ok(criteria) = fhir_ws_core::search::criteria::Criteria::parse(&text, "Encounter", version) {
+            let _ = criteria.matches(&resource, now());
+        }
+        if let Ok(clause) = fhir_ws_core::search::criteria::Clause::parse(name, value, "Encounter", version) {
+            let _ = clause.matches(&resource, now());
+        }
     }
     let _ = fhir_ws_core::fhir::backport::subscription::parse_filter_criteria(&text);
 }

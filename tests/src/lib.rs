@@ -621,8 +621,14 @@ pub fn output_values(parameters: &Value, name: &str) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-/// Every example topic of `infra/topics-examples/`, read as one deployment.
+/// Every example topic of `infra/topics-examples/`, read as one deployment for R5 events.
 pub fn example_topics() -> fhir_ws_core::topics::TopicRegistry {
+    example_topics_for(fhir_ws_core::fhir::version::FhirVersion::R5)
+}
+
+/// Every example topic of `infra/topics-examples/`, read as one deployment for events in
+/// FHIR `version`.
+pub fn example_topics_for(version: fhir_ws_core::fhir::version::FhirVersion) -> fhir_ws_core::topics::TopicRegistry {
     let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/topics-examples");
-    fhir_ws_core::topics::TopicRegistry::from_folder(&folder).unwrap()
+    fhir_ws_core::topics::TopicRegistry::from_folder(&folder, version).unwrap()
 }

@@ -5,6 +5,7 @@
 
 use chrono::Utc;
 use fhir_ws_core::config::SubscriptionApiConfig;
+use fhir_ws_core::fhir::version::FhirVersion;
 use fhir_ws_core::ops::subscription_api::SubscriptionApi;
 use fhir_ws_core::topics::TopicRegistry;
 use fhir_ws_tests::{
@@ -25,7 +26,7 @@ fn config_with_example_topic() -> SubscriptionApiConfig {
         bindings_table: "unused".to_owned(),
         websocket_url: fhir_ws_tests::TEST_WEBSOCKET_URL.to_owned(),
         identity: fhir_ws_core::http::IdentityConfig::default(),
-        topics: TopicRegistry::from_files(&[("encounter-complete.json", EXAMPLE)]).unwrap(),
+        topics: TopicRegistry::from_files(&[("encounter-complete.json", EXAMPLE)], FhirVersion::R5).unwrap(),
     }
 }
 
@@ -33,7 +34,7 @@ fn config_with_example_topic() -> SubscriptionApiConfig {
 fn the_example_topic_is_an_r5_subscription_topic() {
     let topic: Value = serde_json::from_str(EXAMPLE).unwrap();
     assert_valid_r5(&[topic]);
-    let registry = TopicRegistry::from_files(&[("encounter-complete.json", EXAMPLE)]).unwrap();
+    let registry = TopicRegistry::from_files(&[("encounter-complete.json", EXAMPLE)], FhirVersion::R5).unwrap();
     assert_eq!(registry.topics()[0].url, TOPIC);
     let parameters: Vec<&str> = registry.topics()[0].allowed_filters.iter().map(|f| f.parameter.as_str()).collect();
     assert_eq!(parameters, ["patient", "class"]);
@@ -175,6 +176,7 @@ fn example_topics_fire_on_the_changes_they_describe() {
     };
     let as_map = |v: Value| v.as_object().cloned();
     let change = |interaction, previous: Option<Value>, current: Option<Value>| ResourceChange {
+        fhir_version: FhirVersion::R5,
         interaction,
         previous: previous.and_then(as_map),
         current: current.and_then(as_map),
@@ -274,12 +276,15 @@ fn filters_of_deployed_topics_are_search_clauses() {
         (rate, &observation, vec![filter("patient", None, Some("missing"), "true")], false),
     ];
     for (topic, focus, filters, expected) in rows {
-        let matched = topic.filters_match(&filters, focus.as_object(), Utc::now());
+        let matched = topic.filters_match(&filters, focus.as_object(), FhirVersion::R5, Utc::now());
         assert_eq!(matched, expected, "{} {filters:?}", topic.url);
     }
-    assert!(start.filters_match(&[], None, Utc::now()), "no filters: delivered even without the resource");
     assert!(
-        !start.filters_match(&[filter("patient", None, None, "p1")], None, Utc::now()),
+        start.filters_match(&[], None, FhirVersion::R5, Utc::now()),
+        "no filters: delivered even without the resource"
+    );
+    assert!(
+        !start.filters_match(&[filter("patient", None, None, "p1")], None, FhirVersion::R5, Utc::now()),
         "cannot check: not delivered"
     );
 }

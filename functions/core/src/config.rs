@@ -21,6 +21,8 @@
 //! | `EVENT_RETENTION_SECONDS` | fanout, relay | how long events stay answerable by `$events` (and the relay remembers upstream events), default 604800 (7 days) |
 //! | `UPSTREAM_TABLE` | relay, fanout | the upstream ledger table name (the fan-out relays notification Bundles found on its queue) |
 //! | `EVENTS_QUEUE_URL` | relay | URL of the SQS queue the fan-out reads |
+//! | `EVENT_FHIR_VERSION` | fanout, subscription-api | FHIR version of the resources in events that name none (`R4`, `R4B`, `R5`; default `R5`); topics are loaded for it |
+//! | `DEAD_LETTER_QUEUE_URL` | fanout | URL of the events queue's dead-letter queue, where invalid events go at once with their reason (unset: SQS's redrive moves them) |
 //! | `RELAY_SECRETS_SECRET` | relay | id (ARN) of the Secrets Manager secret holding the relay secrets (JSON `{"secrets": "s1[,s2…]"}`), read at cold start and again at runtime (the template sets this) |
 //! | `RELAY_SECRETS` | relay | instead of the secret: comma-separated secrets upstream servers send as `Authorization: Bearer …` (local stack, tests) |
 
@@ -33,8 +35,10 @@ use crate::store::dynamodb::{
 };
 use std::sync::Arc;
 
+use crate::fhir::version::FhirVersion;
 use crate::secret::SecretStore;
 use crate::token::{KeyRing, KeyRingError};
+use crate::topics::TopicRegistry;
 
 /// Default token lifetime: 30 minutes.
 pub const DEFAULT_TOKEN_LIFETIME_SECONDS: i64 = 30 * 60;
@@ -122,10 +126,55 @@ impl SubscriptionApiConfig {
             bindings_table: required(source, "BINDINGS_TABLE")?,
             websocket_url: websocket_url(source)?,
             identity: identity(source),
-            topics: crate::topics::TopicRegistry::deployed()
-                .map_err(|e| ConfigError::Invalid("infra/topics", e))?
-                .clone(),
+            topics: deployed_topics(event_fhir_version(source)?)?,
         })
+    }
+}
+
+/// `EVENT_FHIR_VERSION`: the FHIR version of the resources in events that name none
+/// (default R5).
+pub fn event_fhir_version(source: &impl Source) -> Result<FhirVersion, ConfigError> {
+    source
+        .value("EVENT_FHIR_VERSION")
+        .map_or(Ok(FhirVersion::R5), |text| text.parse().map_err(|e| ConfigError::Invalid("EVENT_FHIR_VERSION", e)))
+}
+
+/// The SubscriptionTopics compiled in from `infra/topics/`, loaded for events in `version`.
+fn deployed_topics(version: FhirVersion) -> Result<TopicRegistry, ConfigError> {
+    Ok(TopicRegistry::deployed(version).map_err(|e| ConfigError::Invalid("infra/topics", e))?.clone())
+}
+
+/// What the `fanout` function knows about the events it reads.
+#[derive(Debug, Clone)]
+pub struct EventsConfig {
+    /// The FHIR version of resources in events that name none (`EVENT_FHIR_VERSION`).
+    pub fhir_version: FhirVersion,
+    /// The SubscriptionTopics deployed with the stack, loaded for that version.
+    pub topics: TopicRegistry,
+    /// Where invalid events go (`DEAD_LETTER_QUEUE_URL`), if set.
+    pub dead_letter_queue_url: Option<String>,
+}
+
+impl EventsConfig {
+    /// Reads the configuration.
+    pub fn load(source: &impl Source) -> Result<Self, ConfigError> {
+        let fhir_version = event_fhir_version(source)?;
+        Ok(Self {
+            fhir_version,
+            topics: deployed_topics(fhir_version)?,
+            dead_letter_queue_url: source.value("DEAD_LETTER_QUEUE_URL"),
+        })
+    }
+
+    /// The dead-letter queue on SQS, when `DEAD_LETTER_QUEUE_URL` is set.
+    #[cfg(feature = "sqs")]
+    pub fn sqs_dead_letter_queue(
+        &self,
+        aws: &aws_config::SdkConfig,
+    ) -> Option<Arc<dyn crate::fanout::dead_letter::DeadLetterQueue>> {
+        let url = self.dead_letter_queue_url.as_ref()?;
+        let client = aws_sdk_sqs::Client::new(aws);
+        Some(Arc::new(crate::fanout::dead_letter::SqsDeadLetterQueue::new(client, url)))
     }
 }
 

@@ -88,9 +88,9 @@ pub struct EventContent<'a> {
 }
 
 /// Event number `event_number` of `subscription_id` as a record holding everything the
-/// notification shows, resources included when every subject came as a resource (a
-/// `full-resource` notification then carries them all; otherwise it carries the
-/// references); `expires_at` is when it leaves the history.
+/// notification shows: the references, and the resources that came as resources (a
+/// `full-resource` notification carries those as entries, and only the reference of a
+/// subject that came as one); `expires_at` is when it leaves the history.
 pub fn event_record(
     subscription_id: &str,
     event_number: u64,
@@ -98,19 +98,19 @@ pub fn event_record(
     expires_at: i64,
 ) -> EventRecord {
     let base = content.fhir_base_url;
+    let resources: Vec<Value> = content
+        .focus
+        .into_iter()
+        .chain(content.additional_context)
+        .map(|subject| subject.resource().cloned().map_or(Value::Null, Value::Object))
+        .collect();
     EventRecord {
         subscription_id: subscription_id.to_owned(),
         event_number,
         timestamp: content.timestamp.to_rfc3339_opts(SecondsFormat::Millis, true),
         focus: content.focus.map(|subject| subject.url(base)),
         additional_context: content.additional_context.iter().map(|subject| subject.url(base)).collect(),
-        resources: content
-            .focus
-            .into_iter()
-            .chain(content.additional_context)
-            .map(|subject| subject.resource().cloned().map(Value::Object))
-            .collect::<Option<Vec<Value>>>()
-            .filter(|resources| !resources.is_empty()),
+        resources: Some(resources).filter(|resources| resources.iter().any(Value::is_object)),
         expires_at,
     }
 }
@@ -151,11 +151,13 @@ impl EventRecord {
     }
 
     /// The resource entries (`fullUrl` + resource) a `full-resource` notification adds;
-    /// none when the resources were not kept.
+    /// none when the resources were not kept, and none for a subject kept as a reference
+    /// only (`null` in [`EventRecord::resources`]).
     fn resource_entries(&self) -> Vec<BundleEntry> {
         let urls = self.focus.iter().chain(&self.additional_context);
         let resources = self.resources.iter().flatten();
         urls.zip(resources)
+            .filter(|(_, resource)| resource.is_object())
             .map(|(url, resource)| BundleEntry {
                 full_url: Some(url.clone()),
                 resource: Some(resource.clone()),

@@ -127,6 +127,7 @@ impl FhirPathCriteria for FhirPath {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fhir_ws_core::fhir::version::FhirVersion;
     use fhir_ws_core::topics::{Interaction, ResourceChange, TopicRegistry, Trigger};
     use serde_json::json;
 
@@ -169,13 +170,20 @@ mod tests {
     #[test]
     fn triggers_combine_fhirpath_with_their_query_criteria() {
         let engine = FhirPath::new();
-        let trigger = Trigger::read(&json!({"resource": "Encounter", "supportedInteraction": ["create", "update"],
+        let trigger = Trigger::read(
+            &json!({"resource": "Encounter", "supportedInteraction": ["create", "update"],
             "queryCriteria": {"current": "status=completed"},
-            "fhirPathCriteria": "%previous.empty() or %previous.status != 'completed'"}))
+            "fhirPathCriteria": "%previous.empty() or %previous.status != 'completed'"}),
+            FhirVersion::R5,
+        )
         .unwrap_or_else(|e| panic!("{e}"));
         let now = chrono::Utc::now();
         let fires = |interaction, previous: Option<Map<String, Value>>, current| {
-            trigger.matches(&ResourceChange { interaction, current, previous }, Some(&engine), now)
+            trigger.matches(
+                &ResourceChange { fhir_version: FhirVersion::R5, interaction, current, previous },
+                Some(&engine),
+                now,
+            )
         };
         assert_eq!(fires(Interaction::Create, None, encounter("completed")), Ok(true));
         assert_eq!(fires(Interaction::Update, encounter("planned"), encounter("completed")), Ok(true));
@@ -186,7 +194,7 @@ mod tests {
     #[test]
     fn every_deployed_topics_fhirpath_compiles() {
         let engine = FhirPath::new();
-        let registry = TopicRegistry::deployed().unwrap_or_else(|e| panic!("{e}"));
+        let registry = TopicRegistry::deployed(FhirVersion::R5).unwrap_or_else(|e| panic!("{e}"));
         for topic in registry.topics() {
             for expression in topic.triggers.iter().filter_map(|t| t.fhirpath.as_deref()) {
                 assert_eq!(engine.check(expression), Ok(()), "{}", topic.url);

@@ -11,6 +11,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use fhir_ws_core::fanout::FanOutError;
+use fhir_ws_core::fhir::{IssueSeverity, IssueType, OperationOutcome};
+use fhir_ws_core::metrics::Metrics;
 use fhir_ws_core::relay::{EventQueue, QueueError};
 use serde_json::json;
 
@@ -39,14 +42,33 @@ async fn deliver<K: Backend>(gateway: &Gateway<K>, message_id: &str, body: &str)
 }
 
 /// Delivers one event as the SQS event source mapping would: 202 when every post went
-/// out, 502 when the fan-out reported the record failed (SQS would redeliver it).
+/// out; 400 with an `OperationOutcome` saying what is wrong when it is not a valid event
+/// (on AWS it would go to the dead-letter queue with that reason); 502 when delivery
+/// failed in a way SQS would redeliver.
 pub(crate) async fn publish<K: Backend>(State(gateway): State<Arc<Gateway<K>>>, body: Bytes) -> Response {
     let message_id = uuid::Uuid::new_v4().to_string();
-    let delivered = deliver(&gateway, &message_id, &String::from_utf8_lossy(&body)).await;
-    tracing::info!(message_id, delivered, "event");
-    let status = if delivered { StatusCode::ACCEPTED } else { StatusCode::BAD_GATEWAY };
-    let body = json!({ "messageId": message_id, "delivered": delivered });
-    (status, [("content-type", "application/json")], body.to_string()).into_response()
+    let now = Utc::now();
+    let metrics = Metrics::new("fanout");
+    let text = String::from_utf8_lossy(&body);
+    let result = gateway.fanout.deliver_message(&message_id, &text, now, &metrics).await;
+    metrics.emit(now);
+    tracing::info!(message_id, delivered = result.is_ok(), "event");
+    match result {
+        Ok(()) => {
+            let body = json!({ "messageId": message_id, "delivered": true });
+            (StatusCode::ACCEPTED, [("content-type", "application/json")], body.to_string()).into_response()
+        }
+        Err(FanOutError::Invalid(reason)) => {
+            let outcome = OperationOutcome::single(IssueSeverity::Error, IssueType::Invalid, reason);
+            let body = serde_json::to_string(&outcome).unwrap_or_default();
+            (StatusCode::BAD_REQUEST, [("content-type", "application/fhir+json")], body).into_response()
+        }
+        Err(error) => {
+            tracing::warn!(message_id, %error, "event not delivered");
+            let body = json!({ "messageId": message_id, "delivered": false });
+            (StatusCode::BAD_GATEWAY, [("content-type", "application/json")], body.to_string()).into_response()
+        }
+    }
 }
 
 /// The relay's events queue, locally: each message goes straight through the fan-out

@@ -20,9 +20,10 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use fhir_ws_core::config::{
-    BindingTokenConfig, EventHistoryConfig, RelayConfig, SubscriptionApiConfig, WebSocketConfig,
+    BindingTokenConfig, EventHistoryConfig, EventsConfig, RelayConfig, SubscriptionApiConfig, WebSocketConfig,
 };
 use fhir_ws_core::fanout::{EventHistory, FanOut};
+use fhir_ws_core::fhir::version::FhirVersion;
 use fhir_ws_core::heartbeat::Heartbeat;
 use fhir_ws_core::http::cors::AllowedOrigins;
 use fhir_ws_core::ops::SubscriptionService;
@@ -108,8 +109,11 @@ pub struct Options {
     /// `None`: [`LOCAL_RELAY_SECRET`].
     pub relay_secrets: Option<String>,
     /// SubscriptionTopics to serve and evaluate; `None`: those compiled in from
-    /// `infra/topics/`, as the Lambdas have.
+    /// `infra/topics/`, as the Lambdas have. Load them for [`Options::event_fhir_version`].
     pub topics: Option<TopicRegistry>,
+    /// The FHIR version of the resources in events that name none (the template's
+    /// `EventFhirVersion`).
+    pub event_fhir_version: FhirVersion,
     /// Most WebSockets open at once; further upgrades are refused with 503 (each costs a
     /// file descriptor and about 20 KiB).
     pub max_connections: usize,
@@ -142,6 +146,7 @@ impl Default for Options {
             public_websocket_url: None,
             relay_secrets: None,
             topics: None,
+            event_fhir_version: FhirVersion::R5,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             cors: CorsPolicy {
                 origins: AllowedOrigins::parse(DEFAULT_CORS_ORIGINS).unwrap_or_default(),
@@ -285,6 +290,7 @@ pub async fn serve(
         ("EVENTS_QUEUE_URL", format!("http://{host}/{STAGE}/events")),
         ("RELAY_SECRETS", options.relay_secrets.clone().unwrap_or_else(|| LOCAL_RELAY_SECRET.to_owned())),
         ("WEBSOCKET_ALLOWED_ORIGINS", options.websocket_origins.clone()),
+        ("EVENT_FHIR_VERSION", options.event_fhir_version.path_segment().to_owned()),
     ]);
     let source = |name: &str| environment.get(name).cloned();
     let mut configs = Configs {
@@ -293,6 +299,7 @@ pub async fn serve(
         websocket: WebSocketConfig::load(&source)?,
         history: EventHistoryConfig::load(&source)?,
         relay: RelayConfig::load(&source)?,
+        events: EventsConfig::load(&source)?,
     };
     if let Some(topics) = &options.topics {
         configs.api.topics = topics.clone();
@@ -327,6 +334,7 @@ struct Configs {
     websocket: WebSocketConfig,
     history: EventHistoryConfig,
     relay: RelayConfig,
+    events: EventsConfig,
 }
 
 /// SDK configuration: local credentials and region unless the environment has them,
@@ -386,6 +394,7 @@ fn build<K: Backend>(
             &options.fhir_base_url,
         )
         .with_relay(relay.clone())
+        .with_event_version(configs.events.fhir_version)
         .with_topics(configs.api.topics.clone(), Some(FhirPath::shared())),
         relay,
         relay_secrets: configs.relay.secrets.clone(),

@@ -22,6 +22,16 @@
 //! read) is optional. `eventId` makes redeliveries recognisable across producer retries;
 //! without it the SQS message id is used.
 //!
+//! **FHIR version.** Every resource an event carries (`focus`, `additionalContext`,
+//! `resource`, `previous`) is in one FHIR version: the deployment's (`EventFhirVersion` in
+//! the template, `EVENT_FHIR_VERSION` in the environment, `--event-fhir-version` for
+//! `fhir-ws serve`; R5 unless set), or the one the message names in `fhirVersion` (`R4`,
+//! `R4B`, `R5`, or `4.0.1`, `4.3.0`, `5.0.0`). The topic engine and `filterBy` evaluate the
+//! resources with that version's search parameters, and a subscriber in another version
+//! gets them converted or as references, never in a version it did not ask for
+//! ([`crate::fhir::convert`]). A notification Bundle relayed from another server carries
+//! its own version (its shape says which); the relay writes it into the event.
+//!
 //! Without the focus resource the fan-out cannot evaluate `filterBy`, so an event with a
 //! reference or no focus reaches only subscriptions without filters; and a
 //! `full-resource` subscription gets the references when not every resource was sent.
@@ -50,6 +60,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::fhir::is_valid_id;
+use crate::fhir::version::FhirVersion;
 use crate::topics::{Interaction, ResourceChange};
 
 /// Largest accepted `eventId`.
@@ -122,6 +133,8 @@ pub struct Event {
     pub timestamp: DateTime<Utc>,
     /// Producer's id for the event, if given.
     pub event_id: Option<String>,
+    /// The FHIR version of every resource the event carries.
+    pub fhir_version: FhirVersion,
 }
 
 #[derive(Deserialize)]
@@ -137,6 +150,7 @@ struct Wire {
     interaction: Option<String>,
     resource: Option<Value>,
     previous: Option<Value>,
+    fhir_version: Option<String>,
 }
 
 /// Longest reference accepted (a DynamoDB attribute and a URL, not a document).
@@ -204,7 +218,12 @@ fn resource(object: Map<String, Value>, what: &str) -> Result<Map<String, Value>
 }
 
 /// Reads a resource change's versions (see the module docs).
-fn change(interaction: &str, sent: Option<Value>, before: Option<Value>) -> Result<ResourceChange, String> {
+fn change(
+    interaction: &str,
+    sent: Option<Value>,
+    before: Option<Value>,
+    fhir_version: FhirVersion,
+) -> Result<ResourceChange, String> {
     let interaction = Interaction::read(interaction)
         .ok_or_else(|| format!("interaction '{interaction}' is not create, update or delete"))?;
     let version = |value: Option<Value>, what: &str| -> Result<Option<Map<String, Value>>, String> {
@@ -232,19 +251,24 @@ fn change(interaction: &str, sent: Option<Value>, before: Option<Value>) -> Resu
             return Err("resource and previous must be versions of one resource (same type and id)".to_owned());
         }
     }
-    Ok(ResourceChange { interaction, current, previous })
+    Ok(ResourceChange { fhir_version, interaction, current, previous })
 }
 
-/// Parses and checks a message body; `now` stands in for a missing timestamp. The error
-/// says what is wrong (for the log; the message goes to the dead-letter queue).
-pub fn parse(body: &str, now: DateTime<Utc>) -> Result<Event, String> {
+/// Parses and checks a message body whose resources are in `default_version` unless it
+/// names another; `now` stands in for a missing timestamp. The error says what is wrong
+/// (for the dead-letter queue's reason and the log).
+pub fn parse(body: &str, now: DateTime<Utc>, default_version: FhirVersion) -> Result<Event, String> {
     let wire: Wire = serde_json::from_str(body).map_err(|e| format!("not a fan-out event: {e}"))?;
+    let fhir_version = match wire.fhir_version.as_deref() {
+        None => default_version,
+        Some(text) => text.parse::<FhirVersion>().map_err(|e| format!("fhirVersion: {e}"))?,
+    };
     let (audience, focus) = match wire.interaction.as_deref() {
         Some(interaction) => {
             if wire.topic.is_some() || wire.subscription.is_some() || wire.focus.is_some() {
                 return Err("a resource change names no topic, subscription or focus: the topics decide".to_owned());
             }
-            let change = change(interaction, wire.resource, wire.previous)?;
+            let change = change(interaction, wire.resource, wire.previous, fhir_version)?;
             let focus = change.focus().cloned().map(Subject::Resource);
             (Audience::Change(Box::new(change)), focus)
         }
@@ -282,7 +306,7 @@ pub fn parse(body: &str, now: DateTime<Utc>) -> Result<Event, String> {
     {
         return Err(format!("eventId must be 1 to {MAX_EVENT_ID} characters"));
     }
-    Ok(Event { audience, focus, additional_context, timestamp, event_id: wire.event_id })
+    Ok(Event { audience, focus, additional_context, timestamp, event_id: wire.event_id, fhir_version })
 }
 
 #[cfg(test)]
@@ -297,17 +321,19 @@ mod tests {
     #[test]
     fn reads_topic_and_subscription_events() {
         let body = json!({"topic": "http://t", "focus": {"resourceType": "Encounter", "id": "e1"}, "timestamp": "2027-01-15T08:00:00Z"});
-        let event = parse(&body.to_string(), now());
+        let event = parse(&body.to_string(), now(), FhirVersion::R5);
         assert!(matches!(&event, Ok(e) if e.audience == Audience::Topic("http://t".into()) && e.timestamp == now()));
         let body = json!({"subscription": "Subscription/s1", "focus": {"resourceType": "Encounter", "id": "e1"}});
-        assert!(matches!(parse(&body.to_string(), now()), Ok(e) if e.audience == Audience::Subscription("s1".into())));
+        assert!(
+            matches!(parse(&body.to_string(), now(), FhirVersion::R5), Ok(e) if e.audience == Audience::Subscription("s1".into()))
+        );
     }
 
     #[test]
     fn the_focus_may_be_a_reference_or_absent() {
         let body = json!({"topic": "t", "focus": {"reference": "https://up.example/fhir/Encounter/e1/_history/2"},
                           "additionalContext": [{"reference": "Patient/p1"}, {"resourceType": "Group", "id": "g"}]});
-        let event = parse(&body.to_string(), now());
+        let event = parse(&body.to_string(), now(), FhirVersion::R5);
         assert!(matches!(&event, Ok(e) if e.focus.as_ref().is_some_and(|f| f.resource().is_none())), "{event:?}");
         let context = event.map(|e| e.additional_context).unwrap_or_default();
         assert_eq!(
@@ -315,7 +341,7 @@ mod tests {
             ["https://b/fhir/Patient/p1", "https://b/fhir/Group/g"]
         );
         assert!(
-            matches!(parse(r#"{"topic": "t"}"#, now()), Ok(e) if e.focus.is_none()),
+            matches!(parse(r#"{"topic": "t"}"#, now(), FhirVersion::R5), Ok(e) if e.focus.is_none()),
             "an empty notification's event"
         );
         for good in ["Encounter/1", "http://x/fhir/Encounter/1", "Encounter/1/_history/3"] {
@@ -330,13 +356,17 @@ mod tests {
     fn reads_resource_changes() {
         let v1 = json!({"resourceType": "Encounter", "id": "e1", "status": "in-progress"});
         let v2 = json!({"resourceType": "Encounter", "id": "e1", "status": "completed"});
-        let update = parse(&json!({"interaction": "update", "resource": v2, "previous": v1}).to_string(), now());
+        let update = parse(
+            &json!({"interaction": "update", "resource": v2, "previous": v1}).to_string(),
+            now(),
+            FhirVersion::R5,
+        );
         let Ok(Event { audience: Audience::Change(change), focus: Some(focus), .. }) = update else {
             panic!("{update:?}")
         };
         assert_eq!((change.interaction, change.resource_type()), (Interaction::Update, "Encounter"));
         assert_eq!(focus.resource().and_then(|f| f.get("status")), Some(&json!("completed")));
-        let delete = parse(&json!({"interaction": "delete", "resource": v1}).to_string(), now());
+        let delete = parse(&json!({"interaction": "delete", "resource": v1}).to_string(), now(), FhirVersion::R5);
         assert!(
             matches!(&delete, Ok(Event { audience: Audience::Change(c), .. }) if c.current.is_none() && c.previous.is_some()),
             "{delete:?}"
@@ -353,7 +383,7 @@ mod tests {
             json!({"interaction": "update", "resource": v2, "topic": "t"}),
             json!({"topic": "t", "resource": v2}),
         ] {
-            assert!(parse(&bad.to_string(), now()).is_err(), "{bad}");
+            assert!(parse(&bad.to_string(), now(), FhirVersion::R5).is_err(), "{bad}");
         }
     }
 
@@ -374,10 +404,38 @@ mod tests {
             json!({"topic": "t", "focus": focus, "surprise": true}),
             json!({"subscription": "Subscription/a b", "focus": focus}),
             json!({"topic": "t", "focus": focus, "eventId": ""}),
+            json!({"topic": "t", "focus": focus, "fhirVersion": "3.0"}),
+            json!({"topic": "t", "focus": focus, "fhirVersion": 4}),
         ];
         for case in cases {
-            assert!(parse(&case.to_string(), now()).is_err(), "{case}");
+            assert!(parse(&case.to_string(), now(), FhirVersion::R5).is_err(), "{case}");
         }
-        assert!(parse("not json", now()).is_err());
+        assert!(parse("not json", now(), FhirVersion::R5).is_err());
+    }
+
+    #[test]
+    fn resources_are_in_the_deployments_version_unless_the_message_names_one() {
+        let body = |version: Option<&str>| {
+            let mut body = json!({"topic": "t", "focus": {"resourceType": "Encounter", "id": "e1"}});
+            if let Some(version) = version {
+                body["fhirVersion"] = json!(version);
+            }
+            body.to_string()
+        };
+        let version = |text: &str, default| parse(text, now(), default).map(|e| e.fhir_version);
+        assert_eq!(version(&body(None), FhirVersion::R4), Ok(FhirVersion::R4));
+        assert_eq!(version(&body(None), FhirVersion::R5), Ok(FhirVersion::R5));
+        for (named, expected) in [("R4", FhirVersion::R4), ("4.0.1", FhirVersion::R4), ("4.3", FhirVersion::R4B)] {
+            assert_eq!(version(&body(Some(named)), FhirVersion::R5), Ok(expected), "{named}");
+        }
+        let change = json!({"interaction": "create", "fhirVersion": "R4B",
+            "resource": {"resourceType": "Encounter", "id": "e1"}});
+        let parsed = parse(&change.to_string(), now(), FhirVersion::R5);
+        assert!(
+            matches!(&parsed, Ok(Event { audience: Audience::Change(c), .. }) if c.fhir_version == FhirVersion::R4B),
+            "{parsed:?}"
+        );
+        let refused = parse(&body(Some("STU3")), now(), FhirVersion::R5).err().unwrap_or_default();
+        assert!(refused.contains("fhirVersion") && refused.contains("R4B"), "{refused}");
     }
 }

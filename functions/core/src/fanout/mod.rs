@@ -10,10 +10,17 @@
 //! unexpired binding, at most [`MAX_IN_FLIGHT`] posts at a time. A 410 deletes that
 //! connection's bindings; throttled or failing posts are retried with backoff and jitter,
 //! and if some still fail the SQS record is reported failed, so SQS redelivers it (and
-//! after the queue's `maxReceiveCount`, moves it to the dead-letter queue). Invalid
-//! messages are reported failed the same way and end in the dead-letter queue.
+//! after the queue's `maxReceiveCount`, moves it to the dead-letter queue). An invalid
+//! message, which no retry can help, goes straight to the dead-letter queue with its
+//! reason ([`dead_letter`]) and is reported handled: SQS does not receive it again.
 //! Delivery is at least once: a redelivered event reaches every binding again, with the
 //! same event number.
+//!
+//! Resources are in the event's FHIR version ([`event`]); a subscription in another
+//! version gets each of them converted when [`crate::fhir::convert`] converts its type
+//! exactly, and otherwise its reference in place of the body (logged, and counted in the
+//! metric `CrossVersionDowngraded`). The event history records what the subscriber got, so
+//! `$events` replays it the same way.
 //!
 //! A message may also be an EventBridge event (its `detail` is then read as the message),
 //! and its body may be another FHIR server's notification Bundle instead of an event: it
@@ -27,6 +34,7 @@
 //! deployed topic are FHIR search clauses; those of any other keep the element-name rules
 //! of [`filter`].
 
+pub mod dead_letter;
 pub mod event;
 pub mod filter;
 
@@ -35,6 +43,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use sha2::Digest as _;
 
 use crate::delivery::{Delivery, bounded};
+use crate::fhir::convert::convert;
+use crate::fhir::version::FhirVersion;
 use crate::fhir::{ContentLevel, SubscriptionState};
 use crate::metrics::Metrics;
 use crate::notification::{EventContent, event_frame, event_record};
@@ -44,6 +54,7 @@ use crate::relay::{Relay, RelayError};
 use crate::store::UpstreamStore;
 use crate::store::{BindingStore, CounterStore, EventStore, StoreError, StoredSubscription, SubscriptionStore};
 use crate::topics::{FhirPathCriteria, Topic, TopicRegistry};
+use dead_letter::DeadLetterQueue;
 use event::{Audience, Event, Subject};
 
 /// Most posts in flight at once per event.
@@ -81,6 +92,8 @@ pub struct FanOut<S, B, C, E, P, U = NoUpstreamTable> {
     relay: Option<Relay<U>>,
     topics: TopicRegistry,
     fhirpath: Option<std::sync::Arc<dyn FhirPathCriteria>>,
+    event_version: FhirVersion,
+    dead_letters: Option<std::sync::Arc<dyn DeadLetterQueue>>,
 }
 
 /// The upstream table of a fan-out that has none: notification Bundles on the queue are
@@ -126,6 +139,8 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: P
             relay: None,
             topics: TopicRegistry::default(),
             fhirpath: None,
+            event_version: FhirVersion::R5,
+            dead_letters: None,
         }
     }
 
@@ -139,6 +154,8 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: P
             relay: Some(relay),
             topics: self.topics,
             fhirpath: self.fhirpath,
+            event_version: self.event_version,
+            dead_letters: self.dead_letters,
         }
     }
 }
@@ -158,6 +175,21 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: P
         self
     }
 
+    /// Reads the resources of events that name no version as FHIR `version` (default R5;
+    /// `EVENT_FHIR_VERSION`).
+    pub fn with_event_version(mut self, version: FhirVersion) -> Self {
+        self.event_version = version;
+        self
+    }
+
+    /// Sends invalid messages to `queue` (the events queue's dead-letter queue) with their
+    /// reason and reports them handled; without one they are reported failed, and SQS's
+    /// redrive policy moves them after its receive count.
+    pub fn with_dead_letters(mut self, queue: Option<std::sync::Arc<dyn DeadLetterQueue>>) -> Self {
+        self.dead_letters = queue;
+        self
+    }
+
     /// Uses `retry` instead of the default policy.
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.delivery.retry = retry;
@@ -168,13 +200,27 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: P
     /// Emits one EMF metrics line per batch.
     pub async fn handle_batch(&self, batch: &SqsEvent, now: DateTime<Utc>) -> SqsBatchResponse {
         let metrics = Metrics::new("fanout");
-        for name in ["Delivered", "Gone", "Retried", "Failed", "OversizeDowngraded", "Invalid", "TopicError"] {
+        for name in [
+            "Delivered",
+            "Gone",
+            "Retried",
+            "Failed",
+            "OversizeDowngraded",
+            "CrossVersionDowngraded",
+            "Invalid",
+            "DeadLettered",
+            "TopicError",
+        ] {
             metrics.add(name, 0);
         }
         let mut response = SqsBatchResponse::default();
         for record in &batch.records {
             let message_id = record.message_id.clone().unwrap_or_default();
-            if let Err(error) = self.handle_record(record, now, &metrics).await {
+            let delivered = match self.handle_record(record, now, &metrics).await {
+                Err(FanOutError::Invalid(reason)) => self.dead_letter(record, &reason, &metrics).await,
+                other => other,
+            };
+            if let Err(error) = delivered {
                 tracing::warn!(message_id, %error, "event not delivered; reported for redelivery");
                 let mut failure = BatchItemFailure::default();
                 failure.item_identifier = message_id;
@@ -183,6 +229,43 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: P
         }
         metrics.emit(now);
         response
+    }
+
+    /// Puts an invalid message into the dead-letter queue with its reason; `Ok` means it
+    /// is handled (no queue, or the queue failed: the error, for SQS to redeliver it).
+    async fn dead_letter(&self, record: &SqsMessage, reason: &str, metrics: &Metrics) -> Result<(), FanOutError> {
+        let message_id = record.message_id.as_deref().unwrap_or_default();
+        let Some(queue) = &self.dead_letters else {
+            return Err(FanOutError::Invalid(reason.to_owned()));
+        };
+        let body = record.body.as_deref().unwrap_or_default();
+        match queue.dead_letter(body, message_id, reason).await {
+            Ok(()) => {
+                metrics.add("DeadLettered", 1);
+                tracing::warn!(message_id, reason, "invalid event moved to the dead-letter queue");
+                Ok(())
+            }
+            Err(error) => {
+                tracing::error!(message_id, reason, %error, "invalid event not dead-lettered; left for redelivery");
+                Err(FanOutError::Invalid(reason.to_owned()))
+            }
+        }
+    }
+
+    /// Delivers one message body (an event, an EventBridge event around one, or another
+    /// server's notification Bundle) as the queue's record `message_id`; `Invalid` says
+    /// why it can never be delivered. The local stack's `/local/events` answers with this.
+    pub async fn deliver_message(
+        &self,
+        message_id: &str,
+        body: &str,
+        now: DateTime<Utc>,
+        metrics: &Metrics,
+    ) -> Result<(), FanOutError> {
+        let mut record = SqsMessage::default();
+        record.message_id = Some(message_id.to_owned());
+        record.body = Some(body.to_owned());
+        self.handle_record(&record, now, metrics).await
     }
 
     async fn handle_record(
@@ -204,7 +287,7 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: P
                 other => other,
             });
         }
-        let event = event::parse(body, now).map_err(invalid)?;
+        let event = event::parse(body, now, self.event_version).map_err(invalid)?;
         // Producer id first; else the SQS message id; else (never seen) the body's hash.
         let key = match (&event.event_id, &record.message_id) {
             (Some(id), _) => format!("e:{id}"),
@@ -235,7 +318,7 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: P
             RelayError::Queue(error) => FanOutError::Invalid(error.to_string()),
         })?;
         for (index, claim) in claimed.iter().enumerate() {
-            let delivered = match event::parse(&claim.body, now) {
+            let delivered = match event::parse(&claim.body, now, self.event_version) {
                 Ok(event) => {
                     let key = format!("e:{}", event.event_id.as_deref().unwrap_or_default());
                     self.deliver(&event, &key, now, metrics).await
@@ -307,7 +390,7 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: P
             .filter(|s| {
                 let filters = &s.resource().filter_by;
                 match s.resource().topic.as_deref().and_then(|url| self.topics.get(url)) {
-                    Some(topic) => Topic::filters_match(topic, filters, focus, now),
+                    Some(topic) => Topic::filters_match(topic, filters, focus, event.fhir_version, now),
                     None => filter::matches_all(filters, focus),
                 }
             })
@@ -327,17 +410,26 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: P
         let number = self.delivery.counters.number_event(subscription.id(), key, now.timestamp()).await?;
         let topic = subscription.resource().topic.as_deref().and_then(|url| self.topics.get(url));
         let focus = event.focus.as_ref().and_then(Subject::resource);
-        let shaped = topic.and_then(|topic| topic.shaped_context(focus, &event.additional_context));
+        let shaped = topic.and_then(|topic| topic.shaped_context(focus, &event.additional_context, event.fhir_version));
+        let context = shaped.as_deref().unwrap_or(&event.additional_context);
+        // Bodies are sent only at full-resource: only then are they given in the
+        // subscriber's version (or left out).
+        let keep_resources = crate::notification::content_level(subscription) == ContentLevel::FullResource;
+        let (to, from) = (subscription.fhir_version(), event.fhir_version);
+        let for_subscriber = |subject: &Subject| {
+            if keep_resources { in_version(subject, from, to, subscription.id(), metrics) } else { subject.clone() }
+        };
+        let focus = event.focus.as_ref().map(for_subscriber);
+        let context: Vec<Subject> = context.iter().map(for_subscriber).collect();
         let content = EventContent {
-            focus: event.focus.as_ref(),
-            additional_context: shaped.as_deref().unwrap_or(&event.additional_context),
+            focus: focus.as_ref(),
+            additional_context: &context,
             timestamp: event.timestamp,
             fhir_base_url: &self.fhir_base_url,
         };
         let expires_at = (now + self.history.retention).timestamp();
         let record = event_record(subscription.id(), number, content, expires_at);
         // Recorded before posting, so `$events` knows every number a client may have seen.
-        let keep_resources = crate::notification::content_level(subscription) == ContentLevel::FullResource;
         self.history.store.record_event(&record.for_history(keep_resources)).await?;
         let (frame, downgraded) =
             event_frame(subscription, &record, now).map_err(|e| FanOutError::Invalid(e.to_string()))?;
@@ -356,6 +448,36 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: P
         }
         let results: Vec<Result<(), PushError>> = bounded(posts, MAX_IN_FLIGHT).await;
         Ok(results.iter().filter(|r| matches!(r, Err(PushError::Throttled | PushError::Failed(_)))).count())
+    }
+}
+
+/// A subject as a subscription in FHIR `to` receives it: the resource (written in `from`)
+/// converted, or its reference when it cannot be converted exactly (logged and counted).
+fn in_version(subject: &Subject, from: FhirVersion, to: FhirVersion, subscription: &str, metrics: &Metrics) -> Subject {
+    let Some(resource) = subject.resource() else { return subject.clone() };
+    match convert(resource, from, to) {
+        Ok(converted) => match subject {
+            Subject::Entry { full_url, .. } => Subject::Entry { full_url: full_url.clone(), resource: converted },
+            _ => Subject::Resource(converted),
+        },
+        Err(reason) => {
+            metrics.add("CrossVersionDowngraded", 1);
+            tracing::info!(
+                subscription,
+                from = from.path_segment(),
+                to = to.path_segment(),
+                reason,
+                "resource sent as a reference: the subscriber's FHIR version cannot take its body"
+            );
+            match subject {
+                Subject::Entry { full_url, .. } => Subject::Reference(full_url.clone()),
+                _ => {
+                    let kind = resource.get("resourceType").and_then(serde_json::Value::as_str).unwrap_or_default();
+                    let id = resource.get("id").and_then(serde_json::Value::as_str).unwrap_or_default();
+                    Subject::Reference(format!("{kind}/{id}"))
+                }
+            }
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! FHIR R5 JSON types for the resources fhir-ws reads and writes; [`backport`], the R4/R4B
-//! edges of the Subscriptions Backport IG; [`version`], which FHIR version a request speaks.
+//! edges of the Subscriptions Backport IG; [`version`], which FHIR version a request speaks;
+//! [`convert`], resources a notification carries from the events' version to a subscriber's.
 //!
 //! Only the elements this project acts on are typed; every other element a client sends
 //! is kept in an `other` map (`#[serde(flatten)]`) so a stored resource survives a round
@@ -8,6 +9,7 @@
 
 pub mod backport;
 mod bundle;
+pub mod convert;
 mod id;
 mod outcome;
 mod parameters;

@@ -90,3 +90,37 @@ pub fn fhir_version_parameter(media_types: &str) -> Option<&str> {
         name.trim().eq_ignore_ascii_case("fhirVersion").then_some(value.trim())
     })
 }
+
+/// One value for each FHIR version served (what is read once per version, such as a
+/// topic's criteria against that version's search parameters).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PerVersion<T>([T; 3]);
+
+impl<T> PerVersion<T> {
+    /// The value `make` gives for each version.
+    pub fn from_fn(make: impl FnMut(FhirVersion) -> T) -> Self {
+        Self(FhirVersion::ALL.map(make))
+    }
+
+    /// The value for `version`.
+    pub fn get(&self, version: FhirVersion) -> &T {
+        let index = match version {
+            FhirVersion::R4 => 0,
+            FhirVersion::R4B => 1,
+            FhirVersion::R5 => 2,
+        };
+        &self.0[index]
+    }
+}
+
+impl std::str::FromStr for FhirVersion {
+    type Err = String;
+
+    /// Reads a version as a path segment (`R4`, `R4B`, `R5`) or a version number (`4.0`,
+    /// `4.0.1`, `4.3`, `4.3.0`, `5.0`, `5.0.0`).
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::from_path_segment(text.trim())
+            .or_else(|| Self::from_mime_version(text))
+            .ok_or_else(|| format!("'{text}' is not a FHIR version served here; one of {SERVED}"))
+    }
+}

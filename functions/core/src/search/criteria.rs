@@ -20,6 +20,7 @@ use serde_json::{Map, Value};
 use super::matcher;
 use super::{ParamType, SearchParameter, SearchParameters};
 use crate::fhir::FilterBy;
+use crate::fhir::version::FhirVersion;
 
 /// A comparator prefix (`eq` when none is written).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,9 +137,9 @@ const CONTROL: &[&str] = &[
 ];
 
 impl Criteria {
-    /// Reads a criteria string for resources of `resource_type` (a `Type?` prefix must
-    /// name that type).
-    pub fn parse(query: &str, resource_type: &str) -> Result<Self, String> {
+    /// Reads a criteria string for resources of `resource_type` written in FHIR `version`
+    /// (a `Type?` prefix must name that type).
+    pub fn parse(query: &str, resource_type: &str, version: FhirVersion) -> Result<Self, String> {
         let query = query.trim();
         let query = match query.split_once('?') {
             Some((kind, rest)) if kind == resource_type => rest,
@@ -156,7 +157,7 @@ impl Criteria {
                 let value = percent_encoding::percent_decode_str(value)
                     .decode_utf8()
                     .map_err(|_| format!("'{part}' is not UTF-8 once decoded"))?;
-                Clause::parse(name, &value, resource_type)
+                Clause::parse(name, &value, resource_type, version)
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self { clauses })
@@ -169,25 +170,32 @@ impl Criteria {
 }
 
 impl Clause {
-    /// Reads `name[:modifier]` = `value[,value]` (value already percent-decoded).
-    pub fn parse(name: &str, value: &str, resource_type: &str) -> Result<Self, String> {
+    /// Reads `name[:modifier]` = `value[,value]` (value already percent-decoded) for
+    /// resources of `resource_type` in FHIR `version`.
+    pub fn parse(name: &str, value: &str, resource_type: &str, version: FhirVersion) -> Result<Self, String> {
         let (code, modifier) = match name.split_once(':') {
             Some((code, modifier)) => (code, Some(modifier)),
             None => (name, None),
         };
-        Self::build(resource_type, code, None, modifier, None, value)
+        Self::build(Target { resource_type, version }, code, None, modifier, None, value)
     }
 
-    /// Reads a `Subscription.filterBy` entry for resources of `resource_type`;
-    /// `definition` is the topic's `canFilterBy.filterDefinition`, when it gives one.
-    pub fn from_filter(filter: &FilterBy, resource_type: &str, definition: Option<&str>) -> Result<Self, String> {
+    /// Reads a `Subscription.filterBy` entry for resources of `resource_type` in FHIR
+    /// `version`; `definition` is the topic's `canFilterBy.filterDefinition`, when it gives one.
+    pub fn from_filter(
+        filter: &FilterBy,
+        resource_type: &str,
+        version: FhirVersion,
+        definition: Option<&str>,
+    ) -> Result<Self, String> {
         let code = filter.filter_parameter.as_deref().unwrap_or_default();
         let value = filter.value.as_deref().ok_or_else(|| format!("filter '{code}' needs a value"))?;
-        Self::build(resource_type, code, definition, filter.modifier.as_deref(), filter.comparator.as_deref(), value)
+        let target = Target { resource_type, version };
+        Self::build(target, code, definition, filter.modifier.as_deref(), filter.comparator.as_deref(), value)
     }
 
     fn build(
-        resource_type: &str,
+        target: Target<'_>,
         code: &str,
         definition: Option<&str>,
         modifier: Option<&str>,
@@ -197,7 +205,7 @@ impl Clause {
         if let Some(modifier) = modifier.filter(|m| m.contains('.')) {
             return Err(format!("'{code}:{modifier}': chained parameters are not supported"));
         }
-        let parameter = parameter_for(resource_type, code, definition)?;
+        let parameter = parameter_for(target.resource_type, code, target.version, definition)?;
         let modifier = read_modifier(parameter, modifier)?;
         let comparator = comparator
             .map(|c| Prefix::read(c).ok_or_else(|| format!("'{c}' is not a search comparator")))
@@ -221,11 +229,20 @@ impl Clause {
     }
 }
 
+/// What a clause searches: resources of one type, written in one FHIR version.
+#[derive(Debug, Clone, Copy)]
+struct Target<'a> {
+    resource_type: &'a str,
+    version: FhirVersion,
+}
+
 /// The search parameter `code` (or, when given and known, the one with canonical
-/// `definition`) of `resource_type`, if this server evaluates it; the error is for the client.
+/// `definition`) of `resource_type` in FHIR `version`, if this server evaluates it; the
+/// error is for the client.
 pub fn parameter_for(
     resource_type: &str,
     code: &str,
+    version: FhirVersion,
     definition: Option<&str>,
 ) -> Result<&'static SearchParameter, String> {
     if code.contains('.') {
@@ -234,11 +251,16 @@ pub fn parameter_for(
     if CONTROL.contains(&code) {
         return Err(format!("'{code}' does not select resources and is not supported in criteria or filters"));
     }
-    let table = SearchParameters::r5();
+    let table = SearchParameters::of(version);
     let parameter = definition
         .and_then(|url| table.find_by_url(resource_type, url))
         .or_else(|| table.find(resource_type, code))
-        .ok_or_else(|| format!("'{code}' is not a search parameter of {resource_type} that this server evaluates"))?;
+        .ok_or_else(|| {
+            format!(
+                "'{code}' is not a search parameter of {resource_type} in FHIR {} that this server evaluates",
+                version.path_segment()
+            )
+        })?;
     match parameter.path() {
         Ok(_) => Ok(parameter),
         Err(reason) => Err(format!("'{code}' on {resource_type} cannot be evaluated here ({reason})")),
@@ -353,7 +375,7 @@ mod tests {
             "patient:missing=false",
             "reason-code:text=flu",
         ] {
-            assert!(Criteria::parse(good, "Encounter").is_ok(), "{good}");
+            assert!(Criteria::parse(good, "Encounter", FhirVersion::R5).is_ok(), "{good}");
         }
         let refusals = [
             ("Observation?code=x", "for Observation"),
@@ -372,7 +394,7 @@ mod tests {
             ("status:exact=x", "not supported"),
         ];
         for (query, expected) in refusals {
-            let outcome = Criteria::parse(query, "Encounter");
+            let outcome = Criteria::parse(query, "Encounter", FhirVersion::R5);
             if expected == "X" {
                 // `gt1` on a token is the literal code "gt1", not a comparator.
                 assert!(outcome.is_ok(), "{query}");

@@ -402,7 +402,8 @@ mod tests {
         let map = resource.as_object().cloned().unwrap_or_default();
         let kind = map.get("resourceType").and_then(Value::as_str).unwrap_or_default().to_owned();
         for (criteria, expected) in rows {
-            let parsed = Criteria::parse(criteria, &kind).unwrap_or_else(|e| panic!("{criteria}: {e}"));
+            let parsed = Criteria::parse(criteria, &kind, crate::fhir::version::FhirVersion::R5)
+                .unwrap_or_else(|e| panic!("{criteria}: {e}"));
             assert_eq!(parsed.matches(&map, now()), *expected, "{kind}?{criteria}");
         }
     }

@@ -2,9 +2,10 @@
 //!
 //! The R5 table's expressions (`Encounter.subject.where(resolve() is Patient)`,
 //! `(Observation.value.ofType(Quantity))`, `Patient.telecom.where(system='email')`,
-//! `Bundle.entry[0].resource as Composition`, …) need only: child steps, `[n]`, `ofType(T)`
-//! and `as T`, `where(resolve() is T)`, `where(name='literal')`, `extension('url')`, and `|`
-//! between alternatives. This module reads exactly that, so extracting search values costs
+//! `Bundle.entry[0].resource as Composition`, …) and the R4 and R4B tables' (`as(T)`,
+//! `(Observation.value as CodeableConcept).text`) need only: child steps, `[n]`, `ofType(T)`,
+//! `as T` and `as(T)`, a parenthesized chain followed by steps, `where(resolve() is T)`,
+//! `where(name='literal')`, `extension('url')`, and `|` between alternatives. This module reads exactly that, so extracting search values costs
 //! no FHIRPath engine; the few expressions outside it (`Patient.deceased.exists() and …`)
 //! do not parse, and their parameters are refused when a topic or filter names them.
 //!
@@ -131,15 +132,27 @@ fn parse_chain(text: &str) -> Result<Vec<Step>, String> {
         steps.push(Step::OfType(kind.trim().to_owned()));
         return Ok(steps);
     }
+    // `(Observation.value as CodeableConcept).text` (R4): a parenthesized chain, then steps.
+    if let Some(inner) = text.strip_prefix('(') {
+        let close = matching_paren(inner).ok_or_else(|| format!("unclosed ( in '{text}'"))?;
+        let mut steps = parse_chain(&inner[..close])?;
+        parse_steps(&inner[close + 1..], text, &mut steps)?;
+        return Ok(steps);
+    }
     let mut steps = Vec::new();
-    let mut rest = text;
-    let root_end = rest.find(['.', '[']).unwrap_or(rest.len());
-    let root = &rest[..root_end];
+    let root_end = text.find(['.', '[']).unwrap_or(text.len());
+    let root = &text[..root_end];
     if !is_name(root) || !root.starts_with(|c: char| c.is_ascii_uppercase()) {
         return Err(format!("'{text}' does not start with a resource type"));
     }
     steps.push(Step::Child(root.to_owned()));
-    rest = &rest[root_end..];
+    parse_steps(&text[root_end..], text, &mut steps)?;
+    Ok(steps)
+}
+
+/// Reads the steps of `rest` (`.name`, `[n]`, `.function(argument)`) onto `steps`; `text`
+/// is the whole expression, for messages.
+fn parse_steps(mut rest: &str, text: &str, steps: &mut Vec<Step>) -> Result<(), String> {
     while !rest.is_empty() {
         if let Some(after) = rest.strip_prefix('[') {
             let (digits, tail) = after.split_once(']').ok_or_else(|| format!("unclosed [ in '{text}'"))?;
@@ -164,7 +177,7 @@ fn parse_chain(text: &str) -> Result<Vec<Step>, String> {
         steps.push(function(name, argument).ok_or_else(|| format!("'{name}({argument})' is not supported"))?);
         rest = &call[close + 1..];
     }
-    Ok(steps)
+    Ok(())
 }
 
 /// Index of the `)` closing a call whose `(` was just consumed.
@@ -189,7 +202,8 @@ fn quoted_literal(text: &str) -> Option<&str> {
 fn function(name: &str, argument: &str) -> Option<Step> {
     match name {
         "first" if argument.is_empty() => Some(Step::Index(0)),
-        "ofType" if is_name(argument) => Some(Step::OfType(argument.to_owned())),
+        // `as(T)` is the function form R4's expressions write (`Condition.onset.as(Age)`).
+        "ofType" | "as" if is_name(argument) => Some(Step::OfType(argument.to_owned())),
         "extension" => quoted_literal(argument).map(|url| Step::Extension(url.to_owned())),
         "where" => {
             if let Some(kind) = argument.strip_prefix("resolve() is ").map(str::trim).filter(|k| is_name(k)) {
@@ -324,6 +338,9 @@ mod tests {
             ("(Observation.value.ofType(Quantity))", json!([{"value": 5}])),
             ("Observation.value.ofType(string)", json!([])),
             ("Observation.value as Quantity", json!([{"value": 5}])),
+            ("Observation.value.as(Quantity)", json!([{"value": 5}])),
+            ("(Observation.value as Quantity).value", json!([5])),
+            ("(Observation.value as string).value", json!([])),
             ("Observation.effective", json!([{"start": "2026"}])),
             (
                 "Observation.effective.ofType(dateTime) | Observation.effective.ofType(Period)",

@@ -220,9 +220,11 @@ pub struct EventRecord {
     pub focus: Option<String>,
     /// Absolute references to the additional context resources.
     pub additional_context: Vec<String>,
-    /// The focus and context resources as they were in the event (focus first), when the
-    /// subscription wanted `full-resource` and they fit [`MAX_RECORDED_RESOURCE_BYTES`];
-    /// `None` otherwise (replays then carry references only).
+    /// The focus and context resources (focus first), in the subscription's FHIR version,
+    /// when the subscription wanted `full-resource` and they fit
+    /// [`MAX_RECORDED_RESOURCE_BYTES`]; `None` otherwise (replays then carry references
+    /// only). A `null` item is a subject the notification carries as a reference only (it
+    /// came as one, or it could not be given in the subscription's version).
     pub resources: Option<Vec<Value>>,
     /// When the record stops being answered, epoch seconds; also the table's TTL attribute.
     pub expires_at: i64,

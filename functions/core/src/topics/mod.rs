@@ -7,9 +7,14 @@
 //! not one of them, or whose `filterBy` its topic's `canFilterBy` does not allow: the
 //! parameter (for that resource type), the comparator and the modifier.
 //!
-//! Each `canFilterBy` must name a search parameter this server evaluates ([`crate::search`])
-//! for its resource type, and each trigger's `queryCriteria` must read, or the deployment
-//! is refused at cold start. A Subscription's filters on a deployed topic are FHIR search
+//! Topics are loaded for the FHIR version of the deployment's events (`EventFhirVersion`,
+//! [`crate::fanout::event`]): each `canFilterBy` must name a search parameter this server
+//! evaluates ([`crate::search`]) for its resource type in that version, and each trigger's
+//! `queryCriteria` and each `notificationShape` directive must read in it, or the
+//! deployment is refused at cold start. Every resource is then evaluated with the search
+//! parameters of its own version (an event may say it is in another one); what does not
+//! read in that version cannot be evaluated (the trigger is a `TopicError`, a filter does
+//! not match, a shape directive selects nothing). A Subscription's filters on a deployed topic are FHIR search
 //! clauses ([`Topic::filters_match`]); on an unknown topic (only possible with no topics
 //! deployed) they keep the element-name rules of [`crate::fanout::filter`].
 //!
@@ -25,6 +30,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use crate::fanout::event::Subject;
+use crate::fhir::version::{FhirVersion, PerVersion};
 use crate::fhir::{FilterBy, Subscription, string_list};
 use crate::search::{Clause, parameter_for};
 pub use shape::NotificationShape;
@@ -96,11 +102,14 @@ pub struct Topic {
     pub triggers: Vec<Trigger>,
     /// Its `notificationShape` entries.
     pub shapes: Vec<NotificationShape>,
+    /// The FHIR version of the events it was loaded for (what its filters are checked in).
+    pub event_version: FhirVersion,
 }
 
 impl Topic {
-    /// Reads a `SubscriptionTopic` resource; the message says what is wrong.
-    pub fn read(resource: Value) -> Result<Self, String> {
+    /// Reads a `SubscriptionTopic` resource for events in FHIR `version`; the message says
+    /// what is wrong.
+    pub fn read(resource: Value, version: FhirVersion) -> Result<Self, String> {
         if resource.get("resourceType").and_then(Value::as_str) != Some("SubscriptionTopic") {
             return Err("resourceType must be SubscriptionTopic".to_owned());
         }
@@ -117,19 +126,19 @@ impl Topic {
         let triggers = ["resourceTrigger", "trigger"]
             .iter()
             .flat_map(|key| resource.get(*key).and_then(Value::as_array).into_iter().flatten())
-            .map(Trigger::read)
+            .map(|trigger| Trigger::read(trigger, version))
             .collect::<Result<Vec<_>, _>>()?;
         let shapes = resource
             .get("notificationShape")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-            .map(NotificationShape::read)
+            .map(|shape| NotificationShape::read(shape, version))
             .collect::<Result<Vec<_>, _>>()?;
-        let topic = Self { url: url.to_owned(), resource, allowed_filters, triggers, shapes };
+        let topic = Self { url: url.to_owned(), resource, allowed_filters, triggers, shapes, event_version: version };
         for allowed in &topic.allowed_filters {
             for kind in topic.filter_types(allowed.resource_type.as_deref()) {
-                parameter_for(&kind, &allowed.parameter, allowed.definition.as_deref())
+                parameter_for(&kind, &allowed.parameter, version, allowed.definition.as_deref())
                     .map_err(|e| format!("canFilterBy '{}': {e}", allowed.parameter))?;
             }
         }
@@ -162,16 +171,22 @@ impl Topic {
         });
         self.filter_types(own).into_iter().find_map(|kind| {
             let definition = self.allowed_for(filter, &kind).and_then(|a| a.definition.as_deref());
-            Clause::from_filter(filter, &kind, definition).err()
+            Clause::from_filter(filter, &kind, self.event_version, definition).err()
         })
     }
 
     /// The context resources a notification about `focus` carries, when this topic has a
-    /// `notificationShape` for its type (`None`: the event's context as sent).
-    pub fn shaped_context(&self, focus: Option<&Map<String, Value>>, context: &[Subject]) -> Option<Vec<Subject>> {
+    /// `notificationShape` for its type (`None`: the event's context as sent); the
+    /// resources are in FHIR `version`.
+    pub fn shaped_context(
+        &self,
+        focus: Option<&Map<String, Value>>,
+        context: &[Subject],
+        version: FhirVersion,
+    ) -> Option<Vec<Subject>> {
         let focus = focus?;
         let kind = focus.get("resourceType").and_then(Value::as_str)?;
-        self.shapes.iter().find(|shape| shape.resource_type == kind).map(|shape| shape.select(focus, context))
+        self.shapes.iter().find(|shape| shape.resource_type == kind).map(|shape| shape.select(focus, context, version))
     }
 
     /// Whether the change fires this topic (any trigger); `Err` (for the log) when no
@@ -193,16 +208,23 @@ impl Topic {
         failure.map_or(Ok(false), Err)
     }
 
-    /// Whether a subscription's `filterBy` entries all match `focus`, as FHIR search
-    /// clauses; filters for another resource type are skipped. Without the resource only
-    /// a subscription without filters matches.
-    pub fn filters_match(&self, filters: &[FilterBy], focus: Option<&Map<String, Value>>, now: DateTime<Utc>) -> bool {
+    /// Whether a subscription's `filterBy` entries all match `focus` (a resource in FHIR
+    /// `version`), as FHIR search clauses of that version; filters for another resource
+    /// type are skipped. Without the resource only a subscription without filters matches;
+    /// a filter whose parameter that version lacks does not match.
+    pub fn filters_match(
+        &self,
+        filters: &[FilterBy],
+        focus: Option<&Map<String, Value>>,
+        version: FhirVersion,
+        now: DateTime<Utc>,
+    ) -> bool {
         let Some(focus) = focus else { return filters.is_empty() };
         let kind = focus.get("resourceType").and_then(Value::as_str).unwrap_or_default();
         filters.iter().filter(|f| f.resource_type.as_deref().is_none_or(|own| resource_type(own) == kind)).all(
             |filter| {
                 let definition = self.allowed_for(filter, kind).and_then(|a| a.definition.as_deref());
-                Clause::from_filter(filter, kind, definition).is_ok_and(|clause| clause.matches(focus, now))
+                Clause::from_filter(filter, kind, version, definition).is_ok_and(|clause| clause.matches(focus, now))
             },
         )
     }
@@ -242,12 +264,14 @@ pub struct TopicRegistry {
 }
 
 impl TopicRegistry {
-    /// Reads topic files (`(name, JSON)`); the message names the file and the problem.
-    pub fn from_files(files: &[(&str, &str)]) -> Result<Self, String> {
+    /// Reads topic files (`(name, JSON)`) for events in FHIR `version`; the message names
+    /// the file and the problem.
+    pub fn from_files(files: &[(&str, &str)], version: FhirVersion) -> Result<Self, String> {
         let mut topics: Vec<Topic> = Vec::with_capacity(files.len());
         for (name, text) in files {
             let json: Value = serde_json::from_str(text).map_err(|e| format!("{name}: not JSON: {e}"))?;
-            let topic = Topic::read(json).map_err(|e| format!("{name}: {e}"))?;
+            let topic = Topic::read(json, version)
+                .map_err(|e| format!("{name} (for FHIR {} events): {e}", version.path_segment()))?;
             if topics.iter().any(|t| t.url == topic.url) {
                 return Err(format!("{name}: another file already defines topic {}", topic.url));
             }
@@ -256,8 +280,9 @@ impl TopicRegistry {
         Ok(Self { topics })
     }
 
-    /// Reads every `*.json` file of `folder`, in name order (`fhir-ws serve --topics`).
-    pub fn from_folder(folder: &std::path::Path) -> Result<Self, String> {
+    /// Reads every `*.json` file of `folder`, in name order, for events in FHIR `version`
+    /// (`fhir-ws serve --topics`).
+    pub fn from_folder(folder: &std::path::Path, version: FhirVersion) -> Result<Self, String> {
         let entries = std::fs::read_dir(folder).map_err(|e| format!("{}: {e}", folder.display()))?;
         let mut paths: Vec<std::path::PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
         paths.retain(|path| path.extension().is_some_and(|e| e == "json"));
@@ -268,14 +293,16 @@ impl TopicRegistry {
             files.push((path.display().to_string(), text));
         }
         let named: Vec<(&str, &str)> = files.iter().map(|(name, text)| (name.as_str(), text.as_str())).collect();
-        Self::from_files(&named)
+        Self::from_files(&named, version)
     }
 
-    /// The topics compiled in from `infra/topics/` (read once; a file that does not read
-    /// is a deployment error, reported at cold start by the function's configuration).
-    pub fn deployed() -> Result<&'static Self, String> {
-        static DEPLOYED: OnceLock<Result<TopicRegistry, String>> = OnceLock::new();
-        DEPLOYED.get_or_init(|| Self::from_files(files::TOPIC_FILES)).as_ref().map_err(Clone::clone)
+    /// The topics compiled in from `infra/topics/`, for events in FHIR `version` (read
+    /// once; a file that does not read is a deployment error, reported at cold start by
+    /// the function's configuration).
+    pub fn deployed(version: FhirVersion) -> Result<&'static Self, String> {
+        static DEPLOYED: OnceLock<PerVersion<OnceLock<Result<TopicRegistry, String>>>> = OnceLock::new();
+        let slot = DEPLOYED.get_or_init(|| PerVersion::from_fn(|_| OnceLock::new())).get(version);
+        slot.get_or_init(|| Self::from_files(files::TOPIC_FILES, version)).as_ref().map_err(Clone::clone)
     }
 
     /// No topics deployed: any topic is accepted.
@@ -339,7 +366,9 @@ mod tests {
     #[test]
     fn no_topics_accept_anything_and_deployed_topics_read() {
         assert!(TopicRegistry::default().check(&subscription("http://any", json!([]))).is_ok());
-        assert!(TopicRegistry::deployed().is_ok(), "the files in infra/topics read");
+        for version in FhirVersion::ALL {
+            assert!(TopicRegistry::deployed(version).is_ok(), "the files in infra/topics read for {version:?}");
+        }
     }
 
     #[test]
@@ -352,7 +381,7 @@ mod tests {
             {"resource": "Patient", "canFilterBy": [{"filterParameter": "gender"}]}]});
         let files = [("a.json", r5.to_string()), ("b.json", r6.to_string())];
         let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
-        let registry = TopicRegistry::from_files(&files).unwrap_or_else(|e| panic!("{e}"));
+        let registry = TopicRegistry::from_files(&files, FhirVersion::R5).unwrap_or_else(|e| panic!("{e}"));
         let ok = |topic: &str, filters: Value| registry.check(&subscription(topic, filters));
         assert!(ok("http://t/encounter", json!([])).is_ok());
         assert!(ok("http://t/encounter", json!([{"filterParameter": "patient", "value": "Patient/1"}])).is_ok());
@@ -399,8 +428,25 @@ mod tests {
         }
         let twice = [("a.json", r5.to_string()), ("c.json", r5.to_string())];
         let twice: Vec<(&str, &str)> = twice.iter().map(|(n, t)| (*n, t.as_str())).collect();
-        assert!(TopicRegistry::from_files(&twice).is_err_and(|e| e.contains("c.json")));
-        assert!(TopicRegistry::from_files(&[("x.json", "{\"resourceType\": \"Patient\"}")]).is_err());
-        assert!(TopicRegistry::from_files(&[("y.json", "{not json")]).is_err_and(|e| e.contains("y.json")));
+        assert!(TopicRegistry::from_files(&twice, FhirVersion::R5).is_err_and(|e| e.contains("c.json")));
+        assert!(TopicRegistry::from_files(&[("x.json", "{\"resourceType\": \"Patient\"}")], FhirVersion::R5).is_err());
+        assert!(
+            TopicRegistry::from_files(&[("y.json", "{not json")], FhirVersion::R5).is_err_and(|e| e.contains("y.json"))
+        );
+    }
+
+    #[test]
+    fn a_filter_parameter_the_events_version_lacks_is_refused_when_the_topic_loads() {
+        // `subject-status` is an R5 Encounter parameter; R4 and R4B have none.
+        let topic = json!({"resourceType": "SubscriptionTopic", "url": "http://t/status", "canFilterBy": [
+            {"resource": "Encounter", "filterParameter": "subject-status"}]});
+        let files = [("status.json", topic.to_string())];
+        let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
+        assert!(TopicRegistry::from_files(&files, FhirVersion::R5).is_ok());
+        for version in [FhirVersion::R4, FhirVersion::R4B] {
+            let refused = TopicRegistry::from_files(&files, version).err().unwrap_or_default();
+            assert!(refused.contains("status.json") && refused.contains("subject-status"), "{refused}");
+            assert!(refused.contains(&format!("FHIR {}", version.path_segment())), "{refused}");
+        }
     }
 }

@@ -18,19 +18,23 @@ use serde_json::{Map, Value};
 
 use crate::fanout::event::Subject;
 use crate::fhir::string_list;
+use crate::fhir::version::{FhirVersion, PerVersion};
 use crate::search::{ParamType, SearchParameter, parameter_for};
 
 /// One `_include`-style directive, read.
 #[derive(Debug, Clone)]
 struct Directive {
     source_type: String,
-    parameter: &'static SearchParameter,
+    /// The reference parameter in each version (`None`: that version has no such
+    /// reference parameter, so the directive selects nothing for its resources).
+    parameter: PerVersion<Option<&'static SearchParameter>>,
     target_type: Option<String>,
 }
 
 impl Directive {
-    /// Reads `Type:parameter[:TargetType]` (a trailing `:iterate` is left to the caller).
-    fn read(text: &str) -> Result<Self, String> {
+    /// Reads `Type:parameter[:TargetType]` (a trailing `:iterate` is left to the caller),
+    /// which must name a reference parameter in `version`.
+    fn read(text: &str, version: FhirVersion) -> Result<Self, String> {
         let mut parts = text.split(':');
         let (Some(source_type), Some(code)) = (parts.next(), parts.next()) else {
             return Err(format!("include '{text}' must be Type:parameter"));
@@ -39,19 +43,25 @@ impl Directive {
         if parts.next().is_some() {
             return Err(format!("include '{text}' has too many parts"));
         }
-        let parameter = parameter_for(source_type, code, None).map_err(|e| format!("include '{text}': {e}"))?;
-        if parameter.kind != ParamType::Reference {
-            return Err(format!("include '{text}': '{code}' is not a reference parameter"));
-        }
+        let reference = |version| {
+            parameter_for(source_type, code, version, None).map_err(|e| format!("include '{text}': {e}")).and_then(
+                |parameter| match parameter.kind {
+                    ParamType::Reference => Ok(parameter),
+                    _ => Err(format!("include '{text}': '{code}' is not a reference parameter")),
+                },
+            )
+        };
+        reference(version)?;
+        let parameter = PerVersion::from_fn(|v| reference(v).ok());
         Ok(Self { source_type: source_type.to_owned(), parameter, target_type })
     }
 
-    /// The `Type/id`s `resource` references through this directive.
-    fn references(&self, resource: &Map<String, Value>) -> Vec<(String, String)> {
+    /// The `Type/id`s `resource` (in FHIR `version`) references through this directive.
+    fn references(&self, resource: &Map<String, Value>, version: FhirVersion) -> Vec<(String, String)> {
         if resource.get("resourceType").and_then(Value::as_str) != Some(self.source_type.as_str()) {
             return Vec::new();
         }
-        let Ok(path) = self.parameter.path() else { return Vec::new() };
+        let Some(Ok(path)) = self.parameter.get(version).map(|p| p.path()) else { return Vec::new() };
         path.evaluate(resource)
             .iter()
             .filter_map(|item| item.value.get("reference").and_then(Value::as_str))
@@ -92,8 +102,9 @@ pub struct NotificationShape {
 }
 
 impl NotificationShape {
-    /// Reads a `notificationShape` entry; the error names the directive.
-    pub fn read(value: &Value) -> Result<Self, String> {
+    /// Reads a `notificationShape` entry whose directives must read in `version` (the
+    /// deployment's events); the error names the directive.
+    pub fn read(value: &Value, version: FhirVersion) -> Result<Self, String> {
         let resource = value.get("resource").and_then(Value::as_str).ok_or("notificationShape needs a resource")?;
         let mut shape = Self {
             resource_type: super::resource_type(resource).to_owned(),
@@ -105,38 +116,44 @@ impl NotificationShape {
             let mut parts = text.split('&');
             let first = parts.next().unwrap_or_default();
             match first.strip_suffix(":iterate") {
-                Some(directive) => shape.iterates.push(Directive::read(directive)?),
-                None => shape.includes.push(Directive::read(first)?),
+                Some(directive) => shape.iterates.push(Directive::read(directive, version)?),
+                None => shape.includes.push(Directive::read(first, version)?),
             }
             for extra in parts {
                 let directive = extra
                     .strip_prefix("iterate=")
                     .ok_or_else(|| format!("include '{text}': only &iterate= may follow"))?;
-                shape.iterates.push(Directive::read(directive)?);
+                shape.iterates.push(Directive::read(directive, version)?);
             }
         }
         for text in string_list(value, "revInclude") {
-            shape.rev_includes.push(Directive::read(text.split('&').next().unwrap_or_default())?);
+            shape.rev_includes.push(Directive::read(text.split('&').next().unwrap_or_default(), version)?);
         }
         Ok(shape)
     }
 
-    /// The context subjects this shape selects for `focus`, in the order they were sent.
-    pub fn select(&self, focus: &Map<String, Value>, context: &[Subject]) -> Vec<Subject> {
-        let mut wanted: Vec<(String, String)> = self.includes.iter().flat_map(|d| d.references(focus)).collect();
+    /// The context subjects this shape selects for `focus`, in the order they were sent;
+    /// every resource is in FHIR `version`.
+    pub fn select(&self, focus: &Map<String, Value>, context: &[Subject], version: FhirVersion) -> Vec<Subject> {
+        let mut wanted: Vec<(String, String)> =
+            self.includes.iter().flat_map(|d| d.references(focus, version)).collect();
         let included = |wanted: &[(String, String)]| -> Vec<&Subject> {
             context.iter().filter(|s| identity(s).is_some_and(|id| wanted.contains(&id))).collect()
         };
         let first_round: Vec<&Subject> = included(&wanted);
         for subject in first_round {
             if let Some(resource) = subject.resource() {
-                wanted.extend(self.iterates.iter().flat_map(|d| d.references(resource)));
+                wanted.extend(self.iterates.iter().flat_map(|d| d.references(resource, version)));
             }
         }
         let focus_id = identity(&Subject::Resource(focus.clone()));
         for subject in context {
             let Some(resource) = subject.resource() else { continue };
-            if self.rev_includes.iter().any(|d| d.references(resource).iter().any(|r| Some(r) == focus_id.as_ref())) {
+            if self
+                .rev_includes
+                .iter()
+                .any(|d| d.references(resource, version).iter().any(|r| Some(r) == focus_id.as_ref()))
+            {
                 wanted.extend(identity(subject));
             }
         }
@@ -155,9 +172,12 @@ mod tests {
 
     #[test]
     fn includes_rev_includes_and_iterate_select_from_the_context() {
-        let shape = NotificationShape::read(&json!({"resource": "http://hl7.org/fhir/StructureDefinition/Encounter",
+        let shape = NotificationShape::read(
+            &json!({"resource": "http://hl7.org/fhir/StructureDefinition/Encounter",
             "include": ["Encounter:patient&iterate=Patient:general-practitioner", "Encounter:participant:Practitioner"],
-            "revInclude": ["Observation:encounter"]}))
+            "revInclude": ["Observation:encounter"]}),
+            FhirVersion::R5,
+        )
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(shape.resource_type, "Encounter");
         let focus = json!({"resourceType": "Encounter", "id": "e1", "subject": {"reference": "Patient/p1"},
@@ -172,9 +192,22 @@ mod tests {
             resource(json!({"resourceType": "Observation", "id": "o1", "encounter": {"reference": "Encounter/e1"}})),
             resource(json!({"resourceType": "Observation", "id": "o2", "encounter": {"reference": "Encounter/e2"}})),
         ];
-        let selected = shape.select(focus.as_object().unwrap_or(&Map::new()), &context);
+        let selected = shape.select(focus.as_object().unwrap_or(&Map::new()), &context, FhirVersion::R5);
         let ids: Vec<String> = selected.iter().filter_map(identity).map(|(t, i)| format!("{t}/{i}")).collect();
         assert_eq!(ids, ["Patient/p1", "Practitioner/gp", "Practitioner/dr", "Observation/o1"]);
+
+        // R4 names an Encounter's participants `individual` (R5: `actor`): each resource
+        // is read with its own version's `participant` parameter.
+        let r4_focus = json!({"resourceType": "Encounter", "id": "e1",
+            "participant": [{"individual": {"reference": "Practitioner/dr"}}]});
+        let r4_focus = r4_focus.as_object().cloned().unwrap_or_default();
+        let shape = NotificationShape::read(
+            &json!({"resource": "Encounter", "include": ["Encounter:participant:Practitioner"]}),
+            FhirVersion::R4,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let selected = |version| shape.select(&r4_focus, &context, version).iter().filter_map(identity).count();
+        assert_eq!((selected(FhirVersion::R4), selected(FhirVersion::R5)), (1, 0));
     }
 
     #[test]
@@ -186,7 +219,7 @@ mod tests {
             json!({"resource": "Encounter", "include": ["Encounter:patient&sort=x"]}),
             json!({"include": ["Encounter:patient"]}),
         ] {
-            assert!(NotificationShape::read(&bad).is_err(), "{bad}");
+            assert!(NotificationShape::read(&bad, FhirVersion::R5).is_err(), "{bad}");
         }
     }
 }

@@ -23,6 +23,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
+use crate::fhir::version::{FhirVersion, PerVersion};
 use crate::search::Criteria;
 
 /// What happened to the resource.
@@ -51,6 +52,8 @@ impl Interaction {
 /// A resource change: the versions before and after.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResourceChange {
+    /// The FHIR version both are written in (their search parameters are that version's).
+    pub fhir_version: FhirVersion,
     /// The interaction.
     pub interaction: Interaction,
     /// The resource after the change (none on delete).
@@ -104,14 +107,17 @@ pub struct Trigger {
     /// The resource type (bare name).
     pub resource_type: String,
     interactions: Vec<Interaction>,
-    query: Option<QueryCriteria>,
+    /// The `queryCriteria` read against each version's search parameters (`Err`: they do
+    /// not read in that version, so a change in it cannot be evaluated).
+    query: PerVersion<Result<Option<QueryCriteria>, String>>,
     /// The `fhirPathCriteria`, if any.
     pub fhirpath: Option<String>,
 }
 
 impl Trigger {
-    /// Reads a `resourceTrigger` (R5, R4B) or `trigger` (R6 ballot) entry.
-    pub fn read(value: &Value) -> Result<Self, String> {
+    /// Reads a `resourceTrigger` (R5, R4B) or `trigger` (R6 ballot) entry, whose
+    /// `queryCriteria` must read for resources in `version` (the deployment's events).
+    pub fn read(value: &Value, version: FhirVersion) -> Result<Self, String> {
         let resource = value.get("resource").and_then(Value::as_str).ok_or("each trigger needs a resource")?;
         let resource_type = super::resource_type(resource).to_owned();
         let interactions = value
@@ -125,7 +131,12 @@ impl Trigger {
                     .ok_or_else(|| format!("supportedInteraction {code} is not create, update or delete"))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let query = value.get("queryCriteria").map(|q| read_query(q, &resource_type)).transpose()?.flatten();
+        let query = PerVersion::from_fn(|v| {
+            value.get("queryCriteria").map(|q| read_query(q, &resource_type, v)).transpose().map(Option::flatten)
+        });
+        if let Err(error) = query.get(version) {
+            return Err(error.clone());
+        }
         let fhirpath = value.get("fhirPathCriteria").and_then(Value::as_str).map(str::to_owned);
         Ok(Self { resource_type, interactions, query, fhirpath })
     }
@@ -144,7 +155,10 @@ impl Trigger {
         if !self.interactions.is_empty() && !self.interactions.contains(&change.interaction) {
             return Ok(false);
         }
-        if let Some(query) = &self.query
+        let query = self.query.get(change.fhir_version).as_ref().map_err(|error| {
+            format!("the queryCriteria do not read for FHIR {} resources: {error}", change.fhir_version.path_segment())
+        })?;
+        if let Some(query) = query
             && !query.matches(change, now)
         {
             return Ok(false);
@@ -159,12 +173,12 @@ impl Trigger {
     }
 }
 
-fn read_query(value: &Value, resource_type: &str) -> Result<Option<QueryCriteria>, String> {
+fn read_query(value: &Value, resource_type: &str, version: FhirVersion) -> Result<Option<QueryCriteria>, String> {
     let criteria = |key: &str| {
         value
             .get(key)
             .and_then(Value::as_str)
-            .map(|text| Criteria::parse(text, resource_type).map_err(|e| format!("queryCriteria.{key}: {e}")))
+            .map(|text| Criteria::parse(text, resource_type, version).map_err(|e| format!("queryCriteria.{key}: {e}")))
             .transpose()
     };
     let passes = |key: &str| match value.get(key).and_then(Value::as_str) {
@@ -223,11 +237,11 @@ mod tests {
         previous: Option<Map<String, Value>>,
         current: Option<Map<String, Value>>,
     ) -> ResourceChange {
-        ResourceChange { interaction, current, previous }
+        ResourceChange { fhir_version: FhirVersion::R5, interaction, current, previous }
     }
 
     fn trigger(value: Value) -> Trigger {
-        Trigger::read(&value).unwrap_or_else(|e| panic!("{e}"))
+        Trigger::read(&value, FhirVersion::R5).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// (description, change, expected) rows against one trigger.
@@ -351,11 +365,35 @@ mod tests {
             json!({"resource": "Encounter", "queryCriteria": {"current": "subject.name=x"}}),
             json!({"resource": "Encounter", "queryCriteria": {"current": "status=x", "resultForDelete": "maybe"}}),
         ] {
-            assert!(Trigger::read(&bad).is_err(), "{bad}");
+            assert!(Trigger::read(&bad, FhirVersion::R5).is_err(), "{bad}");
         }
         let with_fhirpath =
             trigger(json!({"resource": "Encounter", "fhirPathCriteria": "%current.status = 'completed'"}));
         let update = change(Interaction::Update, None, encounter("completed", "Patient/p1"));
         assert!(with_fhirpath.matches(&update, None, now()).is_err_and(|e| e.contains("FHIRPath")));
+    }
+
+    #[test]
+    fn criteria_read_each_resource_with_its_own_versions_search_parameters() {
+        let trigger = trigger(json!({"resource": "Encounter", "queryCriteria": {"current": "date=ge2026-01-01"}}));
+        // An R4 Encounter keeps its dates in `period`; R5 renamed it `actualPeriod`.
+        let r4 =
+            resource(json!({"resourceType": "Encounter", "id": "e1", "period": {"start": "2026-12-03T08:00:00Z"}}));
+        let mut as_r4 = change(Interaction::Create, None, r4);
+        as_r4.fhir_version = FhirVersion::R4;
+        assert_eq!(trigger.matches(&as_r4, None, now()), Ok(true), "R4: date is Encounter.period");
+        let mut as_r5 = as_r4.clone();
+        as_r5.fhir_version = FhirVersion::R5;
+        assert_eq!(trigger.matches(&as_r5, None, now()), Ok(false), "R5: date is Encounter.actualPeriod");
+        // A parameter R4 does not have: the topic loads for R5 events, and an R4 change
+        // cannot be evaluated (an error of the topic, not a silent no-match).
+        let r5_only = json!({"resource": "Encounter", "queryCriteria": {"current": "subject-status=arrived"}});
+        assert!(Trigger::read(&r5_only, FhirVersion::R4).is_err_and(|e| e.contains("subject-status")));
+        let loaded = trigger_for_r5_only(&r5_only);
+        assert!(loaded.matches(&as_r4, None, now()).is_err_and(|e| e.contains("FHIR R4")));
+    }
+
+    fn trigger_for_r5_only(value: &Value) -> Trigger {
+        Trigger::read(value, FhirVersion::R5).unwrap_or_else(|e| panic!("{e}"))
     }
 }

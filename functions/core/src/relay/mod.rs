@@ -15,7 +15,8 @@
 //!   ([`crate::fanout::event`]): the upstream `topic` (or the relay URL's `topic`
 //!   parameter, for `empty` notifications that leave it out), the focus and additional
 //!   context (the resources when the Bundle carried them, else the references), the
-//!   upstream timestamp, and `eventId` `upstream-<key>-<number>`;
+//!   upstream timestamp, `eventId` `upstream-<key>-<number>`, and `fhirVersion`: the
+//!   version of the Bundle's shape, which is the version of the resources it carries;
 //! - an event already queued (an upstream retry) is not queued again: each upstream
 //!   event is claimed in the upstream table before queueing and confirmed after, so it is
 //!   delivered once per number here. A claim not confirmed within
@@ -40,6 +41,7 @@ use serde_json::{Map, Value, json};
 use sha2::Digest as _;
 
 use crate::fanout::event::Subject;
+use crate::fhir::version::FhirVersion;
 use crate::fhir::{IssueSeverity, IssueType, OperationOutcome};
 use crate::http::{ApiError, fhir_response};
 use crate::metrics::Metrics;
@@ -189,7 +191,7 @@ impl<U: UpstreamStore> Relay<U> {
                 metrics.add("UpstreamDuplicate", 1);
                 continue;
             }
-            let body = queued_event(topic, &key, event);
+            let body = queued_event(topic, &key, notification.version, event);
             claimed.push(ClaimedEvent { upstream: key.clone(), number: event.number, body });
         }
         Ok(claimed)
@@ -229,12 +231,13 @@ fn subject_json(subject: &Subject, with_resource: bool) -> Value {
     }
 }
 
-/// The fan-out event for one upstream event, with its resources unless that makes the
-/// message larger than [`MAX_QUEUED_EVENT_BYTES`].
-fn queued_event(topic: &str, key: &str, event: &upstream::UpstreamEvent) -> String {
+/// The fan-out event for one upstream event, whose resources are in FHIR `version`, with
+/// its resources unless that makes the message larger than [`MAX_QUEUED_EVENT_BYTES`].
+fn queued_event(topic: &str, key: &str, version: FhirVersion, event: &upstream::UpstreamEvent) -> String {
     let build = |with_resources: bool| {
         let mut body = Map::new();
         body.insert("topic".to_owned(), json!(topic));
+        body.insert("fhirVersion".to_owned(), json!(version.path_segment()));
         if let Some(focus) = &event.focus {
             body.insert("focus".to_owned(), subject_json(focus, with_resources));
         }

@@ -175,11 +175,15 @@ enum Command {
         /// File holding the version before an update (--change update).
         #[arg(long, requires = "change")]
         previous: Option<PathBuf>,
+        /// The FHIR version the resources are written in (the event's `fhirVersion`);
+        /// default: the stack's --event-fhir-version.
+        #[arg(long, value_parser = parse_fhir_version, conflicts_with = "bundle")]
+        fhir_version: Option<FhirVersion>,
     },
 }
 
 fn parse_fhir_version(text: &str) -> Result<FhirVersion, String> {
-    FhirVersion::from_path_segment(text).ok_or_else(|| format!("'{text}' is not one of R4, R4B, R5"))
+    text.parse()
 }
 
 fn read_resource(path: &PathBuf) -> Result<Value, String> {
@@ -374,7 +378,18 @@ async fn run(command: Command) -> Result<(), String> {
             }
             Ok(())
         }
-        Command::Notify { server, topic, subscription, focus, context, bundle, relay_secret, change, previous } => {
+        Command::Notify {
+            server,
+            topic,
+            subscription,
+            focus,
+            context,
+            bundle,
+            relay_secret,
+            change,
+            previous,
+            fhir_version,
+        } => {
             if let Some(bundle) = bundle {
                 let bundle = read_resource(&bundle)?;
                 let answer = Api::new(&server, &relay_secret)
@@ -403,6 +418,9 @@ async fn run(command: Command) -> Result<(), String> {
             let context: Vec<Value> = context.iter().map(read_resource).collect::<Result<_, _>>()?;
             if !context.is_empty() {
                 event["additionalContext"] = json!(context);
+            }
+            if let Some(version) = fhir_version {
+                event["fhirVersion"] = json!(version.path_segment());
             }
             let answer = Api::new(&server, "").notify(&event).await.map_err(|e| e.to_string())?;
             let _ = writeln!(std::io::stdout().lock(), "{answer}");

@@ -234,7 +234,8 @@ async fn status_events_and_token<
         let focus = json!({"resourceType": "Encounter", "id": format!("enc-{n}"), "status": "in-progress",
             "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
             "meta": {"versionId": "1"}});
-        let event = json!({"topic": topic, "focus": focus, "timestamp": "2026-12-02T08:00:00Z"});
+        // An R4 Encounter (`class` a Coding): the event says so.
+        let event = json!({"topic": topic, "focus": focus, "timestamp": "2026-12-02T08:00:00Z", "fhirVersion": "R4"});
         assert!(ws.fan_out(&SqsBatch::default().message(&format!("m{n}"), &event)).await.is_empty());
     }
     assert_eq!(ws.frames(&connection).len(), 12, "a handshake and three events for each of three subscriptions");

@@ -273,9 +273,14 @@ async fn relayed_through_the_local_stack(dynamodb: bool) {
                "topic": topic, "notificationEvent": [{"eventNumber": number.to_string(),
                "focus": {"reference": format!("Encounter/enc-{number}")}}]})
     };
-    let encounter_entry = |number: u64| {
+    // Each upstream's Encounter in its own version's shape (R4's `class` is a Coding, R5's a
+    // list): each subscriber gets it converted into its own.
+    let encounter_entry = |number: u64, version: FhirVersion| {
+        let class = json!({"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"});
+        let mut resource = encounter(&format!("enc-{number}"));
+        resource["class"] = if version == FhirVersion::R5 { json!([{"coding": [class]}]) } else { class };
         json!({"fullUrl": format!("https://upstream.example.org/fhir/Encounter/enc-{number}"),
-               "resource": encounter(&format!("enc-{number}")), "request": {"method": "PUT", "url": "Encounter"},
+               "resource": resource, "request": {"method": "PUT", "url": "Encounter"},
                "response": {"status": "200"}})
     };
     let r4 = json!({"resourceType": "Bundle", "type": "history", "entry": [
@@ -288,10 +293,10 @@ async fn relayed_through_the_local_stack(dynamodb: bool) {
             {"name": "notification-event", "part": [{"name": "event-number", "valueString": "1"},
                 {"name": "focus", "valueReference": {"reference": "Encounter/enc-1"}}]}]},
          "request": {"method": "GET", "url": "Subscription/x/$status"}, "response": {"status": "200"}},
-        encounter_entry(1)]});
+        encounter_entry(1, FhirVersion::R4)]});
     let r4b = json!({"resourceType": "Bundle", "type": "history", "entry": [{"resource": status(2)}]});
     let r5 = json!({"resourceType": "Bundle", "type": "subscription-notification",
-                    "entry": [{"resource": status(3)}, encounter_entry(3)]});
+                    "entry": [{"resource": status(3)}, encounter_entry(3, FhirVersion::R5)]});
     for (bundle, number) in [(&r4, 1), (&r4b, 2), (&r5, 3)] {
         let answer = upstream.relay(bundle, None).await.unwrap();
         assert_eq!(answer["issue"][0]["diagnostics"], "1 event(s) queued", "{number}");
@@ -304,7 +309,12 @@ async fn relayed_through_the_local_stack(dynamodb: bool) {
             assert_eq!(view.events[0].focus.as_deref(), Some(focus.as_str()));
             let with_resource = number != 2;
             assert_eq!(frame["entry"][1]["resource"]["id"].is_string(), with_resource, "{frame}");
-            seen.push(fhir_ws_tests::notification_version(&frame));
+            let version = fhir_ws_tests::notification_version(&frame);
+            if with_resource {
+                let class = &frame["entry"][1]["resource"]["class"];
+                assert_eq!(class.is_array(), version == FhirVersion::R5, "the body in {version:?}: {frame}");
+            }
+            seen.push(version);
         }
         seen.sort_by_key(|v| v.path_segment());
         assert_eq!(seen, [FhirVersion::R4, FhirVersion::R5], "one frame per subscription, in its version");

@@ -58,6 +58,9 @@ PARAMETERS = {
     "CorsMaxAge": "600",
     "WebSocketAllowedOrigins": "",
     "EventFhirVersion": "R4",
+    # The sample HTTP events carry SMART scopes (scope, and scp in API Gateway's bracket form).
+    "AuthorizationMode": "smart",
+    "SmartPatientClaim": "patient",
 }
 # Each generated secret's JSON, as the functions that read a secret at runtime find it in
 # moto_server (the relay secret is the one infra/events/relay-*.json present).
@@ -75,7 +78,9 @@ def status_is(code):
     return lambda answer: isinstance(answer, dict) and answer.get("statusCode") == code, f"statusCode {code}"
 
 INVOCATIONS = {
+    # smart mode (PARAMETERS): a token without a Subscription scope is refused.
     "subscription-api": [("subscription-create.json", status_is(201)), ("subscription-create-r4.json", status_is(201)),
+                         ("subscription-create-forbidden.json", status_is(403)),
                          ("subscription-search.json", status_is(200)),
                          ("subscription-status.json", status_is(200)), ("subscription-events.json", status_is(404)),
                          ("metadata.json", status_is(200))],

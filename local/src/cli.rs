@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 
 use fhir_ws_core::fhir::version::FhirVersion;
+use fhir_ws_core::http::AuthorizationMode;
 use fhir_ws_core::http::cors::AllowedOrigins;
 use fhir_ws_core::topics::TopicRegistry;
 
@@ -70,6 +71,10 @@ enum Command {
         /// event overrides it; relayed Bundles carry their own): R4, R4B or R5.
         #[arg(long, default_value = "R5", value_parser = parse_fhir_version)]
         event_fhir_version: FhirVersion,
+        /// How callers are authorized: owner (ownership only) or smart (SMART on FHIR
+        /// scopes too; local users carry user/*.cruds).
+        #[arg(long, default_value = "owner", value_parser = parse_authorization)]
+        authorization: AuthorizationMode,
         /// Most WebSockets open at once; further upgrades get 503 (each costs a file
         /// descriptor: keep it under `ulimit -n`).
         #[arg(long, default_value_t = crate::gateway::DEFAULT_MAX_CONNECTIONS)]
@@ -186,6 +191,10 @@ fn parse_fhir_version(text: &str) -> Result<FhirVersion, String> {
     text.parse()
 }
 
+fn parse_authorization(text: &str) -> Result<AuthorizationMode, String> {
+    text.parse()
+}
+
 fn read_resource(path: &PathBuf) -> Result<Value, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))
@@ -232,6 +241,7 @@ async fn run(command: Command) -> Result<(), String> {
             relay_secrets,
             topics,
             event_fhir_version,
+            authorization,
             max_connections,
             cors_origins,
             cors_max_age,
@@ -299,6 +309,7 @@ async fn run(command: Command) -> Result<(), String> {
                 topics,
                 event_fhir_version,
                 max_connections,
+                authorization,
                 cors,
                 websocket_origins,
             };

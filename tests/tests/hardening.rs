@@ -467,7 +467,7 @@ async fn malformed_and_oversized_input_changes_nothing_and_never_fails_the_serve
             events_table: table("EventsTable"),
             bindings_table: table("BindingsTable"),
             websocket_url: fhir_ws_tests::TEST_WEBSOCKET_URL.to_owned(),
-            identity: IdentityConfig { principal_claim: "sub".to_owned(), tenant_claim: Some("tenant".to_owned()) },
+            identity: IdentityConfig { tenant_claim: Some("tenant".to_owned()), ..IdentityConfig::default() },
             topics: example_topics(),
         },
     ));

@@ -10,6 +10,8 @@
 //! | `TOKEN_LIFETIME_SECONDS` | get-ws-binding-token | token lifetime, default 1800 (60–86400) |
 //! | `PRINCIPAL_CLAIM` | HTTP functions | JWT claim naming the caller, default `sub` |
 //! | `TENANT_CLAIM` | HTTP functions | optional JWT claim naming the caller's tenant |
+//! | `AUTHORIZATION_MODE` | HTTP functions | `owner` (default: ownership only) or `smart` (SMART on FHIR scopes too) |
+//! | `SMART_PATIENT_CLAIM` | HTTP functions | the JWT claim naming the launch patient in `smart` mode, default `patient` |
 //! | `BINDINGS_TABLE` | ws-*, subscription-api, get-ws-binding-token | bindings table name (the HTTP functions remove bindings when a token is revoked or a subscription ends) |
 //! | `COUNTERS_TABLE` | ws-default | event counters table name |
 //! | `WEBSOCKET_MANAGEMENT_ENDPOINT` | ws-connect, ws-default | optional Management API endpoint; default `https://{domainName}/{stage}` of the event |
@@ -88,12 +90,21 @@ pub fn required(source: &impl Source, name: &'static str) -> Result<String, Conf
     source.value(name).ok_or(ConfigError::Missing(name))
 }
 
-/// The claims that identify callers.
-pub fn identity(source: &impl Source) -> IdentityConfig {
-    IdentityConfig {
+/// The claims that identify callers, and how they are authorized (`AUTHORIZATION_MODE`:
+/// `owner`, the default, or `smart`; `SMART_PATIENT_CLAIM`, default `patient`).
+pub fn identity(source: &impl Source) -> Result<IdentityConfig, ConfigError> {
+    let mode = source
+        .value("AUTHORIZATION_MODE")
+        .map_or(Ok(crate::http::AuthorizationMode::Owner), |text| text.parse())
+        .map_err(|e| ConfigError::Invalid("AUTHORIZATION_MODE", e))?;
+    Ok(IdentityConfig {
         principal_claim: source.value("PRINCIPAL_CLAIM").unwrap_or_else(|| "sub".to_owned()),
         tenant_claim: source.value("TENANT_CLAIM"),
-    }
+        mode,
+        grant_claims: crate::smart::GrantClaims {
+            patient: source.value("SMART_PATIENT_CLAIM").unwrap_or_else(|| "patient".to_owned()),
+        },
+    })
 }
 
 /// Configuration of the `subscription-api` function (the Subscription API, `$status`,
@@ -125,7 +136,7 @@ impl SubscriptionApiConfig {
             events_table: required(source, "EVENTS_TABLE")?,
             bindings_table: required(source, "BINDINGS_TABLE")?,
             websocket_url: websocket_url(source)?,
-            identity: identity(source),
+            identity: identity(source)?,
             topics: deployed_topics(event_fhir_version(source)?)?,
         })
     }
@@ -292,7 +303,7 @@ impl BindingTokenConfig {
             websocket_url,
             keys,
             token_lifetime: TimeDelta::seconds(lifetime),
-            identity: identity(source),
+            identity: identity(source)?,
         })
     }
 }

@@ -7,13 +7,16 @@
 //! # Layout
 //!
 //! - [`fhir`] — FHIR R5 JSON types (`Subscription`, `Parameters`, `OperationOutcome`,
-//!   `Bundle`, `SubscriptionStatus`); unknown elements survive a round trip.
+//!   `Bundle`, `SubscriptionStatus`); unknown elements survive a round trip. Also the
+//!   R4/R4B edges, the versions served, and the exact conversion of carried resources
+//!   between versions (`fhir::convert`).
 //! - [`token`] — binding tokens: HMAC-SHA256 signing with rotating key ids,
 //!   constant-time verification, and [`token::verify`], the full check the WebSocket
 //!   functions run on every bind.
 //! - [`secret`] — values kept in a secret store (signing keys, relay secrets), read at
 //!   cold start and again at runtime so rotation needs no deploy.
 //! - [`access`] — the rule for who may bind to which subscription.
+//! - [`smart`] — SMART on FHIR scopes and launch context, for `AuthorizationMode=smart`.
 //! - [`store`] — storage ports (one trait per table: subscriptions, tokens, bindings,
 //!   counters, event history, upstream ledger) with DynamoDB and in-memory adapters.
 //! - [`http`] — request reading, caller identity, and errors as `OperationOutcome`s.
@@ -24,14 +27,14 @@
 //!   protocol, binding and unbinding.
 //! - [`notification`] — notification Bundles (handshake, heartbeat, event, `$events`
 //!   answers) and the event records they are built from.
-//! - [`fanout`] — the event contract, filters, numbering and recording of events, and their
-//!   delivery to bound connections.
+//! - [`fanout`] — the event contract, filters, numbering and recording of events, their
+//!   delivery to bound connections, and the dead-letter queue for invalid ones.
 //! - [`relay`] — notifications from another FHIR server (R4, R4B, R5 rest-hook Bundles)
 //!   turned into events: the relay endpoint, its secrets, its ledger and queue ports.
 //! - [`revocation`] — taking bindings away when a token is revoked or a subscription ends,
 //!   telling the connections why and closing those left with nothing.
-//! - [`search`] — FHIR search semantics in memory (the R5 base search parameters), for
-//!   topic criteria and filters.
+//! - [`search`] — FHIR search semantics in memory (the R4, R4B and R5 base search
+//!   parameters, each resource read with its own version's), for topic criteria and filters.
 //! - [`topics`] — the SubscriptionTopics deployed with the stack (`infra/topics/`) and the
 //!   Subscriptions they allow.
 //! - [`heartbeat`] — heartbeats and owed handshakes on a schedule.
@@ -60,6 +63,7 @@ pub mod relay;
 pub mod revocation;
 pub mod search;
 pub mod secret;
+pub mod smart;
 pub mod store;
 pub mod token;
 pub mod topics;

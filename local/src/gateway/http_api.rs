@@ -144,8 +144,8 @@ pub(crate) async fn handle<K: Backend>(
         "isBase64Encoded": false,
     });
     if let Some(principal) = principal {
-        event["requestContext"]["authorizer"] =
-            json!({"jwt": {"claims": {"sub": principal, "iss": "fhir-ws-local"}, "scopes": null}});
+        let claims = json!({"sub": principal, "iss": "fhir-ws-local", "scope": super::LOCAL_USER_SCOPES});
+        event["requestContext"]["authorizer"] = json!({"jwt": {"claims": claims, "scopes": null}});
     }
     if !parameters.is_empty() {
         event["pathParameters"] = Value::Object(parameters);

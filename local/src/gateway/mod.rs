@@ -25,6 +25,7 @@ use fhir_ws_core::config::{
 use fhir_ws_core::fanout::{EventHistory, FanOut};
 use fhir_ws_core::fhir::version::FhirVersion;
 use fhir_ws_core::heartbeat::Heartbeat;
+use fhir_ws_core::http::AuthorizationMode;
 use fhir_ws_core::http::cors::AllowedOrigins;
 use fhir_ws_core::ops::SubscriptionService;
 use fhir_ws_core::ops::binding_token::BindingTokenOperation;
@@ -48,6 +49,10 @@ pub use cors::CorsPolicy;
 pub const STAGE: &str = "local";
 /// Largest HTTP request body accepted (API Gateway HTTP APIs take 10 MB).
 const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
+
+/// The SMART scopes every local user's token carries (`--authorization smart` reads them;
+/// `owner` mode ignores them): all resources, every interaction.
+pub const LOCAL_USER_SCOPES: &str = "openid fhirUser user/*.cruds";
 
 /// The local stand-in for the JWT authorizer: static bearer tokens mapped to principals.
 /// Local only; the template always uses the real JWT authorizer.
@@ -121,6 +126,8 @@ pub struct Options {
     pub cors: CorsPolicy,
     /// Browser origins `$connect` accepts (`WEBSOCKET_ALLOWED_ORIGINS`); empty: no check.
     pub websocket_origins: String,
+    /// `owner` or `smart` (the template's `AuthorizationMode`).
+    pub authorization: AuthorizationMode,
 }
 
 /// Default of [`Options::max_connections`]: within a common 20,000-descriptor limit.
@@ -153,6 +160,7 @@ impl Default for Options {
                 max_age_seconds: fhir_ws_core::http::cors::DEFAULT_MAX_AGE_SECONDS,
             },
             websocket_origins: String::new(),
+            authorization: AuthorizationMode::Owner,
         }
     }
 }
@@ -291,6 +299,14 @@ pub async fn serve(
         ("RELAY_SECRETS", options.relay_secrets.clone().unwrap_or_else(|| LOCAL_RELAY_SECRET.to_owned())),
         ("WEBSOCKET_ALLOWED_ORIGINS", options.websocket_origins.clone()),
         ("EVENT_FHIR_VERSION", options.event_fhir_version.path_segment().to_owned()),
+        (
+            "AUTHORIZATION_MODE",
+            match options.authorization {
+                AuthorizationMode::Owner => "owner",
+                AuthorizationMode::Smart => "smart",
+            }
+            .to_owned(),
+        ),
     ]);
     let source = |name: &str| environment.get(name).cloned();
     let mut configs = Configs {

@@ -55,16 +55,17 @@ pub fn convert(
     if resource.get("contained").is_some_and(|c| c.as_array().is_none_or(|list| !list.is_empty())) {
         return Err(format!("{kind} with contained resources is not converted"));
     }
-    let mut converted = match kind {
+    let converted = match kind {
         "Patient" => patient(resource)?,
-        "Encounter" if is_r5(from) == is_r5(to) => encounter_same_model(resource)?,
+        // R4 and R4B define Encounter alike: only the datatypes below can differ.
+        "Encounter" if is_r5(from) == is_r5(to) => resource.clone(),
         "Encounter" if is_r5(to) => encounter_to_r5(resource)?,
         "Encounter" => encounter_from_r5(resource)?,
         other => {
             return Err(format!("no conversion of {other} from FHIR {} to {}", from.path_segment(), to.path_segment()));
         }
     };
-    let mut value = Value::Object(std::mem::take(&mut converted));
+    let mut value = Value::Object(converted);
     datatypes(&mut value, from, to, kind)?;
     match value {
         Value::Object(object) => Ok(object),
@@ -92,7 +93,8 @@ fn only(object: &Map<String, Value>, allowed: &[&str], what: &str) -> Result<(),
     }
 }
 
-const PATIENT_ELEMENTS: [&str; 20] = [
+/// Patient's elements, the same in R4, R4B and R5.
+const PATIENT_ELEMENTS: [&str; 18] = [
     "identifier",
     "active",
     "name",
@@ -111,8 +113,6 @@ const PATIENT_ELEMENTS: [&str; 20] = [
     "generalPractitioner",
     "managingOrganization",
     "link",
-    "contained",
-    "resourceType",
 ];
 
 fn patient(resource: &Map<String, Value>) -> Result<Map<String, Value>, Refusal> {
@@ -163,10 +163,6 @@ const ENCOUNTER_R5: [&str; 13] = [
     "partOf",
     "subjectStatus",
 ];
-
-fn encounter_same_model(resource: &Map<String, Value>) -> Result<Map<String, Value>, Refusal> {
-    Ok(resource.clone())
-}
 
 /// Encounter's primitive elements, the only ones that may have a `_name` twin.
 const ENCOUNTER_PRIMITIVES: [&str; 4] = ["_status", "_id", "_implicitRules", "_language"];

@@ -43,6 +43,11 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, IssueType::Login, "the request carries no authenticated identity")
     }
 
+    /// 403 `forbidden`: authenticated, but the grant does not allow it.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, IssueType::Forbidden, message)
+    }
+
     /// 404 `not-found`.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, IssueType::NotFound, message)

@@ -8,7 +8,7 @@ mod request;
 mod version;
 
 pub use error::ApiError;
-pub use identity::IdentityConfig;
+pub use identity::{AuthorizationMode, IdentityConfig};
 pub use request::{FhirPath, IGNORED_QUERY_PARAMETERS, fhir_path, json_body, operation_inputs, origin, path_segments};
 pub use version::{VERSION_PATH_PARAMETER, request_version, requested_version};
 

@@ -35,6 +35,7 @@ use crate::http::{
     ApiError, IGNORED_QUERY_PARAMETERS, IdentityConfig, fhir_path, fhir_response, json_body, request_version,
 };
 use crate::revocation::{Removed, Revocation};
+use crate::smart::Permission;
 use crate::store::{SubscriptionStore, TokenRecord, TokenStore};
 use crate::token::{DecodeError, KeyRing, TokenClaims, decode, sign};
 
@@ -98,6 +99,9 @@ impl<S: SubscriptionStore, T: TokenStore> BindingTokenOperation<S, T> {
         }
         let version = request_version(request)?;
         let owner = self.identity.caller(request)?;
+        // Tokens for the caller's subscriptions at type level search them; the rest read one.
+        self.identity
+            .authorize(request, if matches!(level, Level::Type) { Permission::Search } else { Permission::Read })?;
         let requested_ids = match level {
             Level::Revoke => return self.revoke(request, &owner, now).await,
             Level::Instance(id) => {

@@ -18,7 +18,7 @@ use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
 
 use crate::fhir::version::FhirVersion;
-use crate::http::{ApiError, fhir_response, origin, request_version};
+use crate::http::{ApiError, AuthorizationMode, fhir_response, origin, request_version};
 use crate::topics::TopicRegistry;
 
 /// The path segment.
@@ -37,14 +37,38 @@ const IG_BASE: &str = "http://hl7.org/fhir/uv/subscriptions-backport";
 
 /// Answers `GET [base]/metadata` with the statement for the server at the request's base
 /// URL, in the request's FHIR version, whose WebSocket API is at `websocket_url`.
-pub fn handle(request: &Request, websocket_url: &str, topics: &TopicRegistry) -> Response<Body> {
+pub fn handle(
+    request: &Request,
+    websocket_url: &str,
+    topics: &TopicRegistry,
+    mode: AuthorizationMode,
+) -> Response<Body> {
     if request.method() != Method::GET {
         return ApiError::method_not_allowed(request.method().as_str(), "GET").into_response();
     }
     match request_version(request) {
-        Ok(version) => fhir_response(StatusCode::OK, &statement(&base_url(request), websocket_url, version, topics)),
+        Ok(version) => {
+            let mut statement = statement(&base_url(request), websocket_url, version, topics);
+            if mode == AuthorizationMode::Smart {
+                advertise_smart(&mut statement);
+            }
+            fhir_response(StatusCode::OK, &statement)
+        }
         Err(error) => error.into_response(),
     }
+}
+
+/// `rest.security` of a server in `smart` mode: the SMART-on-FHIR service (the same code in
+/// R4, R4B and R5's `restful-security-service` code system).
+fn advertise_smart(statement: &mut Value) {
+    statement["rest"][0]["security"] = json!({
+        "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+            "code": "SMART-on-FHIR", "display": "SMART-on-FHIR"}], "text": "SMART-on-FHIR"}],
+        "description": "Every interaction but metadata needs a SMART on FHIR access token (JWT). The \
+            Subscription API needs Subscription scopes (c to create, r to read, u to update, d to \
+            delete, s to search; v1 read and write), subscriptions are limited to what the token's \
+            resource scopes and launch patient allow, and a caller sees only the subscriptions it created.",
+    });
 }
 
 /// The service base: the request URL without its trailing `/metadata`.

@@ -118,7 +118,7 @@ impl<S: SubscriptionStore + Clone, C: CounterStore, E: EventStore> SubscriptionS
     /// Answers one request at time `now`. Never fails: errors become `OperationOutcome`s.
     pub async fn handle(&self, request: &Request, now: DateTime<Utc>) -> Response<Body> {
         match Route::of(request.uri().path()) {
-            Route::Metadata => capability::handle(request, &self.websocket_url, &self.topics),
+            Route::Metadata => capability::handle(request, &self.websocket_url, &self.topics, self.identity.mode),
             Route::Topic => topic_discovery::handle(request, &self.topics, &self.identity),
             Route::Query => self.queries.handle(request, now).await,
             Route::Subscription => self.api.handle(request, now).await,

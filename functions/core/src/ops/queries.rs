@@ -40,6 +40,7 @@ use crate::fhir::{
 };
 use crate::http::{ApiError, FhirPath, IdentityConfig, fhir_path, fhir_response, operation_inputs, request_version};
 use crate::notification::{content_level, query_event_bundle, subscription_status};
+use crate::smart::Permission;
 use crate::store::{CounterStore, EventRecord, EventStore, StoredSubscription, SubscriptionStore};
 
 /// The `$status` path segment.
@@ -82,6 +83,9 @@ impl<S: SubscriptionStore, C: CounterStore, E: EventStore> SubscriptionQueries<S
         }
         let version = request_version(request)?;
         let owner = self.identity.caller(request)?;
+        // `$status` over the caller's subscriptions searches them; the rest read one.
+        let type_level = matches!(path.rest.as_slice(), [operation] if operation == STATUS);
+        self.identity.authorize(request, if type_level { Permission::Search } else { Permission::Read })?;
         let bundle = match path.rest.as_slice() {
             [operation] if operation == STATUS => {
                 let inputs = operation_inputs(request, &["id", "status"])?;

@@ -46,6 +46,7 @@ use crate::http::{
 use std::sync::Arc;
 
 use crate::revocation::{Reason, Revocation};
+use crate::smart::Permission;
 use crate::store::{StoredSubscription, SubscriptionStore};
 use crate::topics::TopicRegistry;
 
@@ -81,8 +82,10 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
                 }
                 let owner = self.identity.caller(request)?;
                 if method == Method::POST {
+                    self.identity.authorize(request, Permission::Create)?;
                     self.create(request, &path, version, &owner, now).await
                 } else {
+                    self.identity.authorize(request, Permission::Search)?;
                     self.search(request, &path, version, &owner, now).await
                 }
             }
@@ -91,6 +94,12 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
                     return Err(ApiError::method_not_allowed(method.as_str(), "GET, PUT, DELETE"));
                 }
                 let owner = self.identity.caller(request)?;
+                let needed = match method {
+                    Method::GET => Permission::Read,
+                    Method::PUT => Permission::Update,
+                    _ => Permission::Delete,
+                };
+                self.identity.authorize(request, needed)?;
                 let current = self.owned(id, &owner, version).await?;
                 match method {
                     Method::GET => resource_response(StatusCode::OK, &current, now),

@@ -13,7 +13,9 @@ registry, checked against the sha512 the registry publishes for it:
 One row per (parameter, base resource): code, base, type, the part of the FHIRPath
 expression that applies to that base, the parameter's canonical URL and, for references,
 the target types (`*` for more than ten). Composite and special parameters are left out
-(fhir-ws refuses them). Run it again only to move to another FHIR release:
+(fhir-ws refuses them). From the same package, the Patient CompartmentDefinition: one row
+per resource type in the compartment with the search parameters that put a resource in
+it (`{def}`: the Patient itself). Run it again only to move to another FHIR release:
 
     python3 infra/search_parameters.py            # every version
     python3 infra/search_parameters.py R4 R4B     # some
@@ -88,6 +90,17 @@ def search_parameters(archive, bundle_name):
             yield json.load(archive.extractfile(member))
 
 
+def write_compartment(version, archive, release, package):
+    """The Patient compartment's (resource type, parameters) rows."""
+    member = next(m for m in archive.getmembers() if m.name.endswith("/CompartmentDefinition-patient.json"))
+    definition = json.load(archive.extractfile(member))
+    rows = sorted((r["code"], ",".join(r["param"])) for r in definition["resource"] if r.get("param"))
+    out = OUT / f"{version.lower()}-patient-compartment.tsv"
+    header = f"# FHIR {release} ({package}) CompartmentDefinition/patient; type\tparameters\n"
+    out.write_text(header + "".join("\t".join(row) + "\n" for row in rows))
+    print(f"{version}: {len(rows)} compartment rows -> {out}")
+
+
 def write_table(version):
     package, release, sha512, bundle_name = SOURCES[version]
     url = f"{REGISTRY}/{package}/-/{package}-{release}.tgz"
@@ -109,6 +122,7 @@ def write_table(version):
                 # Parameters that may point anywhere list every type; "*" says so shorter.
                 targets = "*" if len(targets) > 10 else ",".join(targets)
                 rows.add((parameter["code"], base, kind, " | ".join(mine), parameter["url"], targets))
+        write_compartment(version, archive, release, package)
     out = OUT / f"{version.lower()}-search-parameters.tsv"
     header = f"# FHIR {release} ({package}); code\tbase\ttype\texpression\turl\ttargets\n"
     out.write_text(header + "".join("\t".join(row) + "\n" for row in sorted(rows)))

@@ -495,6 +495,7 @@ impl<S: Backend, T: TokenBackend> App<S, T> {
         revocation: Arc<dyn fhir_ws_core::revocation::Revocation>,
     ) -> Self {
         let api_config = SubscriptionApiConfig {
+            max_content: fhir_ws_core::fhir::ContentLevel::FullResource,
             subscriptions_table: "subscriptions".to_owned(),
             counters_table: "counters".to_owned(),
             events_table: "events".to_owned(),

@@ -201,6 +201,7 @@ impl<S: Backend, T: TokenBackend, B: BindingStore + Clone + 'static, C: CounterS
         )
         .with_retry(retry);
         let service_config = SubscriptionApiConfig {
+            max_content: fhir_ws_core::fhir::ContentLevel::FullResource,
             subscriptions_table: "unused".to_owned(),
             counters_table: "unused".to_owned(),
             events_table: "unused".to_owned(),

@@ -462,6 +462,7 @@ async fn malformed_and_oversized_input_changes_nothing_and_never_fails_the_serve
             ManagementApiPusher::new(&fhir_ws_tests::sdk_config().await),
         )),
         &SubscriptionApiConfig {
+            max_content: fhir_ws_core::fhir::ContentLevel::FullResource,
             subscriptions_table: table("SubscriptionsTable"),
             counters_table: table("CountersTable"),
             events_table: table("EventsTable"),

@@ -65,6 +65,26 @@ fn cases() -> Vec<(&'static str, Vec<Route>)> {
     ]
 }
 
+/// The one topic deployed here: Encounters, nothing included. Every caller below also
+/// holds `user/Encounter.rs` (what its notifications carry, which creating needs), and the
+/// table is about the Subscription scopes.
+const TOPIC: &str = "http://example.org/topics/smart-routes-encounter";
+const DATA_SCOPE: &str = "user/Encounter.rs";
+
+/// The data scope in the case's own SMART version: v2 scopes win over v1 in one token, so
+/// a v1 case gets the v1 spelling.
+fn data_scope(scopes: &str) -> &'static str {
+    let v1 = [".read", ".write", ".*"];
+    let all_v1 = scopes.split_whitespace().filter(|s| s.contains('/')).all(|s| v1.iter().any(|v| s.ends_with(v)));
+    if !scopes.trim().is_empty() && all_v1 { "user/Encounter.read" } else { DATA_SCOPE }
+}
+
+fn topics() -> fhir_ws_core::topics::TopicRegistry {
+    let topic = serde_json::json!({"resourceType": "SubscriptionTopic", "url": TOPIC, "status": "active",
+        "resourceTrigger": [{"resource": "Encounter"}]});
+    fhir_ws_core::topics::TopicRegistry::from_files(&[("t.json", &topic.to_string())], FhirVersion::R5).unwrap()
+}
+
 fn smart_identity() -> IdentityConfig {
     IdentityConfig { mode: AuthorizationMode::Smart, ..IdentityConfig::default() }
 }
@@ -83,13 +103,14 @@ where
     T: TokenStore + Clone + 'static,
 {
     let api_config = SubscriptionApiConfig {
+        max_content: fhir_ws_core::fhir::ContentLevel::FullResource,
         subscriptions_table: "unused".to_owned(),
         counters_table: "unused".to_owned(),
         events_table: "unused".to_owned(),
         bindings_table: "unused".to_owned(),
         websocket_url: fhir_ws_tests::TEST_WEBSOCKET_URL.to_owned(),
         identity: smart_identity(),
-        topics: fhir_ws_core::topics::TopicRegistry::default(),
+        topics: topics(),
     };
     let mut token_config = fhir_ws_tests::binding_token_config(fhir_ws_tests::TEST_SIGNING_KEYS, None);
     token_config.identity = smart_identity();
@@ -120,8 +141,8 @@ where
     /// A subscription of `owner`, created with every Subscription permission.
     async fn subscription(&self, owner: &str) -> (String, Value) {
         let event = HttpEvent::new("POST", "/Subscription", Some(owner))
-            .claim("scope", "user/Subscription.cruds")
-            .json(&websocket_subscription(fhir_ws_tests::TOPIC));
+            .claim("scope", &format!("user/Subscription.cruds {DATA_SCOPE}"))
+            .json(&websocket_subscription(TOPIC));
         let (status, created) = self.call(event).await;
         assert_eq!(status, 201, "{created}");
         (created["id"].as_str().unwrap().to_owned(), created)
@@ -140,12 +161,10 @@ where
             TokenAll => ("GET", "/Subscription/$get-ws-binding-token".to_owned()),
             TokenOne => ("GET", format!("/Subscription/{id}/$get-ws-binding-token")),
         };
-        let mut event = HttpEvent::new(method, &path, Some(owner));
-        if !scopes.is_empty() {
-            event = event.claim("scope", scopes);
-        }
+        let event =
+            HttpEvent::new(method, &path, Some(owner)).claim("scope", &format!("{scopes} {}", data_scope(scopes)));
         match route {
-            Create => event.json(&websocket_subscription(fhir_ws_tests::TOPIC)),
+            Create => event.json(&websocket_subscription(TOPIC)),
             Update => event.json(resource),
             _ => event,
         }
@@ -203,10 +222,15 @@ async fn scp_in_api_gateways_bracket_form_grants_as_scope_does() {
     let functions = functions(store.clone(), store.clone(), store.clone(), store);
     let owner = unique_principal("okta");
     let event = HttpEvent::new("POST", "/Subscription", Some(&owner))
-        .claim("scp", "[openid user/Subscription.cruds]")
-        .json(&websocket_subscription(fhir_ws_tests::TOPIC));
+        .claim("scope", "openid")
+        .claim("scp", &format!("[openid user/Subscription.cruds {DATA_SCOPE}]"))
+        .json(&websocket_subscription(TOPIC));
     assert_eq!(functions.call(event).await.0, 201);
-    let event = HttpEvent::new("GET", "/Subscription", Some(&owner)).claim("scp", "[user/Subscription.c]");
+    // (The sample event this builds on has a scope claim of its own: replaced by one
+    // without resource scopes.)
+    let event = HttpEvent::new("GET", "/Subscription", Some(&owner))
+        .claim("scope", "openid")
+        .claim("scp", "[user/Subscription.c]");
     assert_eq!(functions.call(event).await.0, 403);
 }
 
@@ -240,6 +264,7 @@ async fn owner_mode_ignores_scopes_and_metadata_advertises_smart_in_every_versio
         Arc::new(MemoryStore::new()),
         fhir_ws_tests::no_connections(),
         &SubscriptionApiConfig {
+            max_content: fhir_ws_core::fhir::ContentLevel::FullResource,
             subscriptions_table: "unused".to_owned(),
             counters_table: "unused".to_owned(),
             events_table: "unused".to_owned(),

@@ -51,6 +51,21 @@ async fn subscriptions_round_trip<S: Backend, T: TokenBackend>(stores: Stores<S,
     assert_eq!(json["meta"]["versionId"], "1");
     assert_eq!(json["meta"]["lastUpdated"], "2027-01-15T08:00:00.000Z");
     assert_eq!(store.insert(&stored).await, Err(StoreError::Conflict), "ids are unique");
+
+    // The SMART grant a subscription keeps comes back with it, and through a replace.
+    let grant = fhir_ws_core::smart::subscription::KeptGrant {
+        scopes: vec!["patient/Encounter.rs?class=EMER".to_owned(), "patient/Subscription.cruds".to_owned()],
+        patient: Some("123".to_owned()),
+    };
+    let id = new_id();
+    let granted = StoredSubscription::new(&owner, 1, at(1_800_000_000), subscription(&id)).with_grant(Some(grant));
+    store.insert(&granted).await.unwrap_or_else(|e| panic!("{e}"));
+    let read = store.get(&id).await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("missing"));
+    assert_eq!(read, granted);
+    let next = read.next_version(read.resource().clone(), at(1_800_000_100));
+    store.replace(&next, 1).await.unwrap_or_else(|e| panic!("{e}"));
+    let read = store.get(&id).await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("missing"));
+    assert_eq!(read.grant(), granted.grant(), "kept through an update");
 }
 both_stores!(subscriptions_round_trip_unknown_elements_and_unique_ids, subscriptions_round_trip);
 

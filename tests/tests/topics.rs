@@ -20,6 +20,7 @@ const TOPIC: &str = "http://example.org/FHIR/SubscriptionTopic/encounter-complet
 /// The Subscription API's configuration with the example topic deployed.
 fn config_with_example_topic() -> SubscriptionApiConfig {
     SubscriptionApiConfig {
+        max_content: fhir_ws_core::fhir::ContentLevel::FullResource,
         subscriptions_table: "unused".to_owned(),
         counters_table: "unused".to_owned(),
         events_table: "unused".to_owned(),

@@ -11,6 +11,7 @@
 //! | `PRINCIPAL_CLAIM` | HTTP functions | JWT claim naming the caller, default `sub` |
 //! | `TENANT_CLAIM` | HTTP functions | optional JWT claim naming the caller's tenant |
 //! | `AUTHORIZATION_MODE` | HTTP functions | `owner` (default: ownership only) or `smart` (SMART on FHIR scopes too) |
+//! | `MAX_NOTIFICATION_CONTENT` | subscription-api | the most a notification may carry: `empty`, `id-only` or `full-resource` (default); Subscriptions asking for more are refused |
 //! | `SMART_PATIENT_CLAIM` | HTTP functions | the JWT claim naming the launch patient in `smart` mode, default `patient` |
 //! | `BINDINGS_TABLE` | ws-*, subscription-api, get-ws-binding-token | bindings table name (the HTTP functions remove bindings when a token is revoked or a subscription ends) |
 //! | `COUNTERS_TABLE` | ws-default | event counters table name |
@@ -125,6 +126,9 @@ pub struct SubscriptionApiConfig {
     pub identity: IdentityConfig,
     /// The SubscriptionTopics deployed with the stack (`infra/topics/`).
     pub topics: crate::topics::TopicRegistry,
+    /// The most a notification may carry (`MAX_NOTIFICATION_CONTENT`, default
+    /// `full-resource`): Subscriptions asking for more are refused.
+    pub max_content: crate::fhir::ContentLevel,
 }
 
 impl SubscriptionApiConfig {
@@ -138,8 +142,19 @@ impl SubscriptionApiConfig {
             websocket_url: websocket_url(source)?,
             identity: identity(source)?,
             topics: deployed_topics(event_fhir_version(source)?)?,
+            max_content: max_notification_content(source)?,
         })
     }
+}
+
+/// `MAX_NOTIFICATION_CONTENT`: `empty`, `id-only` or `full-resource` (the default).
+fn max_notification_content(source: &impl Source) -> Result<crate::fhir::ContentLevel, ConfigError> {
+    let Some(text) = source.value("MAX_NOTIFICATION_CONTENT") else {
+        return Ok(crate::fhir::ContentLevel::FullResource);
+    };
+    serde_json::from_value(serde_json::Value::String(text.trim().to_owned())).map_err(|_| {
+        ConfigError::Invalid("MAX_NOTIFICATION_CONTENT", "must be empty, id-only or full-resource".to_owned())
+    })
 }
 
 /// `EVENT_FHIR_VERSION`: the FHIR version of the resources in events that name none

@@ -103,6 +103,21 @@ impl Subject {
         }
     }
 
+    /// Its resource type (from the resource, or the reference's `Type/id`).
+    pub fn resource_type(&self) -> Option<String> {
+        match self {
+            Self::Resource(resource) | Self::Entry { resource, .. } => {
+                resource.get("resourceType").and_then(Value::as_str).map(str::to_owned)
+            }
+            Self::Reference(reference) => {
+                let path = reference.split("/_history/").next().unwrap_or(reference);
+                let mut segments = path.rsplit('/');
+                segments.next();
+                segments.next().map(str::to_owned)
+            }
+        }
+    }
+
     /// Its absolute URL: an absolute reference or entry URL as it is, otherwise
     /// `Type/id` on `base`.
     pub fn url(&self, base: &str) -> String {

@@ -384,9 +384,18 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: P
             }
         };
         let focus = event.focus.as_ref().and_then(Subject::resource);
+        let focus_type = event.focus.as_ref().and_then(Subject::resource_type);
         Ok(candidates
             .into_iter()
             .filter(|s| s.resource().is_websocket() && s.status_at(now) == SubscriptionState::Active)
+            // A SMART grant kept with the subscription decides first, so its event numbers
+            // count only what its subscriber may see.
+            .filter(|s| {
+                s.grant().is_none_or(|grant| {
+                    let level = crate::notification::content_level(s);
+                    grant.permits(focus, focus_type.as_deref(), level, event.fhir_version, now)
+                })
+            })
             .filter(|s| {
                 let filters = &s.resource().filter_by;
                 match s.resource().topic.as_deref().and_then(|url| self.topics.get(url)) {

@@ -61,6 +61,17 @@ pub enum ContentLevel {
     FullResource,
 }
 
+impl ContentLevel {
+    /// The code as FHIR writes it (`empty`, `id-only`, `full-resource`).
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Empty => "empty",
+            Self::IdOnly => "id-only",
+            Self::FullResource => "full-resource",
+        }
+    }
+}
+
 /// A FHIR `Coding`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Coding {

@@ -45,8 +45,10 @@ use crate::http::{
 };
 use std::sync::Arc;
 
+use crate::fhir::ContentLevel;
 use crate::revocation::{Reason, Revocation};
-use crate::smart::Permission;
+use crate::smart::subscription::{KeptGrant, admit};
+use crate::smart::{Grant, Permission};
 use crate::store::{StoredSubscription, SubscriptionStore};
 use crate::topics::TopicRegistry;
 
@@ -57,13 +59,20 @@ pub struct SubscriptionApi<S> {
     identity: IdentityConfig,
     topics: TopicRegistry,
     revocation: Arc<dyn Revocation>,
+    max_content: ContentLevel,
 }
 
 impl<S: SubscriptionStore> SubscriptionApi<S> {
     /// The API over `subscriptions`, configured by `config`; `revocation` takes bindings
     /// away when a subscription is deleted or ends.
     pub fn new(subscriptions: S, revocation: Arc<dyn Revocation>, config: &SubscriptionApiConfig) -> Self {
-        Self { subscriptions, identity: config.identity.clone(), topics: config.topics.clone(), revocation }
+        Self {
+            subscriptions,
+            identity: config.identity.clone(),
+            topics: config.topics.clone(),
+            revocation,
+            max_content: config.max_content,
+        }
     }
 
     /// Answers one request at time `now`. Never fails: errors become `OperationOutcome`s.
@@ -82,8 +91,8 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
                 }
                 let owner = self.identity.caller(request)?;
                 if method == Method::POST {
-                    self.identity.authorize(request, Permission::Create)?;
-                    self.create(request, &path, version, &owner, now).await
+                    let grant = self.identity.authorize(request, Permission::Create)?;
+                    self.create(request, &path, version, (&owner, grant.as_ref()), now).await
                 } else {
                     self.identity.authorize(request, Permission::Search)?;
                     self.search(request, &path, version, &owner, now).await
@@ -99,11 +108,11 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
                     Method::PUT => Permission::Update,
                     _ => Permission::Delete,
                 };
-                self.identity.authorize(request, needed)?;
+                let grant = self.identity.authorize(request, needed)?;
                 let current = self.owned(id, &owner, version).await?;
                 match method {
                     Method::GET => resource_response(StatusCode::OK, &current, now),
-                    Method::PUT => self.update(request, current, now).await,
+                    Method::PUT => self.update(request, current, grant.as_ref(), now).await,
                     _ => {
                         self.subscriptions.delete(id).await?;
                         self.take_bindings_away(id, Reason::SubscriptionDeleted(id.clone())).await;
@@ -125,14 +134,15 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
         request: &Request,
         path: &FhirPath,
         version: FhirVersion,
-        owner: &str,
+        (owner, grant): (&str, Option<&Grant>),
         now: DateTime<Utc>,
     ) -> Result<Response<Body>, ApiError> {
         let mut resource = subscription_body(request, version)?;
         self.check_topic(&resource)?;
+        let kept = self.admit(&resource, grant)?;
         resource.id = Some(new_id());
         resource.status = Some(initial_status(&resource, SubscriptionState::Requested));
-        let stored = StoredSubscription::new(owner, 1, now, resource).in_fhir_version(version);
+        let stored = StoredSubscription::new(owner, 1, now, resource).in_fhir_version(version).with_grant(kept);
         self.subscriptions.insert(&stored).await?;
         let mut response = resource_response(StatusCode::CREATED, &stored, now)?;
         let location = format!("{}/Subscription/{}/_history/1", path.base, stored.id());
@@ -142,6 +152,19 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
 
     /// With topics deployed, the topic must be one of them and allow the filters (422);
     /// without, filters must be the element-name equality this server then evaluates (400).
+    /// The deployment's content cap (422), and in `smart` mode what the caller's grant
+    /// allows (403, [`crate::smart::subscription::admit`]); the grant to keep with it.
+    fn admit(&self, resource: &Subscription, grant: Option<&Grant>) -> Result<Option<KeptGrant>, ApiError> {
+        let level = resource.content.unwrap_or(ContentLevel::IdOnly);
+        if level > self.max_content {
+            return Err(ApiError::business_rule(format!(
+                "this server sends at most '{}' notifications (MaxNotificationContent); ask for that or less",
+                self.max_content.code()
+            )));
+        }
+        grant.map(|grant| admit(grant, resource, &self.topics).map_err(ApiError::forbidden)).transpose()
+    }
+
     fn check_topic(&self, resource: &Subscription) -> Result<(), ApiError> {
         if !self.topics.is_empty() {
             return self.topics.check(resource).map_err(ApiError::business_rule);
@@ -157,10 +180,12 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
         &self,
         request: &Request,
         current: StoredSubscription,
+        grant: Option<&Grant>,
         now: DateTime<Utc>,
     ) -> Result<Response<Body>, ApiError> {
         let mut resource = subscription_body(request, current.fhir_version())?;
         self.check_topic(&resource)?;
+        let kept = self.admit(&resource, grant)?;
         match resource.id.as_deref() {
             Some(id) if id == current.id() => {}
             Some(id) => {
@@ -183,7 +208,10 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
         let before = current.status_at(now);
         let status = next_status(before, resource.status)?;
         resource.status = Some(initial_status(&resource, status));
-        let updated = current.next_version(resource, now);
+        let mut updated = current.next_version(resource, now);
+        if grant.is_some() {
+            updated = updated.with_grant(kept);
+        }
         self.subscriptions.replace(&updated, current.version()).await?;
         let ended = matches!(status, SubscriptionState::Off | SubscriptionState::EnteredInError);
         if ended && status != before {

@@ -18,11 +18,14 @@
 //!   `actualPeriod` in R5; `practitioner` is `participant.individual` in R4 and
 //!   `participant.actor` in R5);
 //! - [`path`] — the FHIRPath subset of those expressions;
+//! - [`compartment`] — each version's Patient compartment (what patient-level SMART scopes
+//!   cover), from its CompartmentDefinition;
 //! - [`criteria`] — search strings and filters read into clauses, refusing what cannot be
 //!   evaluated here (chains, `_has`, composite and special parameters, result parameters,
 //!   modifiers that need a terminology server) with a message for the client;
 //! - [`matcher`] — matching a clause against a resource, per parameter type.
 
+pub mod compartment;
 pub mod criteria;
 pub mod matcher;
 pub mod path;

@@ -54,6 +54,19 @@ impl Path {
         Ok(Self { alternatives })
     }
 
+    /// The resource types the expression's references are limited to, when every
+    /// alternative ends in `where(resolve() is T)` (`Encounter.subject.where(resolve() is
+    /// Patient)` reaches only Patients, whatever the parameter's declared targets).
+    pub fn reference_types(&self) -> Option<Vec<String>> {
+        self.alternatives
+            .iter()
+            .map(|steps| match steps.last() {
+                Some(Step::ReferenceTo(kind)) => Some(kind.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Every value the expression reaches in `resource`, alternatives in order.
     pub fn evaluate<'a>(&self, resource: &'a Map<String, Value>) -> Vec<Item<'a>> {
         let mut out = Vec::new();

@@ -3,8 +3,9 @@
 //! Table layout (the same as `template.yaml`):
 //! - subscriptions: key `id` (S); GSI `byOwner` (`owner` S, `id` S, all attributes);
 //!   attributes `owner`, `version` (N), `lastUpdated` (N, epoch milliseconds), `status`, `topic`, `channelType`,
-//!   `fhirVersion` (`R4`, `R4B` or `R5`; absent means R5) and `resource` (the FHIR JSON text, in the R5
-//!   model, so unknown elements survive untouched).
+//!   `fhirVersion` (`R4`, `R4B` or `R5`; absent means R5), `resource` (the FHIR JSON text, in the R5
+//!   model, so unknown elements survive untouched) and, in `smart` mode, `grant` (JSON text: the
+//!   SMART scopes and launch patient it was created under).
 //! - tokens: key `tokenId` (S); `owner`, `subscriptionIds` (L of S), `keyId`,
 //!   `issuedAt` (N), `expiresAt` (N, epoch seconds: the table's TTL attribute), `revoked` (BOOL).
 //! - bindings: key `connectionId` (S) + `subscriptionId` (S); GSI `bySubscription`
@@ -125,6 +126,10 @@ fn subscription_to_item(subscription: &StoredSubscription) -> Result<Item, Store
     if let Some(code) = resource.channel_type.as_ref().and_then(|c| c.code.clone()) {
         item.insert("channelType".to_owned(), AttributeValue::S(code));
     }
+    if let Some(grant) = subscription.grant() {
+        let json = serde_json::to_string(grant).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        item.insert("grant".to_owned(), AttributeValue::S(json));
+    }
     Ok(item)
 }
 
@@ -141,7 +146,13 @@ fn subscription_from_item(item: &Item) -> Result<StoredSubscription, StoreError>
         Some(_) => FhirVersion::from_path_segment(&string(item, "fhirVersion")?)
             .ok_or_else(|| StoreError::Corrupt("fhirVersion is not R4, R4B or R5".to_owned()))?,
     };
-    Ok(StoredSubscription::new(&string(item, "owner")?, version, last_updated, resource).in_fhir_version(fhir_version))
+    let grant = match item.get("grant") {
+        None => None,
+        Some(_) => Some(serde_json::from_str(&string(item, "grant")?).map_err(|e| StoreError::Corrupt(e.to_string()))?),
+    };
+    Ok(StoredSubscription::new(&string(item, "owner")?, version, last_updated, resource)
+        .in_fhir_version(fhir_version)
+        .with_grant(grant))
 }
 
 fn token_to_item(record: &TokenRecord) -> Item {

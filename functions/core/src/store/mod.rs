@@ -9,6 +9,7 @@
 pub mod dynamodb;
 pub mod memory;
 
+use crate::smart::subscription::KeptGrant;
 use std::future::Future;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -42,6 +43,7 @@ pub struct StoredSubscription {
     last_updated: DateTime<Utc>,
     resource: Subscription,
     fhir_version: FhirVersion,
+    grant: Option<KeptGrant>,
 }
 
 impl StoredSubscription {
@@ -51,7 +53,19 @@ impl StoredSubscription {
         let meta = resource.meta.get_or_insert_with(Meta::default);
         meta.version_id = Some(version.to_string());
         meta.last_updated = Some(last_updated.to_rfc3339_opts(SecondsFormat::Millis, true));
-        Self { owner: owner.to_owned(), version, last_updated, resource, fhir_version: FhirVersion::R5 }
+        Self { owner: owner.to_owned(), version, last_updated, resource, fhir_version: FhirVersion::R5, grant: None }
+    }
+
+    /// The same subscription, keeping the SMART grant it was created (or last updated)
+    /// under; matching applies it ([`KeptGrant::permits`]).
+    pub fn with_grant(mut self, grant: Option<KeptGrant>) -> Self {
+        self.grant = grant;
+        self
+    }
+
+    /// The SMART grant kept with it (`smart` mode), if any.
+    pub fn grant(&self) -> Option<&KeptGrant> {
+        self.grant.as_ref()
     }
 
     /// The same subscription, created in (and answered in) FHIR version `fhir_version`.
@@ -66,10 +80,13 @@ impl StoredSubscription {
         self.fhir_version
     }
 
-    /// The next version of this subscription: `resource` (its id is kept) written at `now`.
+    /// The next version of this subscription: `resource` (its id is kept) written at `now`,
+    /// with the same grant (an update in `smart` mode replaces it with [`Self::with_grant`]).
     pub fn next_version(&self, mut resource: Subscription, now: DateTime<Utc>) -> Self {
         resource.id = self.resource.id.clone();
-        Self::new(&self.owner, self.version + 1, now, resource).in_fhir_version(self.fhir_version)
+        Self::new(&self.owner, self.version + 1, now, resource)
+            .in_fhir_version(self.fhir_version)
+            .with_grant(self.grant.clone())
     }
 
     /// The logical id.

@@ -175,6 +175,21 @@ impl Topic {
         })
     }
 
+    /// Every resource type a notification of this topic can carry, for events in FHIR
+    /// `version`: its triggers' types and what its `notificationShape`s include (`None`:
+    /// any type). What a SMART subscriber must be allowed to read.
+    pub fn notified_types(&self, version: FhirVersion) -> Vec<Option<String>> {
+        let mut types: Vec<Option<String>> = self.triggers.iter().map(|t| Some(t.resource_type.clone())).collect();
+        types.extend(self.shapes.iter().flat_map(|shape| shape.included_types(version)));
+        let mut unique = Vec::new();
+        for kind in types {
+            if !unique.contains(&kind) {
+                unique.push(kind);
+            }
+        }
+        unique
+    }
+
     /// The context resources a notification about `focus` carries, when this topic has a
     /// `notificationShape` for its type (`None`: the event's context as sent); the
     /// resources are in FHIR `version`.

@@ -132,6 +132,26 @@ impl NotificationShape {
         Ok(shape)
     }
 
+    /// The resource types its includes and rev-includes can add to a notification, for
+    /// resources in FHIR `version` (`None`: any type, a reference parameter that may point
+    /// anywhere).
+    pub fn included_types(&self, version: FhirVersion) -> Vec<Option<String>> {
+        let mut types = Vec::new();
+        for directive in self.includes.iter().chain(&self.iterates) {
+            match (&directive.target_type, directive.parameter.get(version)) {
+                (Some(kind), _) => types.push(Some(kind.clone())),
+                (None, Some(parameter)) => match parameter.path().ok().and_then(|path| path.reference_types()) {
+                    Some(kinds) => types.extend(kinds.into_iter().map(Some)),
+                    None if !parameter.targets.is_empty() => types.extend(parameter.targets.iter().cloned().map(Some)),
+                    None => types.push(None),
+                },
+                (None, None) => types.push(None),
+            }
+        }
+        types.extend(self.rev_includes.iter().map(|d| Some(d.source_type.clone())));
+        types
+    }
+
     /// The context subjects this shape selects for `focus`, in the order they were sent;
     /// every resource is in FHIR `version`.
     pub fn select(&self, focus: &Map<String, Value>, context: &[Subject], version: FhirVersion) -> Vec<Subject> {

@@ -61,6 +61,7 @@ PARAMETERS = {
     # The sample HTTP events carry SMART scopes (scope, and scp in API Gateway's bracket form).
     "AuthorizationMode": "smart",
     "SmartPatientClaim": "patient",
+    "MaxNotificationContent": "full-resource",
 }
 # Each generated secret's JSON, as the functions that read a secret at runtime find it in
 # moto_server (the relay secret is the one infra/events/relay-*.json present).

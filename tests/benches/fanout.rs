@@ -137,6 +137,7 @@ async fn round(aws: &aws_config::SdkConfig, endpoint: &str, size: usize) -> (f64
             handshake_pending: false,
             heartbeat_period: None,
             heartbeat_due_at: None,
+            grant: None,
         })
         .collect();
     store.put_bindings(&bindings).await.expect("bindings");

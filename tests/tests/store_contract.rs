@@ -124,6 +124,7 @@ fn token(expires_at: i64) -> TokenRecord {
         issued_at: expires_at - 1800,
         expires_at,
         revoked: false,
+        grant: None,
     }
 }
 
@@ -137,6 +138,14 @@ async fn tokens_round_trip<S: Backend, T: TokenBackend>(stores: Stores<S, T>) {
     let revoked = store.get_token(&record.token_id).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(revoked.map(|r| r.revoked), Some(true));
     assert_eq!(store.revoke_token(&new_id()).await, Ok(false), "revoking a missing token creates nothing");
+    // A token issued in smart mode keeps its grant snapshot.
+    let mut granted = token(1_800_001_800);
+    granted.grant = Some(fhir_ws_core::smart::subscription::KeptGrant {
+        scopes: vec!["patient/*.rs".to_owned()],
+        patient: Some("123".to_owned()),
+    });
+    store.put_token(&granted).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(store.get_token(&granted.token_id).await, Ok(Some(granted)));
 }
 both_stores!(tokens_round_trip_and_revoke, tokens_round_trip);
 
@@ -187,6 +196,7 @@ fn binding(connection: &str, subscription: &str, token: &str, expires_at: i64) -
         handshake_pending: true,
         heartbeat_period: Some(60),
         heartbeat_due_at: Some(expires_at - 1800),
+        grant: None,
     }
 }
 
@@ -202,7 +212,14 @@ async fn bindings_contract<S: Backend, T: TokenBackend, B: BindingStore, C: Coun
         .put_bindings(&[binding(&a, &high, "t1", 1_800_001_800), binding(&a, &low, "t1", 1_800_001_800)])
         .await
         .unwrap();
-    store.put_bindings(&[binding(&b, &s1, "t2", 1_800_001_800)]).await.unwrap();
+    let mut granted = binding(&b, &s1, "t2", 1_800_001_800);
+    granted.grant = Some(fhir_ws_core::smart::subscription::KeptGrant {
+        scopes: vec!["patient/Encounter.rs?class=EMER".to_owned()],
+        patient: Some("123".to_owned()),
+    });
+    store.put_bindings(std::slice::from_ref(&granted)).await.unwrap();
+    let read = store.bindings_of_connection(&b).await.unwrap();
+    assert_eq!(read.first().map(|x| &x.grant), Some(&granted.grant), "a binding keeps its grant snapshot");
     let on_a: Vec<String> =
         store.bindings_of_connection(&a).await.unwrap().into_iter().map(|x| x.subscription_id).collect();
     assert_eq!(on_a, vec![low.clone(), high.clone()], "ordered by subscription id");

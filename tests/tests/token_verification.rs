@@ -127,6 +127,7 @@ async fn never_recorded<S: Backend, T: TokenBackend>(stores: Stores<S, T>) {
         issued_at: claims.issued_at,
         expires_at: claims.expires_at,
         revoked: false,
+        grant: None,
     };
     app.stores.tokens.put_token(&row).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(check(&app, &token, &app.config.keys).await, Err(TokenRejection::NotIssued));

@@ -134,6 +134,35 @@ impl EventRecord {
         }
     }
 
+    /// The record without the additional-context subjects whose `keep` is false (their
+    /// references and resources both), for a connection whose grant does not allow them.
+    pub fn without_context(&self, keep: &[bool]) -> Self {
+        let kept = |index: usize| keep.get(index).copied().unwrap_or(false);
+        let focus_count = usize::from(self.focus.is_some());
+        Self {
+            subscription_id: self.subscription_id.clone(),
+            event_number: self.event_number,
+            timestamp: self.timestamp.clone(),
+            focus: self.focus.clone(),
+            additional_context: self
+                .additional_context
+                .iter()
+                .enumerate()
+                .filter(|(index, _)| kept(*index))
+                .map(|(_, url)| url.clone())
+                .collect(),
+            resources: self.resources.as_ref().map(|resources| {
+                resources
+                    .iter()
+                    .enumerate()
+                    .filter(|(index, _)| *index < focus_count || kept(index - focus_count))
+                    .map(|(_, resource)| resource.clone())
+                    .collect()
+            }),
+            expires_at: self.expires_at,
+        }
+    }
+
     /// `notificationEvent` for this event at content level `level` (`empty`: no
     /// references).
     fn notification_event(&self, level: ContentLevel) -> NotificationEvent {

@@ -207,6 +207,7 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: P
             "Failed",
             "OversizeDowngraded",
             "CrossVersionDowngraded",
+            "GrantWithheld",
             "Invalid",
             "DeadLettered",
             "TopicError",
@@ -446,13 +447,43 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: P
             metrics.add("OversizeDowngraded", 1);
         }
         let bindings = self.delivery.bindings.bindings_of_subscription(subscription.id()).await?;
+        // A binding made in `smart` mode carries its token's grant: each distinct grant
+        // gets the frame it allows (none when the focus is not allowed; context it does
+        // not allow left out), checked in the version the resources are now in.
+        let shown = if keep_resources { to } else { from };
+        let mut grants: Vec<(Option<&crate::smart::subscription::KeptGrant>, Option<Vec<u8>>)> =
+            vec![(None, Some(frame))];
+        for grant in bindings.iter().filter_map(|b| b.grant.as_ref()) {
+            if grants.iter().any(|(known, _)| *known == Some(grant)) {
+                continue;
+            }
+            let allowed = |subject: &Subject| {
+                let level = crate::notification::content_level(subscription);
+                grant.permits(subject.resource(), subject.resource_type().as_deref(), level, shown, now)
+            };
+            let frame = match &focus {
+                Some(focus) if !allowed(focus) => {
+                    metrics.add("GrantWithheld", 1);
+                    None
+                }
+                _ => {
+                    let keep: Vec<bool> = context.iter().map(allowed).collect();
+                    let narrowed = record.without_context(&keep);
+                    Some(event_frame(subscription, &narrowed, now).map_err(|e| FanOutError::Invalid(e.to_string()))?.0)
+                }
+            };
+            grants.push((Some(grant), frame));
+        }
         let delivery = &self.delivery;
         // Futures built in a plain loop (no combinator closures) keep the whole future
         // `Send` for callers that spawn it.
         let mut posts = Vec::with_capacity(bindings.len());
         for binding in &bindings {
-            if binding.expires_at > now.timestamp() {
-                posts.push(delivery.post(&binding.callback_url, &binding.connection_id, &frame, metrics));
+            let frame = grants.iter().find(|(grant, _)| *grant == binding.grant.as_ref()).and_then(|(_, f)| f.as_ref());
+            if let Some(frame) = frame
+                && binding.expires_at > now.timestamp()
+            {
+                posts.push(delivery.post(&binding.callback_url, &binding.connection_id, frame, metrics));
             }
         }
         let results: Vec<Result<(), PushError>> = bounded(posts, MAX_IN_FLIGHT).await;

@@ -35,7 +35,7 @@ use crate::http::{
     ApiError, IGNORED_QUERY_PARAMETERS, IdentityConfig, fhir_path, fhir_response, json_body, request_version,
 };
 use crate::revocation::{Removed, Revocation};
-use crate::smart::Permission;
+use crate::smart::{Grant, Permission};
 use crate::store::{SubscriptionStore, TokenRecord, TokenStore};
 use crate::token::{DecodeError, KeyRing, TokenClaims, decode, sign};
 
@@ -100,7 +100,8 @@ impl<S: SubscriptionStore, T: TokenStore> BindingTokenOperation<S, T> {
         let version = request_version(request)?;
         let owner = self.identity.caller(request)?;
         // Tokens for the caller's subscriptions at type level search them; the rest read one.
-        self.identity
+        let grant = self
+            .identity
             .authorize(request, if matches!(level, Level::Type) { Permission::Search } else { Permission::Read })?;
         let requested_ids = match level {
             Level::Revoke => return self.revoke(request, &owner, now).await,
@@ -116,7 +117,7 @@ impl<S: SubscriptionStore, T: TokenStore> BindingTokenOperation<S, T> {
             Level::Type => ids_from_query(request)?,
         };
         let subscription_ids = self.bindable_ids(&owner, version, requested_ids, now).await?;
-        self.issue(owner, subscription_ids, now).await
+        self.issue(owner, subscription_ids, grant.as_ref(), now).await
     }
 
     /// Checks each requested id, or picks all usable ones of `version` when none were named.
@@ -201,19 +202,25 @@ impl<S: SubscriptionStore, T: TokenStore> BindingTokenOperation<S, T> {
         Ok(answer(true, removed))
     }
 
-    /// Signs a token, records it with its TTL, and builds the output parameters.
+    /// Signs a token, records it with its TTL, and builds the output parameters. In
+    /// `smart` mode the token keeps a snapshot of the caller's `grant` (every binding it
+    /// makes carries it, and each frame is checked against it) and expires no later than
+    /// the access token it was asked for with.
     async fn issue(
         &self,
         owner: String,
         subscription_ids: Vec<String>,
+        grant: Option<&Grant>,
         now: DateTime<Utc>,
     ) -> Result<Parameters, ApiError> {
+        let lifetime_end = (now + self.token_lifetime).timestamp();
+        let access_end = grant.and_then(|g| g.expires_at).unwrap_or(lifetime_end);
         let claims = TokenClaims {
             token_id: new_id(),
             owner,
             subscription_ids,
             issued_at: now.timestamp(),
-            expires_at: (now + self.token_lifetime).timestamp(),
+            expires_at: lifetime_end.min(access_end),
         };
         self.keys.refresh_for_signing().await;
         let token = sign(&claims, &self.keys);
@@ -226,6 +233,7 @@ impl<S: SubscriptionStore, T: TokenStore> BindingTokenOperation<S, T> {
             issued_at: claims.issued_at,
             expires_at: claims.expires_at,
             revoked: false,
+            grant: grant.map(Grant::kept),
         };
         self.tokens.put_token(&record).await?;
         let expiration = claims.expiry().to_rfc3339_opts(SecondsFormat::Secs, true);

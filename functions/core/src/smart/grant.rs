@@ -23,6 +23,8 @@ pub struct Grant {
     pub patient: Option<String>,
     /// The `fhirUser` claim, if any.
     pub fhir_user: Option<String>,
+    /// The access token's expiry (`exp`, epoch seconds), if it says.
+    pub expires_at: Option<i64>,
 }
 
 /// The claim names a grant is read from.
@@ -83,7 +85,8 @@ impl Grant {
             id
         });
         let fhir_user = claims.get("fhirUser").map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        Self { scopes: resource_scopes(texts.iter().map(String::as_str)), patient, fhir_user }
+        let expires_at = claims.get("exp").and_then(|v| v.trim().parse::<i64>().ok());
+        Self { scopes: resource_scopes(texts.iter().map(String::as_str)), patient, fhir_user, expires_at }
     }
 
     /// Whether some scope permits `permission` on resources of `kind` (in any context).
@@ -108,6 +111,11 @@ impl Grant {
     /// caller then sees only the launch patient's data of that type).
     pub fn only_patient_level(&self, kind: &str, permission: Permission) -> bool {
         self.scopes_for(kind, permission).all(|s| s.context == Context::Patient)
+    }
+
+    /// The grant as a Subscription or a binding keeps it.
+    pub fn kept(&self) -> super::subscription::KeptGrant {
+        super::subscription::KeptGrant { scopes: self.scope_texts(), patient: self.patient.clone() }
     }
 
     /// The scopes, as v2 writes them, for messages and the console.

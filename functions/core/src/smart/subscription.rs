@@ -158,7 +158,7 @@ pub fn admit(grant: &Grant, subscription: &Subscription, topics: &TopicRegistry)
             }
         }
     }
-    Ok(KeptGrant { scopes: grant.scope_texts(), patient: grant.patient.clone() })
+    Ok(grant.kept())
 }
 
 fn held(grant: &Grant) -> String {

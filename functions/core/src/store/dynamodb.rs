@@ -7,10 +7,12 @@
 //!   model, so unknown elements survive untouched) and, in `smart` mode, `grant` (JSON text: the
 //!   SMART scopes and launch patient it was created under).
 //! - tokens: key `tokenId` (S); `owner`, `subscriptionIds` (L of S), `keyId`,
-//!   `issuedAt` (N), `expiresAt` (N, epoch seconds: the table's TTL attribute), `revoked` (BOOL).
+//!   `issuedAt` (N), `expiresAt` (N, epoch seconds: the table's TTL attribute), `revoked` (BOOL),
+//!   and in `smart` mode `grant` (S, JSON: the scopes and patient presented when it was issued).
 //! - bindings: key `connectionId` (S) + `subscriptionId` (S); GSI `bySubscription`
 //!   (`subscriptionId`, `connectionId`, all attributes); `tokenId`, `owner`, `callbackUrl`,
-//!   `boundAt`, `expiresAt` (TTL), `lastMessageAt` (N, epoch seconds), `handshakePending` (BOOL).
+//!   `boundAt`, `expiresAt` (TTL), `lastMessageAt` (N, epoch seconds), `handshakePending` (BOOL),
+//!   `grant` (S, JSON, `smart` mode: its token's grant snapshot).
 //!   Also `heartbeatPeriod` (N), and `dueShard` (S) + `heartbeatDueAt` (N, only while a
 //!   heartbeat or handshake is due) keying the sparse GSI `byHeartbeatDue`.
 //! - subscriptions also have GSI `byTopic` (`topic`, `id`, all attributes).
@@ -26,6 +28,7 @@
 //!   number 0 per upstream subscription: `reference` (S), `reached` (N, highest number
 //!   heard of) and `heardAt` (N, epoch seconds).
 
+use crate::smart::subscription::KeptGrant;
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
@@ -146,17 +149,31 @@ fn subscription_from_item(item: &Item) -> Result<StoredSubscription, StoreError>
         Some(_) => FhirVersion::from_path_segment(&string(item, "fhirVersion")?)
             .ok_or_else(|| StoreError::Corrupt("fhirVersion is not R4, R4B or R5".to_owned()))?,
     };
-    let grant = match item.get("grant") {
-        None => None,
-        Some(_) => Some(serde_json::from_str(&string(item, "grant")?).map_err(|e| StoreError::Corrupt(e.to_string()))?),
-    };
+    let grant = grant_of(item)?;
     Ok(StoredSubscription::new(&string(item, "owner")?, version, last_updated, resource)
         .in_fhir_version(fhir_version)
         .with_grant(grant))
 }
 
+/// The `grant` attribute (JSON text) of an item, when it has one.
+fn grant_of(item: &Item) -> Result<Option<KeptGrant>, StoreError> {
+    match item.get("grant") {
+        None => Ok(None),
+        Some(_) => {
+            serde_json::from_str(&string(item, "grant")?).map(Some).map_err(|e| StoreError::Corrupt(e.to_string()))
+        }
+    }
+}
+
+/// Adds the `grant` attribute (JSON text) when there is one.
+fn put_grant(item: &mut Item, grant: Option<&KeptGrant>) {
+    if let Some(json) = grant.and_then(|g| serde_json::to_string(g).ok()) {
+        item.insert("grant".to_owned(), AttributeValue::S(json));
+    }
+}
+
 fn token_to_item(record: &TokenRecord) -> Item {
-    Item::from([
+    let mut item = Item::from([
         ("tokenId".to_owned(), AttributeValue::S(record.token_id.clone())),
         ("owner".to_owned(), AttributeValue::S(record.owner.clone())),
         (
@@ -167,7 +184,9 @@ fn token_to_item(record: &TokenRecord) -> Item {
         ("issuedAt".to_owned(), AttributeValue::N(record.issued_at.to_string())),
         (TTL_ATTRIBUTE.to_owned(), AttributeValue::N(record.expires_at.to_string())),
         ("revoked".to_owned(), AttributeValue::Bool(record.revoked)),
-    ])
+    ]);
+    put_grant(&mut item, record.grant.as_ref());
+    item
 }
 
 fn token_from_item(item: &Item) -> Result<TokenRecord, StoreError> {
@@ -189,6 +208,7 @@ fn token_from_item(item: &Item) -> Result<TokenRecord, StoreError> {
         issued_at: number(item, "issuedAt")?,
         expires_at: number(item, TTL_ATTRIBUTE)?,
         revoked: matches!(item.get("revoked"), Some(AttributeValue::Bool(true))),
+        grant: grant_of(item)?,
     })
 }
 
@@ -379,6 +399,7 @@ fn binding_to_item(binding: &Binding) -> Item {
     if let Some(due) = binding.heartbeat_due_at {
         item.insert("heartbeatDueAt".to_owned(), AttributeValue::N(due.to_string()));
     }
+    put_grant(&mut item, binding.grant.as_ref());
     item
 }
 
@@ -404,6 +425,7 @@ fn binding_from_item(item: &Item) -> Result<Binding, StoreError> {
             .map(|p| u32::try_from(p).map_err(|_| StoreError::Corrupt("heartbeatPeriod out of range".to_owned())))
             .transpose()?,
         heartbeat_due_at: optional_number(item, "heartbeatDueAt")?,
+        grant: grant_of(item)?,
     })
 }
 

@@ -155,6 +155,10 @@ pub struct TokenRecord {
     pub expires_at: i64,
     /// Set when the token was revoked before its expiry.
     pub revoked: bool,
+    /// In `smart` mode, the grant presented when the token was issued (scopes and
+    /// patient); every binding it makes carries it, and delivery checks each frame
+    /// against it.
+    pub grant: Option<KeptGrant>,
 }
 
 /// One WebSocket connection bound to one subscription (a row of the bindings table).
@@ -184,6 +188,9 @@ pub struct Binding {
     /// a pending handshake, else the last message plus the heartbeat period; `None`
     /// when neither applies (the binding then costs the heartbeat nothing).
     pub heartbeat_due_at: Option<i64>,
+    /// In `smart` mode, the grant snapshot of the token that made it: what may reach this
+    /// connection (checked on every frame).
+    pub grant: Option<KeptGrant>,
 }
 
 /// Longest pause between messages on a connection with heartbeats: API Gateway closes

@@ -18,6 +18,8 @@ pub struct VerifiedToken {
     pub claims: TokenClaims,
     /// The subscriptions, as read during verification, in token order.
     pub subscriptions: Vec<StoredSubscription>,
+    /// The grant snapshot recorded with the token (`smart` mode).
+    pub grant: Option<crate::smart::subscription::KeptGrant>,
 }
 
 /// Why a token was refused.
@@ -76,5 +78,5 @@ where
         let found = subscriptions.get(id).await?;
         bound.push(bindable(id, found, &claims.owner, now)?);
     }
-    Ok(VerifiedToken { claims, subscriptions: bound })
+    Ok(VerifiedToken { claims, subscriptions: bound, grant: record.grant })
 }

@@ -153,6 +153,7 @@ impl<S: SubscriptionStore, T: TokenStore, B: BindingStore> Binder<S, T, B> {
                 heartbeat_period: subscription.resource().heartbeat_period,
                 // Due at once: if no frame arrives to flush the handshake, the heartbeat run sends it.
                 heartbeat_due_at: Some(now.timestamp()),
+                grant: verified.grant.clone(),
             })
             .collect();
         self.bindings.put_bindings(&rows).await?;

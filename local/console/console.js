@@ -537,7 +537,21 @@ async function replayEvents(event) {
 async function loadUsers() {
   const users = await fetch("/console/users").then((r) => r.json()).catch(() => []);
   const select = $("user");
-  for (const user of users) select.append(element("option", { value: user.token }, user.principal));
+  for (const user of users) {
+    const option = element("option", { value: user.token }, user.principal);
+    option.dataset.scope = user.scope || "";
+    option.dataset.patient = user.patient || "";
+    select.append(option);
+  }
+  showScopes();
+}
+
+// The chosen user's SMART scopes and launch patient (what `fhir-ws serve --authorization
+// smart` holds them to).
+function showScopes() {
+  const option = $("user").selectedOptions[0];
+  const patient = option?.dataset.patient ? ` · patient ${option.dataset.patient}` : "";
+  $("user-scopes").textContent = option ? `${option.dataset.scope}${patient}` : "";
 }
 
 async function loadTopics() {
@@ -562,6 +576,7 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("example-event").addEventListener("click", exampleEvent);
   $("events-form").addEventListener("submit", replayEvents);
   $("clear").addEventListener("click", () => $("frames").replaceChildren());
+  $("user").addEventListener("change", showScopes);
   for (const id of ["user", "version"]) {
     $(id).addEventListener("change", () => {
       closeSocket();

@@ -37,9 +37,13 @@ enum Command {
         #[arg(long, env = "AWS_ENDPOINT_URL_DYNAMODB")]
         dynamodb_endpoint: Option<String>,
         /// Extra bearer token for the local authorizer stand-in, as TOKEN=PRINCIPAL
-        /// (alice-token=alice and bob-token=bob are always there).
+        /// (alice-token=alice, bob-token=bob and patient-token=patient are always there).
         #[arg(long = "user", value_name = "TOKEN=PRINCIPAL")]
         users: Vec<String>,
+        /// A JSON file of further users: bearer token → {"sub", "scope", "patient",
+        /// "fhirUser"} (the claims a real authorizer would pass on).
+        #[arg(long = "users", value_name = "FILE")]
+        users_file: Option<PathBuf>,
         /// Binding token lifetime in seconds.
         #[arg(long, default_value_t = 1800)]
         token_lifetime: i64,
@@ -232,6 +236,7 @@ async fn run(command: Command) -> Result<(), String> {
             port,
             dynamodb_endpoint,
             users,
+            users_file,
             token_lifetime,
             heartbeat_seconds,
             fhir_base_url,
@@ -250,6 +255,10 @@ async fn run(command: Command) -> Result<(), String> {
             let topics =
                 topics.as_deref().map(|folder| TopicRegistry::from_folder(folder, event_fhir_version)).transpose()?;
             let mut known = Users::default();
+            if let Some(file) = &users_file {
+                let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+                known.add_file(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+            }
             for user in &users {
                 let (token, principal) =
                     user.split_once('=').ok_or(format!("--user {user}: expected TOKEN=PRINCIPAL"))?;
@@ -286,7 +295,7 @@ async fn run(command: Command) -> Result<(), String> {
                  relay (upstream FHIR): POST http://{address}/relay  (Authorization: Bearer {})\n  \
                  store:                 {store}\n  \
                  browser origins:       {} (CORS; --cors-origin)\n  \
-                 bearer tokens:         alice-token (alice), bob-token (bob){}\n\n\
+                 bearer tokens:         alice-token (alice), bob-token (bob), patient-token (Patient/example){}\n\n\
                  Quick start, in another terminal:\n  \
                  cargo run -p fhir-ws-local -- subscribe --server http://{address} --topic http://example.org/topics/encounter-start\n\
                  and in a third:\n  \

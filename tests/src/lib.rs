@@ -10,6 +10,7 @@ pub mod browser;
 pub mod fuzz;
 pub mod local;
 pub mod management_api;
+pub mod sockets;
 pub mod websocket;
 
 use std::io::Write as _;

@@ -97,7 +97,9 @@ async fn console_flow(engine: Engine) {
     let _ = browser.console_messages().await; // ChromeDriver hands each message out once
     let users =
         browser.execute("return [...document.querySelectorAll('#user option')].map(o => o.textContent)", vec![]).await;
-    assert_eq!(users, json!(["alice", "bob"]));
+    assert_eq!(users, json!(["alice", "bob", "patient"]));
+    let scopes = browser.execute("return document.getElementById('user-scopes').textContent", vec![]).await;
+    assert_eq!(scopes, json!("openid fhirUser user/*.cruds"), "the chosen user's scopes are shown");
 
     // R5: create, bind, two events, each shown with its number.
     browser.click(&browser.wait_for("#create", WAIT).await).await;
@@ -218,7 +220,12 @@ async fn the_console_is_served_from_the_binary_under_a_policy_that_keeps_it_to_t
     let users: Value = http.get(format!("{base}/console/users")).send().await.unwrap().json().await.unwrap();
     assert_eq!(
         users,
-        json!([{"principal": "alice", "token": "alice-token"}, {"principal": "bob", "token": "bob-token"}])
+        json!([
+            {"principal": "alice", "token": "alice-token", "scope": "openid fhirUser user/*.cruds", "patient": null},
+            {"principal": "bob", "token": "bob-token", "scope": "openid fhirUser user/*.cruds", "patient": null},
+            {"principal": "patient", "token": "patient-token",
+             "scope": "openid fhirUser launch/patient patient/*.rs patient/Subscription.cruds", "patient": "example"}
+        ])
     );
     stack.stop().await;
 }

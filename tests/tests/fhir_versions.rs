@@ -12,18 +12,15 @@
 //! every frame checked by the validator of its subscriber's version, and each body in that
 //! version: converted where fhir-ws converts the type exactly, a reference otherwise.
 
-use std::time::Duration;
-
 use fhir_ws_core::fhir::convert::convert;
 use fhir_ws_core::fhir::version::FhirVersion;
 use fhir_ws_local::client::{Api, ClientError, StatusView};
 use fhir_ws_local::gateway::{LOCAL_RELAY_SECRET, Options};
 use fhir_ws_tests::local::LocalStack;
-use futures::{SinkExt as _, StreamExt as _};
+use fhir_ws_tests::sockets::{next_after_handshakes, next_json, nothing_more};
+use futures::SinkExt as _;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// The local stack's FHIR base (`Options::default().fhir_base_url`).
 const BASE: &str = "http://localhost:8080/fhir";
@@ -65,35 +62,6 @@ fn r5_encounter(id: &str, patient: &str, doctor: &str) -> Value {
     let r4 = r4_encounter(id, patient, doctor);
     let converted = convert(r4.as_object().unwrap(), FhirVersion::R4, FhirVersion::R5).unwrap();
     Value::Object(converted)
-}
-
-async fn next_json(socket: &mut Socket) -> Value {
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(10), socket.next()).await.expect("a frame within 10 s");
-        match frame.expect("open").expect("frame") {
-            Message::Text(text) => {
-                return serde_json::from_str(text.as_str()).unwrap_or(Value::String(text.to_string()));
-            }
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-}
-
-/// The next frame that is not a handshake (handshakes are at least once).
-async fn next_after_handshakes(socket: &mut Socket) -> Value {
-    loop {
-        let frame = next_json(socket).await;
-        if StatusView::of_bundle(&frame).is_none_or(|view| view.kind != "handshake") {
-            return frame;
-        }
-    }
-}
-
-/// Nothing further has arrived: the next frame answers a ping.
-async fn nothing_more(socket: &mut Socket, why: &str) {
-    socket.send(Message::text("ping")).await.unwrap();
-    assert_eq!(next_after_handshakes(socket).await, json!("pong"), "{why}");
 }
 
 /// The resources after the status entry, by type.

@@ -63,13 +63,16 @@ pub(crate) async fn asset<K: Backend>(State(gateway): State<Arc<Gateway<K>>>, Pa
     }
 }
 
-/// `GET /console/users`: the local users and their bearer tokens, by name.
+/// `GET /console/users`: the local users, their bearer tokens, scopes and launch patients,
+/// by name.
 pub(crate) async fn users<K: Backend>(State(gateway): State<Arc<Gateway<K>>>) -> Response {
     let users: Vec<_> = gateway
         .users
         .by_principal()
         .into_iter()
-        .map(|(principal, token)| json!({"principal": principal, "token": token}))
+        .map(|(principal, token, user)| {
+            json!({"principal": principal, "token": token, "scope": user.scope, "patient": user.patient})
+        })
         .collect();
     ([(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")], json!(users).to_string())
         .into_response()

@@ -108,7 +108,7 @@ pub(crate) async fn handle<K: Backend>(
         return outcome(StatusCode::PAYLOAD_TOO_LARGE, IssueType::TooCostly, "the request body is too large");
     };
     let authorization = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let principal = gateway.users.principal(authorization);
+    let user = gateway.users.user(authorization);
     let mut headers = Map::new();
     for (name, value) in &parts.headers {
         if let Ok(value) = value.to_str() {
@@ -143,9 +143,8 @@ pub(crate) async fn handle<K: Backend>(
         },
         "isBase64Encoded": false,
     });
-    if let Some(principal) = principal {
-        let claims = json!({"sub": principal, "iss": "fhir-ws-local", "scope": super::LOCAL_USER_SCOPES});
-        event["requestContext"]["authorizer"] = json!({"jwt": {"claims": claims, "scopes": null}});
+    if let Some(user) = user {
+        event["requestContext"]["authorizer"] = json!({"jwt": {"claims": user.claims(), "scopes": null}});
     }
     if !parameters.is_empty() {
         event["pathParameters"] = Value::Object(parameters);
@@ -179,7 +178,7 @@ pub(crate) async fn handle<K: Backend>(
         method,
         path,
         status = response.status().as_u16(),
-        principal = principal.unwrap_or("(none: unknown or missing bearer token)"),
+        principal = user.map_or("(none: unknown or missing bearer token)", |u| u.sub.as_str()),
         "http"
     );
     let (parts, body) = response.into_parts();

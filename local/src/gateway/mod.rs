@@ -50,42 +50,106 @@ pub const STAGE: &str = "local";
 /// Largest HTTP request body accepted (API Gateway HTTP APIs take 10 MB).
 const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
 
-/// The SMART scopes every local user's token carries (`--authorization smart` reads them;
-/// `owner` mode ignores them): all resources, every interaction.
+/// The SMART scopes of the default local users alice and bob (`--authorization smart`
+/// reads them; `owner` mode ignores them): every resource, every interaction.
 pub const LOCAL_USER_SCOPES: &str = "openid fhirUser user/*.cruds";
+/// The default patient-level user: its token, principal, launch patient and scopes.
+pub const LOCAL_PATIENT_USER: (&str, &str, &str, &str) =
+    ("patient-token", "patient", "example", "openid fhirUser launch/patient patient/*.rs patient/Subscription.cruds");
 
-/// The local stand-in for the JWT authorizer: static bearer tokens mapped to principals.
+/// One local user: what the authorizer stand-in puts in the request's claims.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct LocalUser {
+    /// The principal (`sub`).
+    pub sub: String,
+    /// The `scope` claim (space-separated).
+    #[serde(default = "default_scope")]
+    pub scope: String,
+    /// The launch patient (`patient` claim), if any.
+    #[serde(default)]
+    pub patient: Option<String>,
+    /// The `fhirUser` claim, if any.
+    #[serde(default, rename = "fhirUser")]
+    pub fhir_user: Option<String>,
+}
+
+fn default_scope() -> String {
+    LOCAL_USER_SCOPES.to_owned()
+}
+
+impl LocalUser {
+    /// A user with the default scopes.
+    pub fn new(principal: &str) -> Self {
+        Self { sub: principal.to_owned(), scope: default_scope(), patient: None, fhir_user: None }
+    }
+
+    /// The JWT claims a real authorizer would hand the functions for this user's token.
+    pub fn claims(&self) -> serde_json::Value {
+        let mut claims = serde_json::json!({"sub": self.sub, "iss": "fhir-ws-local", "scope": self.scope});
+        if let Some(patient) = &self.patient {
+            claims["patient"] = serde_json::json!(patient);
+        }
+        if let Some(fhir_user) = &self.fhir_user {
+            claims["fhirUser"] = serde_json::json!(fhir_user);
+        }
+        claims
+    }
+}
+
+/// The local stand-in for the JWT authorizer: static bearer tokens mapped to users.
 /// Local only; the template always uses the real JWT authorizer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Users(HashMap<String, String>);
+pub struct Users(HashMap<String, LocalUser>);
 
 impl Default for Users {
-    /// `alice-token` → `alice`, `bob-token` → `bob`.
+    /// `alice-token` → `alice` and `bob-token` → `bob` (each with `user/*.cruds`), and
+    /// `patient-token` → `patient`, a patient-level app for Patient `example`.
     fn default() -> Self {
-        Self(HashMap::from([
-            ("alice-token".to_owned(), "alice".to_owned()),
-            ("bob-token".to_owned(), "bob".to_owned()),
-        ]))
+        let (token, principal, patient, scope) = LOCAL_PATIENT_USER;
+        let mut users = HashMap::from([
+            ("alice-token".to_owned(), LocalUser::new("alice")),
+            ("bob-token".to_owned(), LocalUser::new("bob")),
+        ]);
+        users.insert(
+            token.to_owned(),
+            LocalUser {
+                sub: principal.to_owned(),
+                scope: scope.to_owned(),
+                patient: Some(patient.to_owned()),
+                fhir_user: Some(format!("Patient/{patient}")),
+            },
+        );
+        Self(users)
     }
 }
 
 impl Users {
-    /// Adds `token` for `principal`.
+    /// Adds `token` for `principal`, with the default scopes.
     pub fn add(&mut self, token: &str, principal: &str) {
-        self.0.insert(token.to_owned(), principal.to_owned());
+        self.0.insert(token.to_owned(), LocalUser::new(principal));
     }
 
-    /// Every (principal, token), ordered by principal, then token.
-    pub fn by_principal(&self) -> Vec<(&str, &str)> {
-        let mut users: Vec<(&str, &str)> = self.0.iter().map(|(t, p)| (p.as_str(), t.as_str())).collect();
-        users.sort_unstable();
+    /// Adds every user of a users file: a JSON object from bearer token to
+    /// `{"sub", "scope", "patient", "fhirUser"}` (`scope` defaults to `user/*.cruds`).
+    pub fn add_file(&mut self, text: &str) -> Result<(), String> {
+        let users: HashMap<String, LocalUser> =
+            serde_json::from_str(text).map_err(|e| format!("the users file does not read: {e}"))?;
+        self.0.extend(users);
+        Ok(())
+    }
+
+    /// Every (principal, token, user), ordered by principal, then token.
+    pub fn by_principal(&self) -> Vec<(&str, &str, &LocalUser)> {
+        let mut users: Vec<(&str, &str, &LocalUser)> =
+            self.0.iter().map(|(t, u)| (u.sub.as_str(), t.as_str(), u)).collect();
+        users.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
         users
     }
 
-    /// The principal of an `Authorization: Bearer <token>` value.
-    pub fn principal(&self, authorization: Option<&str>) -> Option<&str> {
+    /// The user of an `Authorization: Bearer <token>` value.
+    pub fn user(&self, authorization: Option<&str>) -> Option<&LocalUser> {
         let token = authorization?.strip_prefix("Bearer ")?.trim();
-        self.0.get(token).map(String::as_str)
+        self.0.get(token)
     }
 }
 

@@ -1,0 +1,174 @@
+//! `fhir-ws serve --authorization smart` end to end, with real HTTP and WebSocket clients,
+//! on the embedded store and against moto_server: a patient-level app (SMART scopes
+//! `patient/*.rs patient/Subscription.cruds`, launch patient P) and a clinician app
+//! (`user/*.rs`) on one topic whose notifications include the patient and practitioner.
+//!
+//! - The patient app must limit its Subscriptions to P (403 naming the filter otherwise),
+//!   in R4, R4B and R5; `full-resource` without read scope is refused.
+//! - Events about P and about another patient, on one topic: the patient app receives
+//!   P's only, the clinician both; context the patient app's grant does not allow (the
+//!   practitioner) never reaches its socket.
+//! - At its next token request, narrowing the scopes, or losing the patient claim, stops
+//!   delivery to the binding made with that token.
+
+use fhir_ws_core::fhir::version::FhirVersion;
+use fhir_ws_core::http::AuthorizationMode;
+use fhir_ws_local::client::{Api, ClientError, StatusView};
+use fhir_ws_local::gateway::{Options, Users};
+use fhir_ws_tests::local::LocalStack;
+use fhir_ws_tests::sockets::{Socket, bound, next_after_handshakes, nothing_more};
+use serde_json::{Value, json};
+
+fn topic_file(url: &str) -> Value {
+    json!({"resourceType": "SubscriptionTopic", "url": url, "status": "active",
+        "resourceTrigger": [{"resource": "Encounter", "supportedInteraction": ["create", "update"]}],
+        "canFilterBy": [{"resource": "Encounter", "filterParameter": "patient"}],
+        "notificationShape": [{"resource": "Encounter", "include": ["Encounter:patient", "Encounter:practitioner"]}]})
+}
+
+/// An R5 Encounter of `patient` seen by `doctor`, created.
+fn encounter_created(id: &str, patient: &str, doctor: &str) -> Value {
+    json!({"interaction": "create",
+        "resource": {"resourceType": "Encounter", "id": id, "status": "in-progress",
+            "class": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"}]}],
+            "subject": {"reference": format!("Patient/{patient}")},
+            "participant": [{"actor": {"reference": format!("Practitioner/{doctor}")}}]},
+        "additionalContext": [{"resourceType": "Patient", "id": patient, "active": true},
+            {"resourceType": "Practitioner", "id": doctor, "active": true}]})
+}
+
+/// The types of the resources a frame carries, after its status.
+fn carried(frame: &Value) -> Vec<String> {
+    frame["entry"]
+        .as_array()
+        .map(|e| e[1..].to_vec())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|e| e["resource"]["resourceType"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The next event frame of each of `count` subscriptions on `socket`, by subscription.
+async fn events(socket: &mut Socket, count: usize) -> Vec<(String, Value)> {
+    let mut frames = Vec::new();
+    while frames.len() < count {
+        let frame = next_after_handshakes(socket).await;
+        let view = StatusView::of_bundle(&frame).unwrap_or_else(|| panic!("not a notification: {frame}"));
+        assert_eq!(view.kind, "event-notification", "{frame}");
+        frames.push((view.subscription.clone(), frame));
+    }
+    frames.sort_by(|a, b| a.0.cmp(&b.0));
+    frames
+}
+
+async fn patient_app_sees_only_its_patient(dynamodb: bool) {
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let topic = format!("http://example.org/topics/smart-e2e-{run}");
+    let folder = std::env::temp_dir().join(format!("fhir-ws-smart-topics-{run}"));
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("topic.json"), topic_file(&topic).to_string()).unwrap();
+    let (patient, other, doctor) = (format!("p-{run}"), format!("q-{run}"), format!("dr-{run}"));
+    let app = format!("app-{run}");
+    let mut users = Users::default();
+    let patient_scopes = "openid launch/patient patient/*.rs patient/Subscription.cruds";
+    users
+        .add_file(
+            &json!({
+                format!("app-{run}"): {"sub": app, "scope": patient_scopes, "patient": patient},
+                format!("app-narrow-{run}"): {"sub": app, "patient": patient,
+                    "scope": "openid launch/patient patient/Observation.rs patient/Subscription.cruds"},
+                format!("app-no-patient-{run}"): {"sub": app, "scope": patient_scopes},
+                format!("searcher-{run}"): {"sub": format!("searcher-{run}"), "patient": patient,
+                    "scope": "patient/*.s patient/Subscription.cruds"},
+                format!("doctor-{run}"): {"sub": format!("doctor-{run}"), "scope": "openid user/*.rs user/Subscription.cruds"},
+            })
+            .to_string(),
+        )
+        .unwrap();
+    let dynamodb_endpoint = dynamodb.then(|| std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap());
+    let stack = LocalStack::start(Options {
+        dynamodb_endpoint,
+        users,
+        topics: Some(fhir_ws_core::topics::TopicRegistry::from_folder(&folder, FhirVersion::R5).unwrap()),
+        authorization: AuthorizationMode::Smart,
+        ..Options::default()
+    })
+    .await;
+
+    // Subscription time: the launch patient's filter is required, in every version.
+    let mine = [format!("Encounter?patient=Patient/{patient}")];
+    let mut ids = Vec::new();
+    for version in FhirVersion::ALL {
+        let api = Api::new(&stack.base, &format!("app-{run}")).in_version(version);
+        let refused = api.create_subscription(&topic, "full-resource", None).await;
+        assert!(
+            matches!(&refused, Err(ClientError::Refused { status: 403, message })
+                if message.contains(&format!("Encounter?patient=Patient/{patient}"))),
+            "{version:?}: {refused:?}"
+        );
+        let theirs = [format!("Encounter?patient=Patient/{other}")];
+        let refused = api.create_filtered_subscription(&topic, "full-resource", None, &theirs).await;
+        assert!(matches!(refused, Err(ClientError::Refused { status: 403, .. })), "{version:?}: another patient");
+        ids.push(api.create_filtered_subscription(&topic, "full-resource", None, &mine).await.unwrap());
+    }
+    let searcher = Api::new(&stack.base, &format!("searcher-{run}"));
+    let refused = searcher.create_filtered_subscription(&topic, "full-resource", None, &mine).await;
+    assert!(
+        matches!(&refused, Err(ClientError::Refused { status: 403, message }) if message.contains("'r' on Encounter")),
+        "full-resource needs read: {refused:?}"
+    );
+    let clinician = Api::new(&stack.base, &format!("doctor-{run}"));
+    let clinician_id = clinician.create_subscription(&topic, "full-resource", None).await.unwrap();
+
+    let app_api = Api::new(&stack.base, &format!("app-{run}"));
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let token = app_api.binding_token_for(&id_refs).await.unwrap();
+    let mut app_socket = bound(&token.websocket_url, &token.token, 3).await;
+    let token = clinician.binding_token(&clinician_id).await.unwrap();
+    let mut clinician_socket = bound(&token.websocket_url, &token.token, 1).await;
+
+    // Two events on the topic: one about the launch patient, one about another patient.
+    let notify = Api::new(&stack.base, "alice-token");
+    notify.notify(&encounter_created(&format!("e1-{run}"), &patient, &doctor)).await.unwrap();
+    notify.notify(&encounter_created(&format!("e2-{run}"), &other, &doctor)).await.unwrap();
+    for (_, frame) in events(&mut app_socket, 3).await {
+        let version = fhir_ws_tests::notification_version(&frame);
+        fhir_ws_tests::assert_valid_in(version, std::slice::from_ref(&frame));
+        let text = frame.to_string();
+        assert!(text.contains(&format!("e1-{run}")) && !text.contains(&format!("e2-{run}")), "{frame}");
+        assert_eq!(carried(&frame), ["Encounter", "Patient"], "{version:?}: {frame}");
+        // Not even its reference among the event's context (the Encounter's own
+        // `participant` is part of the Encounter, which the app may read).
+        let context_reference = format!("\"reference\":\"http://localhost:8080/fhir/Practitioner/{doctor}\"");
+        assert!(!text.contains(&context_reference), "no practitioner in the context: {frame}");
+    }
+    nothing_more(&mut app_socket, "another patient's event never reaches the patient app").await;
+    let seen: Vec<Value> = events(&mut clinician_socket, 2).await.into_iter().map(|(_, f)| f).collect();
+    for frame in &seen {
+        assert_eq!(carried(frame), ["Encounter", "Patient", "Practitioner"], "{frame}");
+    }
+
+    // The next token: narrowed scopes (no Encounter), then no patient claim. A binding made
+    // with it receives nothing more; the clinician still does.
+    for bearer in [format!("app-narrow-{run}"), format!("app-no-patient-{run}")] {
+        let token = Api::new(&stack.base, &bearer).binding_token_for(&id_refs).await.unwrap();
+        let mut socket = bound(&token.websocket_url, &token.token, 3).await;
+        drop(app_socket);
+        app_socket = socket;
+        notify.notify(&encounter_created(&format!("e3-{run}"), &patient, &doctor)).await.unwrap();
+        assert_eq!(events(&mut clinician_socket, 1).await.len(), 1);
+        nothing_more(&mut app_socket, &format!("{bearer}: the grant no longer allows it")).await;
+    }
+    stack.stop().await;
+    std::fs::remove_dir_all(&folder).unwrap();
+}
+
+#[tokio::test]
+async fn a_patient_app_sees_only_its_patient_on_the_embedded_store() {
+    patient_app_sees_only_its_patient(false).await;
+}
+
+#[tokio::test]
+async fn a_patient_app_sees_only_its_patient_against_moto_server() {
+    patient_app_sees_only_its_patient(true).await;
+}

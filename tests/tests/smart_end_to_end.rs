@@ -152,9 +152,8 @@ async fn patient_app_sees_only_its_patient(dynamodb: bool) {
     // with it receives nothing more; the clinician still does.
     for bearer in [format!("app-narrow-{run}"), format!("app-no-patient-{run}")] {
         let token = Api::new(&stack.base, &bearer).binding_token_for(&id_refs).await.unwrap();
-        let mut socket = bound(&token.websocket_url, &token.token, 3).await;
         drop(app_socket);
-        app_socket = socket;
+        app_socket = bound(&token.websocket_url, &token.token, 3).await;
         notify.notify(&encounter_created(&format!("e3-{run}"), &patient, &doctor)).await.unwrap();
         assert_eq!(events(&mut clinician_socket, 1).await.len(), 1);
         nothing_more(&mut app_socket, &format!("{bearer}: the grant no longer allows it")).await;

@@ -9,7 +9,8 @@
 //!   P's only, the clinician both; context the patient app's grant does not allow (the
 //!   practitioner) never reaches its socket.
 //! - At its next token request, narrowing the scopes, or losing the patient claim, stops
-//!   delivery to the binding made with that token.
+//!   delivery to the binding made with that token, and `$events` answers with what the
+//!   current grant allows.
 
 use fhir_ws_core::fhir::version::FhirVersion;
 use fhir_ws_core::http::AuthorizationMode;
@@ -158,6 +159,19 @@ async fn patient_app_sees_only_its_patient(dynamodb: bool) {
         assert_eq!(events(&mut clinician_socket, 1).await.len(), 1);
         nothing_more(&mut app_socket, &format!("{bearer}: the grant no longer allows it")).await;
     }
+
+    // $events applies the caller's current grant the same way.
+    let r5 = ids.last().unwrap();
+    let answers = Api::new(&stack.base, &format!("app-{run}")).events(r5, 1, 3).await.unwrap();
+    let numbers = |answers: &[Value]| -> Vec<u64> {
+        answers.iter().flat_map(|a| StatusView::of_bundle(a).unwrap().events).filter_map(|e| e.number).collect()
+    };
+    assert_eq!(numbers(&answers), [1, 2, 3], "the grant it was created under: every event");
+    let narrowed = Api::new(&stack.base, &format!("app-narrow-{run}")).events(r5, 1, 3).await.unwrap();
+    assert_eq!(numbers(&narrowed), Vec::<u64>::new(), "no Encounter scope any more: {narrowed:?}");
+    let warning = narrowed[0]["issues"]["issue"][0]["diagnostics"].as_str().unwrap_or_default();
+    assert!(warning.contains("1, 2, 3") && warning.contains("current grant"), "{warning}");
+    fhir_ws_tests::assert_valid_in(FhirVersion::R5, &narrowed);
     stack.stop().await;
     std::fs::remove_dir_all(&folder).unwrap();
 }

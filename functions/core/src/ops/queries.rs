@@ -32,6 +32,7 @@ use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::Value;
 
+use crate::fanout::event::Subject;
 use crate::fhir::backport::{render_notification, render_status};
 use crate::fhir::version::FhirVersion;
 use crate::fhir::{
@@ -40,7 +41,8 @@ use crate::fhir::{
 };
 use crate::http::{ApiError, FhirPath, IdentityConfig, fhir_path, fhir_response, operation_inputs, request_version};
 use crate::notification::{content_level, query_event_bundle, subscription_status};
-use crate::smart::Permission;
+use crate::smart::subscription::KeptGrant;
+use crate::smart::{Grant, Permission};
 use crate::store::{CounterStore, EventRecord, EventStore, StoredSubscription, SubscriptionStore};
 
 /// The `$status` path segment.
@@ -85,7 +87,7 @@ impl<S: SubscriptionStore, C: CounterStore, E: EventStore> SubscriptionQueries<S
         let owner = self.identity.caller(request)?;
         // `$status` over the caller's subscriptions searches them; the rest read one.
         let type_level = matches!(path.rest.as_slice(), [operation] if operation == STATUS);
-        self.identity.authorize(request, if type_level { Permission::Search } else { Permission::Read })?;
+        let grant = self.identity.authorize(request, if type_level { Permission::Search } else { Permission::Read })?;
         let bundle = match path.rest.as_slice() {
             [operation] if operation == STATUS => {
                 let inputs = operation_inputs(request, &["id", "status"])?;
@@ -100,7 +102,7 @@ impl<S: SubscriptionStore, C: CounterStore, E: EventStore> SubscriptionQueries<S
             [id, operation] if operation == EVENTS => {
                 let inputs = operation_inputs(request, &["eventsSinceNumber", "eventsUntilNumber", "content"])?;
                 let subscription = self.owned(id, &owner, version).await?;
-                self.replay(&path, &subscription, &inputs, now).await?
+                self.replay(&path, &subscription, (&inputs, grant.as_ref()), now).await?
             }
             [operation] if operation == EVENTS => {
                 return Err(ApiError::invalid("$events is an instance-level operation: Subscription/{id}/$events"));
@@ -192,7 +194,7 @@ impl<S: SubscriptionStore, C: CounterStore, E: EventStore> SubscriptionQueries<S
         &self,
         path: &FhirPath,
         subscription: &StoredSubscription,
-        inputs: &[(String, String)],
+        (inputs, grant): (&[(String, String)], Option<&Grant>),
         now: DateTime<Utc>,
     ) -> Result<Value, ApiError> {
         let request = EventsRequest::read(inputs)?;
@@ -210,6 +212,15 @@ impl<S: SubscriptionStore, C: CounterStore, E: EventStore> SubscriptionQueries<S
             more = true;
         }
         let level = request.content.map_or(content_level(subscription), |hint| hint.min(content_level(subscription)));
+        // The range covered and what is no longer retained, before the caller's grant
+        // takes out what it does not allow (that is not a retention gap).
+        let (covered_until, missing) = coverage(since, until, more, &records);
+        let withheld = match grant.map(Grant::kept) {
+            Some(current) if Some(&current) != subscription.grant() => {
+                narrow_to(&current, &mut records, level, subscription.fhir_version(), now)
+            }
+            _ => Vec::new(),
+        };
         let mut bundle = query_event_bundle(subscription, &records, count, level, now);
         let events_url = format!("{}/Subscription/{}/{EVENTS}", path.base, subscription.id());
         let hint = request.content.map(|c| format!("&content={}", content_code(c))).unwrap_or_default();
@@ -217,30 +228,31 @@ impl<S: SubscriptionStore, C: CounterStore, E: EventStore> SubscriptionQueries<S
             relation: "self".to_owned(),
             url: format!("{events_url}?eventsSinceNumber={since}&eventsUntilNumber={until}{hint}"),
         });
-        // The range this answer covers: up to the last event returned when it goes on.
-        let covered_until = match (more, records.last()) {
-            (true, Some(last)) => {
-                let next = last.event_number + 1;
-                bundle.link.push(BundleLink {
-                    relation: "next".to_owned(),
-                    url: format!("{events_url}?eventsSinceNumber={next}&eventsUntilNumber={until}{hint}"),
-                });
-                last.event_number
-            }
-            _ => until,
-        };
-        let missing = missing_ranges(since, covered_until, &records);
-        let warning = (!missing.is_empty()).then(|| {
-            OperationOutcome::single(
-                IssueSeverity::Warning,
-                IssueType::NotFound,
-                format!(
-                    "events {} of Subscription/{} are no longer retained and were left out",
-                    missing.join(", "),
-                    subscription.id()
-                ),
-            )
-        });
+        if more {
+            let next = covered_until + 1;
+            bundle.link.push(BundleLink {
+                relation: "next".to_owned(),
+                url: format!("{events_url}?eventsSinceNumber={next}&eventsUntilNumber={until}{hint}"),
+            });
+        }
+        let mut notes = Vec::new();
+        if !missing.is_empty() {
+            notes.push(format!(
+                "events {} of Subscription/{} are no longer retained and were left out",
+                missing.join(", "),
+                subscription.id()
+            ));
+        }
+        if !withheld.is_empty() {
+            let numbers: Vec<String> = withheld.iter().map(u64::to_string).collect();
+            notes.push(format!(
+                "events {} of Subscription/{} are not allowed by the access token's current grant and were left out",
+                numbers.join(", "),
+                subscription.id()
+            ));
+        }
+        let warning = (!notes.is_empty())
+            .then(|| OperationOutcome::single(IssueSeverity::Warning, IssueType::NotFound, notes.join("; ")));
         let version = subscription.fhir_version();
         if version == FhirVersion::R5 {
             bundle.issues = warning.as_ref().and_then(|w| serde_json::to_value(w).ok());
@@ -316,6 +328,54 @@ fn content_code(level: ContentLevel) -> &'static str {
         ContentLevel::IdOnly => "id-only",
         ContentLevel::FullResource => "full-resource",
     }
+}
+
+/// The last event number this answer covers (up to the last record returned when the
+/// range goes on) and the ranges no longer retained within it.
+fn coverage(since: u64, until: u64, more: bool, records: &[EventRecord]) -> (u64, Vec<String>) {
+    let covered_until = match (more, records.last()) {
+        (true, Some(last)) => last.event_number,
+        _ => until,
+    };
+    (covered_until, missing_ranges(since, covered_until, records))
+}
+
+/// Applies the caller's current `grant` to `records` (as delivery applies a binding's):
+/// a record whose focus it does not allow is taken out (its number returned), context it
+/// does not allow is left out of the rest. A subject without a recorded body is checked
+/// by its type only, so a grant that needs its body does not allow it.
+fn narrow_to(
+    grant: &KeptGrant,
+    records: &mut Vec<EventRecord>,
+    level: ContentLevel,
+    version: FhirVersion,
+    now: DateTime<Utc>,
+) -> Vec<u64> {
+    let allows = |url: &str, body: Option<&Value>| {
+        let kind = Subject::Reference(url.to_owned()).resource_type();
+        grant.permits(body.and_then(Value::as_object), kind.as_deref(), level, version, now)
+    };
+    let mut withheld = Vec::new();
+    let mut kept = Vec::with_capacity(records.len());
+    for record in records.drain(..) {
+        let bodies: Vec<Option<&Value>> = match &record.resources {
+            Some(resources) => resources.iter().map(|r| Some(r).filter(|r| r.is_object())).collect(),
+            None => Vec::new(),
+        };
+        let body = |index: usize| bodies.get(index).copied().flatten();
+        let offset = usize::from(record.focus.is_some());
+        if let Some(focus) = &record.focus
+            && !allows(focus, body(0))
+        {
+            withheld.push(record.event_number);
+            continue;
+        }
+        let keep: Vec<bool> =
+            record.additional_context.iter().enumerate().map(|(i, url)| allows(url, body(offset + i))).collect();
+        kept.push(record.without_context(&keep));
+    }
+    *records = kept;
+    withheld
 }
 
 /// Drops events from the end of `records` until their resources fit one answer (at least

@@ -376,3 +376,44 @@ async fn heartbeats<
     assert_eq!(heartbeats_to(&beating).len(), 2);
 }
 all_stores!(heartbeat_sends_only_where_due, heartbeats);
+
+/// A binding made in SMART mode is due when its grant snapshot expires, and is then told
+/// why its notifications stop, in a last `OperationOutcome` frame, before it goes.
+async fn expiring_grants<
+    S: Backend,
+    T: TokenBackend,
+    B: BindingStore + Clone + 'static,
+    C: CounterStore + Clone,
+    E: EventStore + Clone,
+>(
+    stores: Stores<S, T>,
+    ws_stores: WsStores<B, C, E>,
+) {
+    let ws = WsHarness::new(stores, ws_stores).await;
+    let (_, topic) = topics();
+    let owner = unique_principal("smart-app");
+    let mut quiet = subscription(&topic, "id-only");
+    quiet.as_object_mut().map(|o| o.remove("heartbeatPeriod"));
+    let (_, connection) = ws.subscribe(&owner, &quiet).await;
+    let now = Utc::now();
+    let mut binding = ws.ws_stores.bindings.bindings_of_connection(&connection).await.unwrap().remove(0);
+    binding.grant = Some(fhir_ws_core::smart::subscription::KeptGrant {
+        scopes: vec!["patient/*.rs".to_owned()],
+        patient: Some("123".to_owned()),
+    });
+    binding.expires_at = now.timestamp() + 60;
+    binding.handshake_pending = false;
+    binding.heartbeat_due_at = binding.heartbeat_due_after(now.timestamp());
+    assert_eq!(binding.heartbeat_due_at, Some(binding.expires_at), "no heartbeats wanted, but the expiry is due");
+    ws.ws_stores.bindings.put_bindings(std::slice::from_ref(&binding)).await.unwrap();
+    let before = ws.frames(&connection).len();
+    ws.heartbeat.run(now + TimeDelta::seconds(30)).await;
+    assert_eq!(ws.frames(&connection).len(), before, "not expired yet");
+    ws.heartbeat.run(now + TimeDelta::seconds(61)).await;
+    let frames = ws.frames(&connection);
+    let last = frames.last().unwrap();
+    assert_eq!(last["resourceType"], "OperationOutcome", "{last}");
+    assert!(last["issue"][0]["diagnostics"].as_str().is_some_and(|d| d.contains("has expired")), "{last}");
+    assert!(ws.ws_stores.bindings.bindings_of_connection(&connection).await.unwrap().is_empty());
+}
+all_stores!(an_expiring_grant_snapshot_is_told_and_dropped, expiring_grants);

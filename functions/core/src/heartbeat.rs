@@ -1,5 +1,6 @@
 //! The heartbeat run (every minute, on an EventBridge schedule): heartbeats where due,
-//! and handshakes still owed from `$connect` binds.
+//! handshakes still owed from `$connect` binds, and, for bindings made in SMART mode, a
+//! last `OperationOutcome` frame when their grant snapshot expires.
 //!
 //! **Read pattern.** Bindings carry `heartbeatDueAt` only while something is due for
 //! them: a pending handshake (due at once), or the next heartbeat (last message +
@@ -20,7 +21,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 
 use crate::delivery::{Delivery, DeliveryError, bounded};
-use crate::fhir::NotificationType;
+use crate::fhir::{IssueSeverity, IssueType, NotificationType, OperationOutcome};
 use crate::metrics::Metrics;
 use crate::push::Pusher;
 use crate::store::{
@@ -94,6 +95,24 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, P: Pusher> Heartbea
             // Nothing is sent on an expired binding; its rows (one token, one expiry) go.
             self.delivery.bindings.delete_bindings(&binding.connection_id, Some(&binding.token_id)).await?;
             metrics.add("ExpiredRemoved", 1);
+            // A binding with a SMART grant snapshot is told why its notifications stop (the
+            // access token it was granted under has expired, or its binding token has).
+            if binding.grant.is_some() {
+                let outcome = OperationOutcome::single(
+                    IssueSeverity::Warning,
+                    IssueType::Security,
+                    format!(
+                        "the grant this connection was bound to Subscription/{} under has expired: ask for a new \
+                         binding token and bind again",
+                        binding.subscription_id
+                    ),
+                );
+                let frame = serde_json::to_vec(&outcome).unwrap_or_default();
+                if let Err(error) = delivery.post(&binding.callback_url, &binding.connection_id, &frame, metrics).await
+                {
+                    tracing::info!(%error, connection_id = binding.connection_id, "the expiry frame was not delivered");
+                }
+            }
             return Ok(());
         }
         if binding.handshake_pending {

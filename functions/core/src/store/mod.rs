@@ -199,9 +199,16 @@ pub struct Binding {
 pub const MAX_HEARTBEAT_SECONDS: u32 = 8 * 60;
 
 impl Binding {
-    /// When the next heartbeat is due after a message at `at`, if heartbeats are wanted.
+    /// When the heartbeat run should next look at this binding after a message at `at`:
+    /// its next heartbeat, if heartbeats are wanted, or, for a binding with a SMART grant
+    /// snapshot, its expiry if that comes first (it is then told why it stops).
     pub fn heartbeat_due_after(&self, at: i64) -> Option<i64> {
-        self.heartbeat_period.map(|period| at + i64::from(period.min(MAX_HEARTBEAT_SECONDS)))
+        let heartbeat = self.heartbeat_period.map(|period| at + i64::from(period.min(MAX_HEARTBEAT_SECONDS)));
+        let expiry = self.grant.as_ref().map(|_| self.expires_at);
+        match (heartbeat, expiry) {
+            (Some(heartbeat), Some(expiry)) => Some(heartbeat.min(expiry)),
+            (heartbeat, expiry) => heartbeat.or(expiry),
+        }
     }
 }
 

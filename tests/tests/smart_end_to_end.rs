@@ -8,6 +8,8 @@
 //! - Events about P and about another patient, on one topic: the patient app receives
 //!   P's only, the clinician both; context the patient app's grant does not allow (the
 //!   practitioner) never reaches its socket.
+//! - Two patients' events in one SQS batch, through the Lambda handlers on both stores:
+//!   the patient app's connection gets its patient's only.
 //! - At its next token request, narrowing the scopes, or losing the patient claim, stops
 //!   delivery to the binding made with that token, and `$events` answers with what the
 //!   current grant allows.
@@ -185,3 +187,70 @@ async fn a_patient_app_sees_only_its_patient_on_the_embedded_store() {
 async fn a_patient_app_sees_only_its_patient_against_moto_server() {
     patient_app_sees_only_its_patient(true).await;
 }
+
+const PATIENT_APP_SCOPES: &str = "openid launch/patient patient/*.rs patient/Subscription.cruds";
+
+/// A request as the patient app's access token (launch patient `patient`, valid for ten
+/// more minutes, less than a binding token's 30: binding tokens expire no later than it)
+/// makes it.
+fn as_patient_app(method: &str, path: &str, owner: &str, patient: &str) -> fhir_ws_tests::HttpEvent {
+    let expiry = (chrono::Utc::now().timestamp() + 600).to_string();
+    fhir_ws_tests::HttpEvent::new(method, path, Some(owner))
+        .claim("scope", PATIENT_APP_SCOPES)
+        .claim("patient", patient)
+        .claim("exp", &expiry)
+}
+
+async fn one_batch<S, T, B, C, E>(
+    stores: fhir_ws_tests::Stores<S, T>,
+    ws_stores: fhir_ws_tests::websocket::WsStores<B, C, E>,
+) where
+    S: fhir_ws_tests::Backend,
+    T: fhir_ws_tests::TokenBackend,
+    B: fhir_ws_core::store::BindingStore + Clone + 'static,
+    C: fhir_ws_core::store::CounterStore + Clone,
+    E: fhir_ws_core::store::EventStore + Clone,
+{
+    use fhir_ws_tests::websocket::{SqsBatch, WsHarness};
+    let mut ws = WsHarness::new(stores, ws_stores).await;
+    let mut config = fhir_ws_tests::binding_token_config(fhir_ws_tests::TEST_SIGNING_KEYS, None);
+    config.identity.mode = AuthorizationMode::Smart;
+    ws.app = fhir_ws_tests::App::with_revocation(ws.app.stores.clone(), config, fhir_ws_tests::no_connections());
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let topic = format!("http://example.org/topics/smart-batch-{run}");
+    let (owner, patient, other) = (format!("app-{run}"), format!("p-{run}"), format!("q-{run}"));
+
+    let mut resource = fhir_ws_tests::websocket_subscription(&topic);
+    resource["content"] = json!("full-resource");
+    resource["filterBy"] = json!([{"filterParameter": "subject", "value": format!("Patient/{patient}")}]);
+    let created = ws.app.api(as_patient_app("POST", "/Subscription", &owner, &patient).json(&resource)).await;
+    let (status, created) = fhir_ws_tests::status_and_json(&created);
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap();
+    let path = format!("/Subscription/{id}/$get-ws-binding-token");
+    let answer = ws.app.operation(as_patient_app("GET", &path, &owner, &patient)).await;
+    let (status, parameters) = fhir_ws_tests::status_and_json(&answer);
+    assert_eq!(status, 200, "{parameters}");
+    let token = fhir_ws_tests::output_values(&parameters, "token")[0]["valueString"].as_str().unwrap().to_owned();
+    let expiration = fhir_ws_tests::output_values(&parameters, "expiration")[0]["valueDateTime"].clone();
+    let expiration = chrono::DateTime::parse_from_rfc3339(expiration.as_str().unwrap()).unwrap().timestamp();
+    let in_seconds = expiration - chrono::Utc::now().timestamp();
+    assert!((590..=601).contains(&in_seconds), "the access token's exp, not the 30-minute lifetime: {in_seconds}");
+    let connection = ws.bound_connection(&token).await;
+
+    let event = |id: &str, patient: &str| {
+        json!({"topic": topic, "focus": {"resourceType": "Encounter", "id": id, "status": "in-progress",
+            "subject": {"reference": format!("Patient/{patient}")}}})
+    };
+    let batch = SqsBatch::default().message("m1", &event("e-mine", &patient)).message("m2", &event("e-theirs", &other));
+    assert!(ws.fan_out(&batch).await.is_empty(), "both records handled");
+    let events: Vec<Value> = ws
+        .frames(&connection)
+        .into_iter()
+        .filter(|f| f["entry"][0]["resource"]["type"] == "event-notification")
+        .collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["entry"][1]["resource"]["id"], "e-mine");
+    assert_eq!(events[0]["entry"][0]["resource"]["eventsSinceSubscriptionStart"], "1");
+}
+fhir_ws_tests::all_stores!(two_patients_in_one_batch_reach_only_their_own_app, one_batch);

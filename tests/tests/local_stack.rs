@@ -19,7 +19,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use fhir_ws_tests::sockets::{Socket, next_after_handshakes, next_json};
 
 /// The local stack on the embedded store, or on moto_server with `dynamodb`.
 async fn start_stack(dynamodb: bool, token_lifetime_seconds: i64) -> Stack {
@@ -32,30 +32,6 @@ async fn start_stack_with(dynamodb: bool, token_lifetime_seconds: i64, public_we
     });
     Stack::start(Options { dynamodb_endpoint, token_lifetime_seconds, public_websocket_url, ..Options::default() })
         .await
-}
-
-async fn next_json(socket: &mut Socket) -> Value {
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(10), socket.next()).await.expect("a frame within 10 s");
-        match frame.expect("open").expect("frame") {
-            Message::Text(text) => {
-                return serde_json::from_str(text.as_str()).unwrap_or(Value::String(text.to_string()));
-            }
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-}
-
-/// The next frame that is not a handshake: once a test has seen its handshake, a repeat
-/// may still come (handshakes are at least once: a post retried under load).
-async fn next_after_handshakes(socket: &mut Socket) -> Value {
-    loop {
-        let frame = next_json(socket).await;
-        if StatusView::of_bundle(&frame).is_none_or(|view| view.kind != "handshake") {
-            return frame;
-        }
-    }
 }
 
 fn topic() -> String {

@@ -85,6 +85,20 @@ fn topics() -> fhir_ws_core::topics::TopicRegistry {
     fhir_ws_core::topics::TopicRegistry::from_files(&[("t.json", &topic.to_string())], FhirVersion::R5).unwrap()
 }
 
+/// The `subscription-api` function's configuration with `identity` and `topics`.
+fn api_config(identity: IdentityConfig, topics: fhir_ws_core::topics::TopicRegistry) -> SubscriptionApiConfig {
+    SubscriptionApiConfig {
+        max_content: fhir_ws_core::fhir::ContentLevel::FullResource,
+        subscriptions_table: "unused".to_owned(),
+        counters_table: "unused".to_owned(),
+        events_table: "unused".to_owned(),
+        bindings_table: "unused".to_owned(),
+        websocket_url: fhir_ws_tests::TEST_WEBSOCKET_URL.to_owned(),
+        identity,
+        topics,
+    }
+}
+
 fn smart_identity() -> IdentityConfig {
     IdentityConfig { mode: AuthorizationMode::Smart, ..IdentityConfig::default() }
 }
@@ -102,16 +116,7 @@ where
     E: EventStore,
     T: TokenStore + Clone + 'static,
 {
-    let api_config = SubscriptionApiConfig {
-        max_content: fhir_ws_core::fhir::ContentLevel::FullResource,
-        subscriptions_table: "unused".to_owned(),
-        counters_table: "unused".to_owned(),
-        events_table: "unused".to_owned(),
-        bindings_table: "unused".to_owned(),
-        websocket_url: fhir_ws_tests::TEST_WEBSOCKET_URL.to_owned(),
-        identity: smart_identity(),
-        topics: topics(),
-    };
+    let api_config = api_config(smart_identity(), topics());
     let mut token_config = fhir_ws_tests::binding_token_config(fhir_ws_tests::TEST_SIGNING_KEYS, None);
     token_config.identity = smart_identity();
     let revocation = fhir_ws_tests::no_connections();
@@ -263,16 +268,7 @@ async fn owner_mode_ignores_scopes_and_metadata_advertises_smart_in_every_versio
         Arc::new(MemoryStore::new()),
         Arc::new(MemoryStore::new()),
         fhir_ws_tests::no_connections(),
-        &SubscriptionApiConfig {
-            max_content: fhir_ws_core::fhir::ContentLevel::FullResource,
-            subscriptions_table: "unused".to_owned(),
-            counters_table: "unused".to_owned(),
-            events_table: "unused".to_owned(),
-            bindings_table: "unused".to_owned(),
-            websocket_url: fhir_ws_tests::TEST_WEBSOCKET_URL.to_owned(),
-            identity: IdentityConfig::default(),
-            topics: fhir_ws_core::topics::TopicRegistry::default(),
-        },
+        &api_config(IdentityConfig::default(), fhir_ws_core::topics::TopicRegistry::default()),
     );
     let response = owner_service.handle(&HttpEvent::new("GET", "/metadata", None).request(), Utc::now()).await;
     let (_, statement) = status_and_json(&response);

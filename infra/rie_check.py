@@ -79,7 +79,8 @@ def status_is(code):
     return lambda answer: isinstance(answer, dict) and answer.get("statusCode") == code, f"statusCode {code}"
 
 INVOCATIONS = {
-    # smart mode (PARAMETERS): a token without a Subscription scope is refused.
+    # smart mode (PARAMETERS): the samples' tokens hold user/Subscription.cruds and user/*.rs
+    # (creating needs read on what notifications carry); one without a Subscription scope is refused.
     "subscription-api": [("subscription-create.json", status_is(201)), ("subscription-create-r4.json", status_is(201)),
                          ("subscription-create-forbidden.json", status_is(403)),
                          ("subscription-search.json", status_is(200)),

@@ -224,7 +224,15 @@ async fn post_failures<
     assert_eq!(ws.fan_out(&batch).await, vec!["m-1".to_owned()], "a persistent 500 reports the record failed");
 
     assert!(ws.ws_stores.bindings.bindings_of_connection(&gone).await.unwrap().is_empty(), "410 cleans up");
-    let attempts: Vec<u16> = ws.management.posts_to(&throttled).iter().skip(1).map(|p| p.status).collect();
+    // Handshakes are at least once (a post retried under load may repeat one): only the
+    // event's attempts count here.
+    let attempts: Vec<u16> = ws
+        .management
+        .posts_to(&throttled)
+        .iter()
+        .filter(|p| p.json()["entry"][0]["resource"]["type"] != "handshake")
+        .map(|p| p.status)
+        .collect();
     assert_eq!(attempts, vec![429, 429, 200], "retried after 429s");
     assert_eq!(events(&ws.frames(&throttled)).len(), 1, "delivered once");
     assert!(events(&ws.frames(&broken)).is_empty());

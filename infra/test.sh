@@ -53,10 +53,11 @@ start_dynamodb
 # cold-start figures are a benchmark, infra/cold_start.sh.
 cargo build --locked --workspace --bins
 .venv/bin/python infra/rie_check.py --binaries target/debug
-# Negative control: a misspelled environment name in the template must fail the check.
+# Negative control: a misspelled environment name in the template must fail the check
+# (one function that reads it is enough to show that; starting all again would cost a minute).
 sed 's/BINDINGS_TABLE:/BINDING_TABLE:/' template.yaml >.tmp/template-misspelled.yaml
 if .venv/bin/python infra/rie_check.py --binaries target/debug --template .tmp/template-misspelled.yaml \
-  --logs .tmp/rie-misspelled >.tmp/rie-misspelled.out 2>&1; then
+  --only subscription-api --logs .tmp/rie-misspelled >.tmp/rie-misspelled.out 2>&1; then
   echo "the emulator check passed a template with a misspelled environment name" >&2
   exit 1
 fi

@@ -148,12 +148,12 @@ pub fn admit(grant: &Grant, subscription: &Subscription, topics: &TopicRegistry)
             });
             if !limited {
                 let filter = match kind {
-                    Some(kind) => patient_filter_needed(kind, &parameters, patient),
+                    Some(kind) => format!("the filter {}", patient_filter_needed(kind, &parameters, patient)),
                     None => format!("a filter whose value is Patient/{patient} (such as patient=Patient/{patient})"),
                 };
                 return Err(format!(
                     "patient-level access to {kind_name}: the Subscription must be limited to the launch patient \
-                     with the filter {filter}"
+                     with {filter}"
                 ));
             }
         }

@@ -285,10 +285,19 @@ impl<S: Backend, T: TokenBackend, B: BindingStore + Clone + 'static, C: CounterS
         self.fan_out_at(batch, Utc::now()).await
     }
 
-    /// Binds a new connection with `token` through `$default` (handshakes sent); returns its id.
+    /// Binds a new connection with `token` through `$default` (handshakes sent); returns its
+    /// id. Asserts the bind worked (answered 200, a handshake posted to the connection), so
+    /// a test that then expects nothing to arrive cannot pass on a failed bind.
     pub async fn bound_connection(&self, token: &str) -> String {
         let connection = format!("{}=", &uuid::Uuid::new_v4().simple().to_string()[..15]);
-        self.send(&connection, &format!("bind-with-token {token}")).await;
+        let answer = self.send(&connection, &format!("bind-with-token {token}")).await;
+        assert_eq!(answer.status_code, 200, "bind answered {answer:?}");
+        let frames = self.management.delivered_to(&connection);
+        assert!(
+            frames.iter().any(|frame| frame.text().contains("\"handshake\"")),
+            "no handshake after the bind: {:?}",
+            frames.iter().map(|f| f.text()).collect::<Vec<_>>()
+        );
         connection
     }
 

@@ -410,6 +410,80 @@ async fn by_topic<S: Backend, T: TokenBackend, B: BindingStore, C: CounterStore,
 }
 all_stores!(subscriptions_are_listed_by_topic, by_topic);
 
+/// The routing index: only `active` subscriptions, only until their end, each in the
+/// bucket it was last written with; kept right through every kind of write.
+async fn by_route<S: Backend, T: TokenBackend, B: BindingStore, C: CounterStore, E: EventStore>(
+    stores: Stores<S, T>,
+    _: WsStores<B, C, E>,
+) {
+    let store = &stores.subscriptions;
+    let topic = format!("http://example.org/topics/{}", new_id());
+    let now = 1_800_000_000;
+    let routed = |id: &str, status: &str, route: &str, end: Option<&str>| {
+        let mut resource = subscription(id);
+        resource.topic = Some(topic.clone());
+        resource.status = serde_json::from_value(json!(status)).unwrap();
+        resource.end = end.map(str::to_owned);
+        StoredSubscription::new("owner", 1, at(now), resource).routed(route.to_owned())
+    };
+    let listed = |routes: &[&str], at: i64| {
+        let routes: Vec<String> = routes.iter().map(|r| (*r).to_owned()).collect();
+        let topic = topic.clone();
+        async move {
+            let found = store.list_by_route(&topic, &routes, at).await.unwrap();
+            found.iter().map(|s| (s.id().to_owned(), s.route().to_owned())).collect::<Vec<_>>()
+        }
+    };
+    let mut ids: Vec<String> = (0..6).map(|_| new_id()).collect();
+    ids.sort();
+    let [a, b, c, d, e, f] = ids.as_slice() else { unreachable!() };
+    store.insert(&routed(a, "active", "patient=1", None)).await.unwrap();
+    store.insert(&routed(b, "active", "patient=2", None)).await.unwrap();
+    store.insert(&routed(c, "active", "*", None)).await.unwrap();
+    store.insert(&routed(d, "requested", "patient=1", None)).await.unwrap();
+    store.insert(&routed(e, "active", "patient=1", Some("2027-01-15T08:10:00Z"))).await.unwrap(); // ends at now + 600
+    store.insert(&routed(f, "off", "*", None)).await.unwrap();
+    let one = |id: &String, route: &str| (id.clone(), route.to_owned());
+    assert_eq!(listed(&["patient=1"], now).await, [one(a, "patient=1"), one(e, "patient=1")]);
+    assert_eq!(
+        listed(&["*", "patient=1", "patient=9"], now).await,
+        [one(a, "patient=1"), one(c, "*"), one(e, "patient=1")],
+        "buckets read together, each subscription once; requested and off ones are not indexed"
+    );
+    assert_eq!(listed(&["patient=1"], now + 600).await, [one(a, "patient=1")], "ended: not read");
+    assert_eq!(listed(&["patient=1", "patient=1"], now).await.len(), 2, "a bucket named twice reads once");
+
+    // A requested subscription enters its bucket when it becomes active.
+    let current = store.get(d).await.unwrap().unwrap();
+    let mut resource = current.resource().clone();
+    resource.status = serde_json::from_value(json!("active")).unwrap();
+    store.replace(&current.next_version(resource, at(now)), 1).await.unwrap();
+    assert!(listed(&["patient=1"], now).await.contains(&one(d, "patient=1")), "kept its route when activated");
+    // A change of filters moves it (the writer routes it anew).
+    let current = store.get(a).await.unwrap().unwrap();
+    let moved = current.next_version(current.resource().clone(), at(now)).routed("patient=3".to_owned());
+    store.replace(&moved, 1).await.unwrap();
+    assert!(!listed(&["patient=1"], now).await.contains(&one(a, "patient=1")));
+    assert_eq!(listed(&["patient=3"], now).await, [one(a, "patient=3")]);
+    // off, entered-in-error and delete take it out.
+    for (id, status) in [(b, Some("off")), (c, Some("entered-in-error")), (a, None)] {
+        let current = store.get(id).await.unwrap().unwrap();
+        match status {
+            Some(status) => {
+                let mut resource = current.resource().clone();
+                resource.status = serde_json::from_value(json!(status)).unwrap();
+                store.replace(&current.next_version(resource, at(now)), current.version()).await.unwrap();
+            }
+            None => assert!(store.delete(id).await.unwrap()),
+        }
+    }
+    assert_eq!(listed(&["*", "patient=2", "patient=3"], now).await, []);
+    // What comes back is the subscription as stored, route included.
+    let read = store.get(e).await.unwrap().unwrap();
+    assert_eq!(read.route(), "patient=1");
+}
+all_stores!(the_routing_index_follows_every_write, by_route);
+
 /// The bindings table's TTL attribute is a Number of epoch seconds, with TTL enabled.
 #[tokio::test]
 async fn dynamodb_binding_ttl_is_a_number_of_epoch_seconds() {

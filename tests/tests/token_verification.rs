@@ -163,6 +163,15 @@ impl<S: SubscriptionStore> SubscriptionStore for Counting<S> {
         self.reads.fetch_add(1, Ordering::SeqCst);
         self.inner.list_by_topic(topic).await
     }
+    async fn list_by_route(
+        &self,
+        topic: &str,
+        routes: &[String],
+        now: i64,
+    ) -> Result<Vec<StoredSubscription>, StoreError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.list_by_route(topic, routes, now).await
+    }
 }
 
 impl<T: TokenStore> TokenStore for Counting<T> {

@@ -53,7 +53,7 @@ use crate::relay::upstream::read_notification;
 use crate::relay::{Relay, RelayError};
 use crate::store::UpstreamStore;
 use crate::store::{BindingStore, CounterStore, EventStore, StoreError, StoredSubscription, SubscriptionStore};
-use crate::topics::{FhirPathCriteria, Topic, TopicRegistry};
+use crate::topics::{FhirPathCriteria, Routes, TOPIC_WIDE, Topic, TopicRegistry};
 use dead_letter::DeadLetterQueue;
 use event::{Audience, Event, Subject};
 
@@ -367,13 +367,13 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: P
         metrics: &Metrics,
     ) -> Result<Vec<StoredSubscription>, StoreError> {
         let candidates = match &event.audience {
-            Audience::Topic(topic) => self.delivery.subscriptions.list_by_topic(topic).await?,
+            Audience::Topic(topic) => self.candidates(topic, event, now).await?,
             Audience::Subscription(id) => self.delivery.subscriptions.get(id).await?.into_iter().collect(),
             Audience::Change(change) => {
                 let mut candidates = Vec::new();
                 for (topic, fired) in self.topics.fired_by(change, self.fhirpath.as_deref(), now) {
                     match fired {
-                        Ok(true) => candidates.extend(self.delivery.subscriptions.list_by_topic(&topic.url).await?),
+                        Ok(true) => candidates.extend(self.candidates(&topic.url, event, now).await?),
                         Ok(false) => {}
                         Err(error) => {
                             metrics.add("TopicError", 1);
@@ -405,6 +405,26 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: P
                 }
             })
             .collect())
+    }
+
+    /// The subscriptions of topic `url` that `event` may concern: those in the routing
+    /// buckets of its focus and the topic-wide bucket ([`crate::topics::route`]), or, for
+    /// a focus the topic's routes do not cover, all of them. Filters decide after.
+    async fn candidates(
+        &self,
+        url: &str,
+        event: &Event,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<StoredSubscription>, StoreError> {
+        let focus = event.focus.as_ref().and_then(Subject::resource);
+        let routes = match self.topics.get(url) {
+            Some(topic) => topic.routes_for(focus, event.fhir_version),
+            None => Routes::Buckets(vec![TOPIC_WIDE.to_owned()]),
+        };
+        match routes {
+            Routes::Buckets(buckets) => self.delivery.subscriptions.list_by_route(url, &buckets, now.timestamp()).await,
+            Routes::WholeTopic => self.delivery.subscriptions.list_by_topic(url).await,
+        }
     }
 
     /// Numbers the event for one subscription, records it in the history and posts it to

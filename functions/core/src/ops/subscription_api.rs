@@ -142,7 +142,9 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
         let kept = self.admit(&resource, grant)?;
         resource.id = Some(new_id());
         resource.status = Some(initial_status(&resource, SubscriptionState::Requested));
-        let stored = StoredSubscription::new(owner, 1, now, resource).in_fhir_version(version).with_grant(kept);
+        let route = self.topics.route_of(&resource);
+        let stored =
+            StoredSubscription::new(owner, 1, now, resource).in_fhir_version(version).with_grant(kept).routed(route);
         self.subscriptions.insert(&stored).await?;
         let mut response = resource_response(StatusCode::CREATED, &stored, now)?;
         let location = format!("{}/Subscription/{}/_history/1", path.base, stored.id());
@@ -208,7 +210,8 @@ impl<S: SubscriptionStore> SubscriptionApi<S> {
         let before = current.status_at(now);
         let status = next_status(before, resource.status)?;
         resource.status = Some(initial_status(&resource, status));
-        let mut updated = current.next_version(resource, now);
+        let route = self.topics.route_of(&resource);
+        let mut updated = current.next_version(resource, now).routed(route);
         if grant.is_some() {
             updated = updated.with_grant(kept);
         }

@@ -227,6 +227,38 @@ impl Clause {
     pub fn matches(&self, resource: &Map<String, Value>, now: DateTime<Utc>) -> bool {
         matcher::clause_matches(self.parameter, &self.modifier, &self.values, resource, now)
     }
+
+    /// The route key of this clause, when it has one: a single `eq` value, no modifier,
+    /// on a token or reference parameter. Every resource it matches has this key among
+    /// its [`route_keys`] for the parameter.
+    pub fn route_key(&self) -> Option<String> {
+        match (&self.modifier, self.values.as_slice()) {
+            (Modifier::None, [value]) if value.prefix == Prefix::Eq => {
+                matcher::route_key(self.parameter.kind, &value.text)
+            }
+            _ => None,
+        }
+    }
+
+    /// The parameter it tests.
+    pub fn parameter(&self) -> &'static SearchParameter {
+        self.parameter
+    }
+}
+
+/// The route keys of `resource` for `parameter` (token and reference parameters; none for
+/// other types): every `eq` value of the parameter that matches it has its
+/// [`Clause::route_key`] among them.
+pub fn route_keys(parameter: &SearchParameter, resource: &Map<String, Value>) -> Vec<String> {
+    let mut keys = Vec::new();
+    if let Ok(path) = parameter.path() {
+        for item in path.evaluate(resource) {
+            matcher::item_route_keys(parameter.kind, item.value, &mut keys);
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    keys
 }
 
 /// What a clause searches: resources of one type, written in one FHIR version.

@@ -204,6 +204,49 @@ fn reference(value: &Value, modifier: &Modifier, wanted: &str) -> bool {
     }
 }
 
+// ---- route keys ----
+//
+// A route key is coarser than a match: every resource value that matches a search value
+// yields the search value's key, so reading the buckets of a resource's keys finds every
+// subscription whose filter it can match (and perhaps a few more, which the filter
+// itself then turns away). Tokens key on the code, references on the id.
+
+/// The key of one `eq` search value of a token or reference parameter, or `None` when
+/// it has none (`system|` matches any code; a canonical's `|version` is dropped).
+pub(crate) fn route_key(kind: ParamType, wanted: &str) -> Option<String> {
+    let key = match kind {
+        ParamType::Token => match wanted.split_once('|') {
+            Some((_, code)) => unescape(code),
+            None => unescape(wanted),
+        },
+        ParamType::Reference => {
+            let reference = without_history(wanted.split_once('|').map_or(wanted, |(url, _)| url));
+            reference.rsplit('/').next().unwrap_or_default().to_owned()
+        }
+        _ => return None,
+    };
+    (!key.is_empty()).then_some(key)
+}
+
+/// The keys of one value a token or reference parameter's path reached.
+pub(crate) fn item_route_keys(kind: ParamType, value: &Value, keys: &mut Vec<String>) {
+    let text = |value: Option<&Value>| value.and_then(Value::as_str).map(str::to_owned);
+    match (kind, value) {
+        (ParamType::Token, Value::String(code)) => keys.push(code.clone()),
+        (ParamType::Token, Value::Bool(flag)) => keys.push(flag.to_string()),
+        (ParamType::Token, Value::Number(number)) => keys.push(number.to_string()),
+        (ParamType::Token, Value::Object(object)) => match object.get("coding").and_then(Value::as_array) {
+            Some(codings) => keys.extend(codings.iter().filter_map(|c| text(c.get("code")))),
+            None => keys.extend(text(object.get("code")).or_else(|| text(object.get("value")))),
+        },
+        (ParamType::Reference, Value::String(canonical)) => keys.extend(route_key(kind, canonical)),
+        (ParamType::Reference, Value::Object(object)) => {
+            keys.extend(object.get("reference").and_then(Value::as_str).and_then(|r| route_key(kind, r)));
+        }
+        _ => {}
+    }
+}
+
 // ---- date ----
 
 /// Milliseconds since the epoch, `[low, high)`.

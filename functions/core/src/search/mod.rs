@@ -33,7 +33,7 @@ pub mod path;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-pub use criteria::{Clause, Criteria, parameter_for};
+pub use criteria::{Clause, Criteria, parameter_for, route_keys};
 use path::Path;
 
 use crate::fhir::version::FhirVersion;

@@ -15,7 +15,10 @@
 //!   `grant` (S, JSON, `smart` mode: its token's grant snapshot).
 //!   Also `heartbeatPeriod` (N), and `dueShard` (S) + `heartbeatDueAt` (N, only while a
 //!   heartbeat or handshake is due) keying the sparse GSI `byHeartbeatDue`.
-//! - subscriptions also have GSI `byTopic` (`topic`, `id`, all attributes).
+//! - subscriptions also have GSI `byTopic` (`topic`, `id`, all attributes), `routeKey`
+//!   (S: its bucket, [`crate::topics::route`]; absent means topic-wide) and, while
+//!   `active`, `route` (S, topic + newline + bucket) and `routeUntil` (N, its end or
+//!   [`super::ROUTE_FOREVER`]) keying the sparse GSI `byRoute`.
 //! - counters: key `subscriptionId` (S); `events` (N), `lastEventAt` (N), and one
 //!   `k:<event key>` (N) per recently numbered event, all changed by one conditional
 //!   update so numbering is atomic and idempotent.
@@ -53,6 +56,11 @@ pub const TTL_ATTRIBUTE: &str = "expiresAt";
 pub const SUBSCRIPTION_INDEX: &str = "bySubscription";
 /// Name of the subscriptions table's index by topic.
 pub const TOPIC_INDEX: &str = "byTopic";
+/// Name of the subscriptions table's sparse routing index (`route`, `routeUntil`): only
+/// `active` subscriptions carry those attributes ([`StoredSubscription::route_index`]).
+pub const ROUTE_INDEX: &str = "byRoute";
+/// Most routing-index queries of one event in flight at once.
+const ROUTE_QUERIES_IN_FLIGHT: usize = 8;
 /// Name of the bindings table's sparse index of heartbeat times (`dueShard`, `heartbeatDueAt`).
 pub const HEARTBEAT_INDEX: &str = "byHeartbeatDue";
 /// Prefix of the counter item's attributes that remember numbered event keys.
@@ -133,6 +141,11 @@ fn subscription_to_item(subscription: &StoredSubscription) -> Result<Item, Store
         let json = serde_json::to_string(grant).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         item.insert("grant".to_owned(), AttributeValue::S(json));
     }
+    item.insert("routeKey".to_owned(), AttributeValue::S(subscription.route().to_owned()));
+    if let Some((key, until)) = subscription.route_index() {
+        item.insert("route".to_owned(), AttributeValue::S(key));
+        item.insert("routeUntil".to_owned(), AttributeValue::N(until.to_string()));
+    }
     Ok(item)
 }
 
@@ -150,9 +163,15 @@ fn subscription_from_item(item: &Item) -> Result<StoredSubscription, StoreError>
             .ok_or_else(|| StoreError::Corrupt("fhirVersion is not R4, R4B or R5".to_owned()))?,
     };
     let grant = grant_of(item)?;
+    // Items written before routing was recorded are in the topic-wide bucket.
+    let route = match item.get("routeKey") {
+        None => crate::topics::TOPIC_WIDE.to_owned(),
+        Some(_) => string(item, "routeKey")?,
+    };
     Ok(StoredSubscription::new(&string(item, "owner")?, version, last_updated, resource)
         .in_fhir_version(fhir_version)
-        .with_grant(grant))
+        .with_grant(grant)
+        .routed(route))
 }
 
 /// The `grant` attribute (JSON text) of an item, when it has one.
@@ -286,6 +305,35 @@ impl SubscriptionStore for DynamoSubscriptionStore {
             .key_condition_expression("topic = :topic")
             .expression_attribute_values(":topic", AttributeValue::S(topic.to_owned()));
         query_all(query).await?.iter().map(subscription_from_item).collect()
+    }
+
+    async fn list_by_route(
+        &self,
+        topic: &str,
+        routes: &[String],
+        now: i64,
+    ) -> Result<Vec<StoredSubscription>, StoreError> {
+        let mut queries = Vec::with_capacity(routes.len());
+        for route in routes {
+            let query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(ROUTE_INDEX)
+                .key_condition_expression("#route = :route AND routeUntil > :now")
+                .expression_attribute_names("#route", "route")
+                .expression_attribute_values(":route", AttributeValue::S(super::route_index_key(topic, route)))
+                .expression_attribute_values(":now", AttributeValue::N(now.to_string()));
+            queries.push(query_all(query));
+        }
+        let mut found = std::collections::BTreeMap::new();
+        for items in crate::delivery::bounded(queries, ROUTE_QUERIES_IN_FLIGHT).await {
+            for item in items? {
+                let subscription = subscription_from_item(&item)?;
+                found.insert(subscription.id().to_owned(), subscription);
+            }
+        }
+        Ok(found.into_values().collect())
     }
 }
 

@@ -13,6 +13,9 @@ use super::{
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     subscriptions: Mutex<BTreeMap<String, StoredSubscription>>,
+    /// The routing index, like the table's: (bucket key, subscription id) to the end.
+    /// Locked after `subscriptions`, and kept in step with it under that lock.
+    routes: Mutex<BTreeMap<(String, String), i64>>,
     tokens: Mutex<HashMap<String, TokenRecord>>,
     /// Keyed by (connection id, subscription id), like the table.
     bindings: Mutex<BTreeMap<(String, String), Binding>>,
@@ -91,6 +94,19 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+impl MemoryStore {
+    /// Moves `id` in the routing index from where `before` put it to where `after` does.
+    fn reindex(&self, id: &str, before: Option<&StoredSubscription>, after: Option<&StoredSubscription>) {
+        let mut routes = lock(&self.routes);
+        if let Some((key, _)) = before.and_then(StoredSubscription::route_index) {
+            routes.remove(&(key, id.to_owned()));
+        }
+        if let Some((key, until)) = after.and_then(StoredSubscription::route_index) {
+            routes.insert((key, id.to_owned()), until);
+        }
+    }
+}
+
 impl SubscriptionStore for MemoryStore {
     async fn insert(&self, subscription: &StoredSubscription) -> Result<(), StoreError> {
         let mut table = lock(&self.subscriptions);
@@ -98,6 +114,7 @@ impl SubscriptionStore for MemoryStore {
             return Err(StoreError::Conflict);
         }
         table.insert(subscription.id().to_owned(), subscription.clone());
+        self.reindex(subscription.id(), None, Some(subscription));
         Ok(())
     }
 
@@ -109,7 +126,8 @@ impl SubscriptionStore for MemoryStore {
         let mut table = lock(&self.subscriptions);
         match table.get_mut(subscription.id()) {
             Some(current) if current.version() == expected_version => {
-                *current = subscription.clone();
+                let before = std::mem::replace(current, subscription.clone());
+                self.reindex(subscription.id(), Some(&before), Some(subscription));
                 Ok(())
             }
             _ => Err(StoreError::Conflict),
@@ -117,7 +135,10 @@ impl SubscriptionStore for MemoryStore {
     }
 
     async fn delete(&self, id: &str) -> Result<bool, StoreError> {
-        Ok(lock(&self.subscriptions).remove(id).is_some())
+        let mut table = lock(&self.subscriptions);
+        let removed = table.remove(id);
+        self.reindex(id, removed.as_ref(), None);
+        Ok(removed.is_some())
     }
 
     async fn list_by_owner(&self, owner: &str) -> Result<Vec<StoredSubscription>, StoreError> {
@@ -130,6 +151,28 @@ impl SubscriptionStore for MemoryStore {
             .filter(|s| s.resource().topic.as_deref() == Some(topic))
             .cloned()
             .collect())
+    }
+
+    async fn list_by_route(
+        &self,
+        topic: &str,
+        routes: &[String],
+        now: i64,
+    ) -> Result<Vec<StoredSubscription>, StoreError> {
+        let table = lock(&self.subscriptions);
+        let index = lock(&self.routes);
+        let mut ids = std::collections::BTreeSet::new();
+        for route in routes {
+            let key = super::route_index_key(topic, route);
+            ids.extend(
+                index
+                    .range((key.clone(), String::new())..)
+                    .take_while(|((bucket, _), _)| *bucket == key)
+                    .filter(|(_, until)| **until > now)
+                    .map(|((_, id), _)| id.clone()),
+            );
+        }
+        Ok(ids.iter().filter_map(|id| table.get(id)).cloned().collect())
     }
 }
 

@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use crate::fhir::version::FhirVersion;
 use crate::fhir::{Meta, Subscription, SubscriptionState};
+use crate::topics::TOPIC_WIDE;
 
 /// Why a store operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,6 +45,7 @@ pub struct StoredSubscription {
     resource: Subscription,
     fhir_version: FhirVersion,
     grant: Option<KeptGrant>,
+    route: String,
 }
 
 impl StoredSubscription {
@@ -53,7 +55,41 @@ impl StoredSubscription {
         let meta = resource.meta.get_or_insert_with(Meta::default);
         meta.version_id = Some(version.to_string());
         meta.last_updated = Some(last_updated.to_rfc3339_opts(SecondsFormat::Millis, true));
-        Self { owner: owner.to_owned(), version, last_updated, resource, fhir_version: FhirVersion::R5, grant: None }
+        Self {
+            owner: owner.to_owned(),
+            version,
+            last_updated,
+            resource,
+            fhir_version: FhirVersion::R5,
+            grant: None,
+            route: TOPIC_WIDE.to_owned(),
+        }
+    }
+
+    /// The same subscription, indexed under `route` of its topic
+    /// ([`crate::topics::Topic::route_of`]; [`TOPIC_WIDE`] unless set, which is always
+    /// correct: every event of the topic reads that bucket).
+    pub fn routed(mut self, route: String) -> Self {
+        self.route = route;
+        self
+    }
+
+    /// The bucket of its topic it is indexed under.
+    pub fn route(&self) -> &str {
+        &self.route
+    }
+
+    /// The key of its bucket in the routing index (`topic` newline `route`) and the
+    /// epoch second it stays in it until, while it is `active` with a topic; `None`
+    /// otherwise (no event reads it then). The end is part of the key, so an ended
+    /// subscription drops out of the index with nothing written.
+    pub fn route_index(&self) -> Option<(String, i64)> {
+        let topic = self.resource.topic.as_deref()?;
+        if self.status() != SubscriptionState::Active {
+            return None;
+        }
+        let until = self.resource.end_time().map_or(ROUTE_FOREVER, |end| end.timestamp());
+        Some((route_index_key(topic, &self.route), until))
     }
 
     /// The same subscription, keeping the SMART grant it was created (or last updated)
@@ -82,11 +118,16 @@ impl StoredSubscription {
 
     /// The next version of this subscription: `resource` (its id is kept) written at `now`,
     /// with the same grant (an update in `smart` mode replaces it with [`Self::with_grant`]).
+    /// The route is kept while the topic and filters stay the same, and falls back to
+    /// the topic-wide bucket otherwise (the writer sets the new one with [`Self::routed`]).
     pub fn next_version(&self, mut resource: Subscription, now: DateTime<Utc>) -> Self {
         resource.id = self.resource.id.clone();
+        let same_filters = resource.topic == self.resource.topic && resource.filter_by == self.resource.filter_by;
+        let route = if same_filters { self.route.clone() } else { TOPIC_WIDE.to_owned() };
         Self::new(&self.owner, self.version + 1, now, resource)
             .in_fhir_version(self.fhir_version)
             .with_grant(self.grant.clone())
+            .routed(route)
     }
 
     /// The logical id.
@@ -136,6 +177,14 @@ impl StoredSubscription {
         resource.status = Some(self.status_at(now));
         resource
     }
+}
+
+/// The end of time for the routing index: the sort key of subscriptions without an end.
+pub const ROUTE_FOREVER: i64 = 253_402_300_799;
+
+/// The routing index's key of bucket `route` of `topic`.
+pub fn route_index_key(topic: &str, route: &str) -> String {
+    format!("{topic}\n{route}")
 }
 
 /// A token's row in the tokens table.
@@ -289,6 +338,16 @@ pub trait SubscriptionStore: Send + Sync {
 
     /// Every subscription to one topic, ordered by id (a secondary index: eventually consistent).
     fn list_by_topic(&self, topic: &str) -> impl Future<Output = Result<Vec<StoredSubscription>, StoreError>> + Send;
+
+    /// The `active` subscriptions of `topic` indexed under any of `routes` whose end is
+    /// after `now` (epoch seconds), ordered by id (a sparse secondary index: eventually
+    /// consistent; only those subscriptions are read).
+    fn list_by_route(
+        &self,
+        topic: &str,
+        routes: &[String],
+        now: i64,
+    ) -> impl Future<Output = Result<Vec<StoredSubscription>, StoreError>> + Send;
 }
 
 /// The tokens table.
@@ -468,6 +527,15 @@ impl<S: SubscriptionStore> SubscriptionStore for std::sync::Arc<S> {
 
     fn list_by_topic(&self, topic: &str) -> impl Future<Output = Result<Vec<StoredSubscription>, StoreError>> + Send {
         (**self).list_by_topic(topic)
+    }
+
+    fn list_by_route(
+        &self,
+        topic: &str,
+        routes: &[String],
+        now: i64,
+    ) -> impl Future<Output = Result<Vec<StoredSubscription>, StoreError>> + Send {
+        (**self).list_by_route(topic, routes, now)
     }
 }
 

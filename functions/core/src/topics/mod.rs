@@ -21,6 +21,7 @@
 //! Discovery is [`crate::ops::topic_discovery`] (R5) and `metadata` (R4, R4B); evaluation
 //! of resource changes is [`trigger`].
 
+pub mod route;
 pub mod shape;
 pub mod trigger;
 
@@ -33,6 +34,7 @@ use crate::fanout::event::Subject;
 use crate::fhir::version::{FhirVersion, PerVersion};
 use crate::fhir::{FilterBy, Subscription, string_list};
 use crate::search::{Clause, parameter_for};
+pub use route::{Routes, TOPIC_WIDE};
 pub use shape::NotificationShape;
 pub use trigger::{FhirPathCriteria, Interaction, ResourceChange, Trigger};
 
@@ -344,6 +346,15 @@ impl TopicRegistry {
         now: DateTime<Utc>,
     ) -> impl Iterator<Item = (&'a Topic, Result<bool, String>)> + 'a {
         self.topics.iter().map(move |topic| (topic, topic.matches(change, fhirpath, now)))
+    }
+
+    /// The bucket of its topic `subscription` is indexed under ([`route`]): the
+    /// topic-wide one for a topic not deployed.
+    pub fn route_of(&self, subscription: &Subscription) -> String {
+        match subscription.topic.as_deref().and_then(|url| self.get(url)) {
+            Some(topic) => topic.route_of(&subscription.filter_by),
+            None => TOPIC_WIDE.to_owned(),
+        }
     }
 
     /// Why `subscription` may not be created with these topics, if it may not (for a 422).

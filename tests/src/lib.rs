@@ -7,6 +7,7 @@
 //! it fail (they do not skip) when it is missing.
 
 pub mod browser;
+pub mod counting;
 pub mod fuzz;
 pub mod local;
 pub mod management_api;

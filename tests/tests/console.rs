@@ -55,10 +55,20 @@ async fn wait_for_text(browser: &Browser, css: &str, parts: &[&str]) {
     }
 }
 
-/// The text of the first log entry matching `css`, waiting for it.
+/// The text of the first log entry matching `css`, waiting for it. Found and read in
+/// one script: the log re-renders, and an element found in one WebDriver call can be
+/// gone ("stale") by the next.
 async fn entry(browser: &Browser, css: &str) -> String {
-    let found = browser.wait_for(css, WAIT).await;
-    browser.text(&found).await
+    let script = "const found = document.querySelector(arguments[0]); return found ? found.innerText : null";
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(text) = browser.execute(script, vec![json!(css)]).await.as_str() {
+            return text.to_owned();
+        }
+        let log = browser.execute("return document.getElementById('frames').innerText", vec![]).await;
+        assert!(Instant::now() < deadline, "nothing matched {css}; the page's log:\n{log}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]

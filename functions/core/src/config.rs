@@ -23,7 +23,10 @@
 //! | `EVENTS_TABLE` | subscription-api, fanout | event history table name |
 //! | `EVENT_RETENTION_SECONDS` | fanout, relay | how long events stay answerable by `$events` (and the relay remembers upstream events), default 604800 (7 days) |
 //! | `UPSTREAM_TABLE` | relay, fanout | the upstream ledger table name (the fan-out relays notification Bundles found on its queue) |
-//! | `EVENTS_QUEUE_URL` | relay | URL of the SQS queue the fan-out reads |
+//! | `EVENTS_QUEUE_URL` | relay, fanout | URL of the SQS queue the fan-out reads (the fan-out puts references to later delivery pages there; unset: one worker delivers every page) |
+//! | `DELIVERY_PAGE_SIZE` | fanout | bindings per delivery page, 1 to 10000, default 1000 |
+//! | `MANAGEMENT_API_RATE` | fanout | account-wide Management API posts a second all fan-out instances keep under (0 or unset: unpaced) |
+//! | `FANOUT_CONCURRENCY` | fanout | most fan-out instances at once (the event source's maximum concurrency); each paces at `MANAGEMENT_API_RATE` / this, default 1 |
 //! | `EVENT_FHIR_VERSION` | fanout, subscription-api | FHIR version of the resources in events that name none (`R4`, `R4B`, `R5`; default `R5`); topics are loaded for it |
 //! | `DEAD_LETTER_QUEUE_URL` | fanout | URL of the events queue's dead-letter queue, where invalid events go at once with their reason (unset: SQS's redrive moves them) |
 //! | `RELAY_SECRETS_SECRET` | relay | id (ARN) of the Secrets Manager secret holding the relay secrets (JSON `{"secrets": "s1[,s2…]"}`), read at cold start and again at runtime (the template sets this) |
@@ -179,6 +182,35 @@ pub struct EventsConfig {
     pub topics: TopicRegistry,
     /// Where invalid events go (`DEAD_LETTER_QUEUE_URL`), if set.
     pub dead_letter_queue_url: Option<String>,
+    /// The events queue, where references to later delivery pages go (`EVENTS_QUEUE_URL`).
+    pub events_queue_url: Option<String>,
+    /// Bindings per delivery page (`DELIVERY_PAGE_SIZE`).
+    pub page_size: usize,
+    /// Account-wide Management API posts a second (`MANAGEMENT_API_RATE`; 0: unpaced).
+    pub management_api_rate: f64,
+    /// Most fan-out instances at once (`FANOUT_CONCURRENCY`).
+    pub concurrency: u32,
+}
+
+/// Allowed `DELIVERY_PAGE_SIZE`s.
+const PAGE_SIZE_RANGE: std::ops::RangeInclusive<usize> = 1..=10_000;
+
+/// A number variable within `range`, or `default` when unset.
+fn number_in<T>(
+    source: &impl Source,
+    name: &'static str,
+    range: std::ops::RangeInclusive<T>,
+    default: T,
+) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+{
+    match source.value(name) {
+        None => Ok(default),
+        Some(text) => text.trim().parse::<T>().ok().filter(|n| range.contains(n)).ok_or_else(|| {
+            ConfigError::Invalid(name, format!("must be a number from {} to {}", range.start(), range.end()))
+        }),
+    }
 }
 
 impl EventsConfig {
@@ -189,7 +221,60 @@ impl EventsConfig {
             fhir_version,
             topics: deployed_topics(fhir_version)?,
             dead_letter_queue_url: source.value("DEAD_LETTER_QUEUE_URL"),
+            events_queue_url: source.value("EVENTS_QUEUE_URL").filter(|url| !url.trim().is_empty()),
+            page_size: number_in(
+                source,
+                "DELIVERY_PAGE_SIZE",
+                PAGE_SIZE_RANGE,
+                crate::fanout::pages::DEFAULT_PAGE_SIZE,
+            )?,
+            management_api_rate: number_in(source, "MANAGEMENT_API_RATE", 0.0..=1_000_000.0, 0.0)?,
+            concurrency: number_in(source, "FANOUT_CONCURRENCY", 1..=1000, 1)?,
         })
+    }
+
+    /// This instance's share of the account-wide rate: `MANAGEMENT_API_RATE` /
+    /// `FANOUT_CONCURRENCY` a second, with a second's worth as its burst; `None` unpaced.
+    pub fn pacer(&self) -> Option<Arc<crate::push::Pacer>> {
+        let share = self.management_api_rate / f64::from(self.concurrency);
+        crate::push::Pacer::new(share, std::time::Duration::from_secs(1)).map(Arc::new)
+    }
+
+    /// `fanout` configured with all of this: the events' version, the dead-letter queue,
+    /// paging and pacing, and the topics (their FHIRPath evaluated by `fhirpath`).
+    #[cfg(feature = "sqs")]
+    pub fn configure<S, B, C, E, P, U>(
+        self,
+        fanout: crate::fanout::FanOut<S, B, C, E, P, U>,
+        aws: &aws_config::SdkConfig,
+        fhirpath: Option<Arc<dyn crate::topics::FhirPathCriteria>>,
+    ) -> crate::fanout::FanOut<S, B, C, E, P, U>
+    where
+        S: crate::store::SubscriptionStore,
+        B: crate::store::BindingStore,
+        C: crate::store::CounterStore,
+        E: crate::store::EventStore,
+        P: crate::push::Pusher,
+        U: crate::store::UpstreamStore,
+    {
+        let (dead_letters, paging, pacer) = (self.sqs_dead_letter_queue(aws), self.sqs_paging(aws), self.pacer());
+        fanout
+            .with_event_version(self.fhir_version)
+            .with_dead_letters(dead_letters)
+            .with_paging(paging)
+            .with_pacer(pacer)
+            .with_topics(self.topics, fhirpath)
+    }
+
+    /// Delivery in pages of `DELIVERY_PAGE_SIZE`, references to later pages going to the
+    /// events queue on SQS when `EVENTS_QUEUE_URL` is set.
+    #[cfg(feature = "sqs")]
+    pub fn sqs_paging(&self, aws: &aws_config::SdkConfig) -> crate::fanout::pages::Paging {
+        let queue = self.events_queue_url.as_ref().map(|url| {
+            let queue = crate::relay::sqs::SqsEventQueue::new(aws_sdk_sqs::Client::new(aws), url);
+            Arc::new(queue) as Arc<dyn crate::fanout::pages::PageQueue>
+        });
+        crate::fanout::pages::Paging { page_size: self.page_size, queue }
     }
 
     /// The dead-letter queue on SQS, when `DEAD_LETTER_QUEUE_URL` is set.

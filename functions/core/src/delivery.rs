@@ -12,7 +12,7 @@ use crate::access::bindable;
 use crate::fhir::NotificationType;
 use crate::metrics::Metrics;
 use crate::notification::{content_level, frame, status_notification};
-use crate::push::{PushError, Pusher, RetryPolicy, post_with_retry};
+use crate::push::{Pacer, PushError, Pusher, RetryPolicy, post_with_retry};
 use crate::store::{Binding, BindingStore, CounterStore, SubscriptionStore};
 use crate::ws::forget_connection;
 
@@ -30,12 +30,15 @@ pub struct Delivery<S, B, C, P> {
     pub pusher: P,
     /// Retries for throttled or failed posts.
     pub retry: RetryPolicy,
+    /// This instance's share of the account's Management API rate, if paced (each
+    /// post's first attempt waits for it; retries come after 429s or failures, rarely).
+    pub pacer: Option<std::sync::Arc<Pacer>>,
 }
 
 impl<S, B, C, P> Delivery<S, B, C, P> {
     /// Sending through `pusher` with the default retry policy.
     pub fn new(subscriptions: S, bindings: B, counters: C, pusher: P) -> Self {
-        Self { subscriptions, bindings, counters, pusher, retry: RetryPolicy::default() }
+        Self { subscriptions, bindings, counters, pusher, retry: RetryPolicy::default(), pacer: None }
     }
 }
 
@@ -49,6 +52,9 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, P: Pusher> Delivery
         frame: &[u8],
         metrics: &Metrics,
     ) -> Result<(), PushError> {
+        if let Some(pacer) = &self.pacer {
+            pacer.wait().await;
+        }
         let outcome = post_with_retry(&self.pusher, &self.retry, callback_url, connection_id, frame).await;
         metrics.add("Retried", u64::from(outcome.retries));
         match &outcome.result {

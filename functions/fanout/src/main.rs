@@ -17,11 +17,8 @@ async fn main() -> Result<(), Error> {
     let (subscriptions, bindings, counters) = config.dynamodb_stores(&dynamodb);
     let (relay, history) = (history.upstream_relay(&ProcessEnv, &dynamodb)?, history.dynamodb(&dynamodb));
     let (pusher, base) = (ManagementApiPusher::new(&aws), fhir_base_url(&ProcessEnv)?);
-    let fanout = &FanOut::new(subscriptions, bindings, counters, history, pusher, &base)
-        .with_relay(relay)
-        .with_event_version(events.fhir_version)
-        .with_dead_letters(events.sqs_dead_letter_queue(&aws))
-        .with_topics(events.topics, Some(fhir_ws_fhirpath::FhirPath::shared()));
+    let fanout = FanOut::new(subscriptions, bindings, counters, history, pusher, &base).with_relay(relay);
+    let fanout = &events.configure(fanout, &aws, Some(fhir_ws_fhirpath::FhirPath::shared()));
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, Error>(fanout.handle_batch(&event.payload, chrono::Utc::now()).await)
     }))

@@ -1,20 +1,23 @@
 //! The fan-out: events from the SQS queue become notification Bundles posted to every
 //! connection bound to each matching subscription.
 //!
-//! Per message: parse ([`event`]); find the active websocket subscriptions of the
-//! topic whose filters match ([`filter`]); per subscription, number the event once
-//! (idempotently, keyed by `eventId` or the SQS message id, so a redelivery keeps its
-//! number), record it under that number in the event history (first record wins, so a
-//! redelivery changes nothing there either), build the Bundle for the subscription's
-//! content level, and post it to every
-//! unexpired binding, at most [`MAX_IN_FLIGHT`] posts at a time. A 410 deletes that
+//! Per message: parse ([`event`]); find the active websocket subscriptions the event may
+//! concern through the routing index ([`crate::topics::route`]: the buckets of the focus's
+//! values and the topic-wide one, not the whole topic) and keep those whose filters match
+//! ([`filter`]); per subscription, number the event once (idempotently, keyed by
+//! `eventId` or the SQS message id, so a redelivery keeps its number), record it under
+//! that number in the event history (first record wins, so a redelivery changes nothing
+//! there either), build the Bundle for the subscription's content level, and post it to
+//! every unexpired binding, page by page ([`pages`]: later pages of a large audience go to
+//! other workers through the queue), at most [`MAX_IN_FLIGHT`] posts at a time, paced
+//! under the account's Management API rate when configured. A 410 deletes that
 //! connection's bindings; throttled or failing posts are retried with backoff and jitter,
 //! and if some still fail the SQS record is reported failed, so SQS redelivers it (and
 //! after the queue's `maxReceiveCount`, moves it to the dead-letter queue). An invalid
 //! message, which no retry can help, goes straight to the dead-letter queue with its
 //! reason ([`dead_letter`]) and is reported handled: SQS does not receive it again.
-//! Delivery is at least once: a redelivered event reaches every binding again, with the
-//! same event number.
+//! Each page records what it still owes, so a redelivered message reaches only the
+//! connections whose posts failed, with the same event number.
 //!
 //! Resources are in the event's FHIR version ([`event`]); a subscription in another
 //! version gets each of them converted when [`crate::fhir::convert`] converts its type
@@ -37,25 +40,30 @@
 pub mod dead_letter;
 pub mod event;
 pub mod filter;
+mod frames;
+pub mod pages;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::{DateTime, TimeDelta, Utc};
 use sha2::Digest as _;
 
 use crate::delivery::{Delivery, bounded};
+use crate::fhir::SubscriptionState;
 use crate::fhir::convert::convert;
 use crate::fhir::version::FhirVersion;
-use crate::fhir::{ContentLevel, SubscriptionState};
 use crate::metrics::Metrics;
-use crate::notification::{EventContent, event_frame, event_record};
 use crate::push::{PushError, Pusher, RetryPolicy};
 use crate::relay::upstream::read_notification;
 use crate::relay::{Relay, RelayError};
 use crate::store::UpstreamStore;
-use crate::store::{BindingStore, CounterStore, EventStore, StoreError, StoredSubscription, SubscriptionStore};
+use crate::store::{
+    Binding, BindingStore, CounterStore, EventStore, PageId, StoreError, StoredSubscription, SubscriptionStore,
+};
 use crate::topics::{FhirPathCriteria, Routes, TOPIC_WIDE, Topic, TopicRegistry};
 use dead_letter::DeadLetterQueue;
 use event::{Audience, Event, Subject};
+use frames::{Frames, Setting};
+use pages::{PageReference, Paging};
 
 /// Most posts in flight at once per event.
 pub const MAX_IN_FLIGHT: usize = 64;
@@ -72,6 +80,12 @@ pub enum FanOutError {
     /// Some posts still failed after retries.
     #[error("{0} post(s) failed after retries")]
     Undelivered(usize),
+    /// Another worker is delivering this page right now.
+    #[error("the page is being delivered by another worker")]
+    PageBusy,
+    /// A page reference could not be queued.
+    #[error(transparent)]
+    Queue(#[from] crate::relay::QueueError),
 }
 
 /// The event history the fan-out writes: where, and for how long records are answered.
@@ -94,6 +108,7 @@ pub struct FanOut<S, B, C, E, P, U = NoUpstreamTable> {
     fhirpath: Option<std::sync::Arc<dyn FhirPathCriteria>>,
     event_version: FhirVersion,
     dead_letters: Option<std::sync::Arc<dyn DeadLetterQueue>>,
+    paging: Paging,
 }
 
 /// The upstream table of a fan-out that has none: notification Bundles on the queue are
@@ -141,6 +156,7 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: P
             fhirpath: None,
             event_version: FhirVersion::R5,
             dead_letters: None,
+            paging: Paging::default(),
         }
     }
 
@@ -156,6 +172,7 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: P
             fhirpath: self.fhirpath,
             event_version: self.event_version,
             dead_letters: self.dead_letters,
+            paging: self.paging,
         }
     }
 }
@@ -190,6 +207,20 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: P
         self
     }
 
+    /// Delivers to large audiences in pages of `paging.page_size` bindings, references to
+    /// later pages going to `paging.queue` ([`pages`]).
+    pub fn with_paging(mut self, paging: Paging) -> Self {
+        self.paging = paging;
+        self
+    }
+
+    /// Paces posts with `pacer` (this instance's share of the account's Management API
+    /// rate).
+    pub fn with_pacer(mut self, pacer: Option<std::sync::Arc<crate::push::Pacer>>) -> Self {
+        self.delivery.pacer = pacer;
+        self
+    }
+
     /// Uses `retry` instead of the default policy.
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.delivery.retry = retry;
@@ -211,6 +242,7 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: P
             "Invalid",
             "DeadLettered",
             "TopicError",
+            "PagesQueued",
         ] {
             metrics.add(name, 0);
         }
@@ -282,6 +314,15 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: P
             metrics.add("Invalid", 1);
             FanOutError::Invalid(reason)
         };
+        if let Some(page) = PageReference::read(body) {
+            let (reference, event_body) = page.map_err(invalid)?;
+            return self.deliver_page_reference(&reference, &event_body, now, metrics).await.map_err(
+                |error| match error {
+                    FanOutError::Invalid(reason) => invalid(reason),
+                    other => other,
+                },
+            );
+        }
         if let Some(bundle) = notification_bundle(body) {
             return self.deliver_notification(&bundle, now, metrics).await.map_err(|error| match error {
                 FanOutError::Invalid(reason) => invalid(reason),
@@ -298,7 +339,7 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: P
                 format!("h:{}", digest.iter().map(|b| format!("{b:02x}")).collect::<String>())
             }
         };
-        self.deliver(&event, &key, now, metrics).await
+        self.deliver(&event, &key, body, now, metrics).await
     }
 
     /// Delivers another FHIR server's notification Bundle: each of its events not
@@ -322,7 +363,7 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: P
             let delivered = match event::parse(&claim.body, now, self.event_version) {
                 Ok(event) => {
                     let key = format!("e:{}", event.event_id.as_deref().unwrap_or_default());
-                    self.deliver(&event, &key, now, metrics).await
+                    self.deliver(&event, &key, &claim.body, now, metrics).await
                 }
                 Err(reason) => Err(FanOutError::Invalid(reason)),
             };
@@ -336,11 +377,13 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: P
         Ok(())
     }
 
-    /// Delivers one event to every matching subscription's bindings.
+    /// Delivers one event (read from message `body`, numbered under `key`) to every
+    /// matching subscription's bindings.
     pub async fn deliver(
         &self,
         event: &Event,
         key: &str,
+        body: &str,
         now: DateTime<Utc>,
         metrics: &Metrics,
     ) -> Result<(), FanOutError> {
@@ -352,7 +395,7 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: P
         }
         let mut undelivered = 0;
         for subscription in self.matching(event, now, metrics).await? {
-            undelivered += self.deliver_to(&subscription, event, key, now, metrics).await?;
+            undelivered += self.deliver_to(&subscription, event, (key, body), now, metrics).await?;
         }
         if undelivered > 0 {
             return Err(FanOutError::Undelivered(undelivered));
@@ -428,86 +471,175 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: P
     }
 
     /// Numbers the event for one subscription, records it in the history and posts it to
-    /// its bindings; returns how many posts failed after retries.
+    /// its bindings, page by page ([`pages`]); returns how many posts failed after retries.
     async fn deliver_to(
         &self,
         subscription: &StoredSubscription,
         event: &Event,
-        key: &str,
+        (key, body): (&str, &str),
         now: DateTime<Utc>,
         metrics: &Metrics,
     ) -> Result<usize, FanOutError> {
         let number = self.delivery.counters.number_event(subscription.id(), key, now.timestamp()).await?;
-        let topic = subscription.resource().topic.as_deref().and_then(|url| self.topics.get(url));
-        let focus = event.focus.as_ref().and_then(Subject::resource);
-        let shaped = topic.and_then(|topic| topic.shaped_context(focus, &event.additional_context, event.fhir_version));
-        let context = shaped.as_deref().unwrap_or(&event.additional_context);
-        // Bodies are sent only at full-resource: only then are they given in the
-        // subscriber's version (or left out).
-        let keep_resources = crate::notification::content_level(subscription) == ContentLevel::FullResource;
-        let (to, from) = (subscription.fhir_version(), event.fhir_version);
-        let for_subscriber = |subject: &Subject| {
-            if keep_resources { in_version(subject, from, to, subscription.id(), metrics) } else { subject.clone() }
-        };
-        let focus = event.focus.as_ref().map(for_subscriber);
-        let context: Vec<Subject> = context.iter().map(for_subscriber).collect();
-        let content = EventContent {
-            focus: focus.as_ref(),
-            additional_context: &context,
-            timestamp: event.timestamp,
-            fhir_base_url: &self.fhir_base_url,
-        };
-        let expires_at = (now + self.history.retention).timestamp();
-        let record = event_record(subscription.id(), number, content, expires_at);
+        let mut frames = Frames::build(subscription, event, number, self.setting(now), now, metrics)?;
         // Recorded before posting, so `$events` knows every number a client may have seen.
-        self.history.store.record_event(&record.for_history(keep_resources)).await?;
-        let (frame, downgraded) =
-            event_frame(subscription, &record, now).map_err(|e| FanOutError::Invalid(e.to_string()))?;
-        if downgraded {
+        self.history.store.record_event(&frames.history_record()).await?;
+        if frames.downgraded {
             metrics.add("OversizeDowngraded", 1);
         }
-        let bindings = self.delivery.bindings.bindings_of_subscription(subscription.id()).await?;
-        // A binding made in `smart` mode carries its token's grant: each distinct grant
-        // gets the frame it allows (none when the focus is not allowed; context it does
-        // not allow left out), checked in the version the resources are now in.
-        let shown = if keep_resources { to } else { from };
-        let mut grants: Vec<(Option<&crate::smart::subscription::KeptGrant>, Option<Vec<u8>>)> =
-            vec![(None, Some(frame))];
-        for grant in bindings.iter().filter_map(|b| b.grant.as_ref()) {
-            if grants.iter().any(|(known, _)| *known == Some(grant)) {
-                continue;
-            }
-            let allowed = |subject: &Subject| {
-                let level = crate::notification::content_level(subscription);
-                grant.permits(subject.resource(), subject.resource_type().as_deref(), level, shown, now)
-            };
-            let frame = match &focus {
-                Some(focus) if !allowed(focus) => {
-                    metrics.add("GrantWithheld", 1);
-                    None
-                }
-                _ => {
-                    let keep: Vec<bool> = context.iter().map(allowed).collect();
-                    let narrowed = record.without_context(&keep);
-                    Some(event_frame(subscription, &narrowed, now).map_err(|e| FanOutError::Invalid(e.to_string()))?.0)
-                }
-            };
-            grants.push((Some(grant), frame));
+        self.deliver_pages(&mut frames, (event, body), None, now, metrics).await
+    }
+
+    fn setting(&self, now: DateTime<Utc>) -> Setting<'_> {
+        Setting {
+            topics: &self.topics,
+            fhir_base_url: &self.fhir_base_url,
+            expires_at: (now + self.history.retention).timestamp(),
         }
+    }
+
+    /// Delivers a later page of an event, from its page reference.
+    async fn deliver_page_reference(
+        &self,
+        reference: &PageReference,
+        body: &str,
+        now: DateTime<Utc>,
+        metrics: &Metrics,
+    ) -> Result<(), FanOutError> {
+        let mut event = event::parse(body, now, self.event_version).map_err(FanOutError::Invalid)?;
+        event.timestamp = reference.time().map_err(FanOutError::Invalid)?;
+        // Nothing more goes to a subscription that has ended (or gone) since.
+        let Some(subscription) = self.delivery.subscriptions.get(&reference.subscription).await? else {
+            return Ok(());
+        };
+        if subscription.status_at(now) != SubscriptionState::Active {
+            return Ok(());
+        }
+        let mut frames = Frames::build(&subscription, &event, reference.event_number, self.setting(now), now, metrics)?;
+        match self.deliver_pages(&mut frames, (&event, body), Some(reference.after.clone()), now, metrics).await? {
+            0 => Ok(()),
+            undelivered => Err(FanOutError::Undelivered(undelivered)),
+        }
+    }
+
+    /// Posts the event to the pages of its subscription's bindings from the one after
+    /// `after`: each page claimed, the next one queued (or, without a queue, delivered
+    /// here after this one), and what it still owes recorded. Returns how many posts
+    /// failed after retries.
+    async fn deliver_pages(
+        &self,
+        frames: &mut Frames<'_>,
+        (event, body): (&Event, &str),
+        mut after: Option<String>,
+        now: DateTime<Utc>,
+        metrics: &Metrics,
+    ) -> Result<usize, FanOutError> {
+        let subscription = frames.record.subscription_id.clone();
+        let queued = self.paging.queue.is_some() && PageReference::fits(body);
+        let mut undelivered = 0;
+        loop {
+            let page =
+                PageId { subscription_id: subscription.clone(), event_number: frames.record.event_number, after };
+            let progress = match self.history.store.claim_page(&page, now.timestamp(), frames.record.expires_at).await {
+                Err(StoreError::Conflict) => return Err(FanOutError::PageBusy),
+                other => other?,
+            };
+            let (bindings, next) = match progress {
+                // Posted to once: only what it still owes. Its next page was queued before
+                // it was posted to; delivered here, it is visited again.
+                Some(progress) if progress.finished => {
+                    let next = if queued { None } else { progress.next };
+                    (self.owed(&subscription, &progress.owed).await?, next)
+                }
+                progress => {
+                    // A page taken over reads up to where it was recorded to end.
+                    let recorded = progress.and_then(|p| p.next);
+                    let limit = if recorded.is_some() { usize::MAX } else { self.paging.page_size.max(1) };
+                    let read = self
+                        .delivery
+                        .bindings
+                        .bindings_page(&subscription, page.after.as_deref(), recorded.as_deref(), limit)
+                        .await?;
+                    if let (None, Some(next)) = (&recorded, &read.next) {
+                        self.history.store.set_page_next(&page, next).await?;
+                    }
+                    (read.bindings, recorded.or(read.next))
+                }
+            };
+            if let (true, Some(next)) = (queued, &next) {
+                self.queue_page(&subscription, frames, (event, body), next, metrics).await?;
+            }
+            frames.prepare(&bindings, now, metrics)?;
+            let failed = self.post_page(&bindings, frames, now, metrics).await;
+            self.history.store.finish_page(&page, &failed).await?;
+            undelivered += failed.len();
+            match next {
+                Some(next) if !queued => after = Some(next),
+                _ => return Ok(undelivered),
+            }
+        }
+    }
+
+    /// Queues the page after connection `next` for another worker.
+    async fn queue_page(
+        &self,
+        subscription: &str,
+        frames: &Frames<'_>,
+        (event, body): (&Event, &str),
+        next: &str,
+        metrics: &Metrics,
+    ) -> Result<(), FanOutError> {
+        let Some(queue) = &self.paging.queue else { return Ok(()) };
+        let reference = PageReference::new(subscription, frames.record.event_number, next, event.timestamp);
+        let message =
+            reference.message(body).ok_or_else(|| FanOutError::Invalid("event body is not JSON".to_owned()))?;
+        queue.enqueue_page(&message).await?;
+        metrics.add("PagesQueued", 1);
+        Ok(())
+    }
+
+    /// The bindings of `subscription` on the connections in `owed`.
+    async fn owed(&self, subscription: &str, owed: &[String]) -> Result<Vec<Binding>, StoreError> {
+        let mut bindings = Vec::with_capacity(owed.len());
+        for connection in owed {
+            let found = self.delivery.bindings.bindings_of_connection(connection).await?;
+            bindings.extend(found.into_iter().filter(|b| b.subscription_id == subscription));
+        }
+        Ok(bindings)
+    }
+
+    /// Posts each binding its frame (none after its expiry, none its grant withholds), at
+    /// most [`MAX_IN_FLIGHT`] at a time; returns the connections whose posts failed after
+    /// retries (a gone connection is forgotten, not owed).
+    async fn post_page(
+        &self,
+        bindings: &[Binding],
+        frames: &Frames<'_>,
+        now: DateTime<Utc>,
+        metrics: &Metrics,
+    ) -> Vec<String> {
         let delivery = &self.delivery;
         // Futures built in a plain loop (no combinator closures) keep the whole future
         // `Send` for callers that spawn it.
         let mut posts = Vec::with_capacity(bindings.len());
-        for binding in &bindings {
-            let frame = grants.iter().find(|(grant, _)| *grant == binding.grant.as_ref()).and_then(|(_, f)| f.as_ref());
-            if let Some(frame) = frame
+        for binding in bindings {
+            if let Some(frame) = frames.for_binding(binding)
                 && binding.expires_at > now.timestamp()
             {
-                posts.push(delivery.post(&binding.callback_url, &binding.connection_id, frame, metrics));
+                posts.push(async move {
+                    let result = delivery.post(&binding.callback_url, &binding.connection_id, frame, metrics).await;
+                    (binding.connection_id.as_str(), result)
+                });
             }
         }
-        let results: Vec<Result<(), PushError>> = bounded(posts, MAX_IN_FLIGHT).await;
-        Ok(results.iter().filter(|r| matches!(r, Err(PushError::Throttled | PushError::Failed(_)))).count())
+        let results: Vec<(&str, Result<(), PushError>)> = bounded(posts, MAX_IN_FLIGHT).await;
+        let mut failed: Vec<String> = results
+            .into_iter()
+            .filter(|(_, result)| matches!(result, Err(PushError::Throttled | PushError::Failed(_))))
+            .map(|(connection, _)| connection.to_owned())
+            .collect();
+        failed.sort();
+        failed
     }
 }
 

@@ -2,12 +2,14 @@
 //! adapter for the API Gateway Management API (`POST` and `DELETE @connections/{id}`).
 
 mod management_api;
+pub mod pace;
 mod retry;
 mod signed_post;
 
 use std::future::Future;
 
 pub use management_api::ManagementApiPusher;
+pub use pace::Pacer;
 pub use retry::{PostOutcome, RetryPolicy, post_with_retry};
 
 /// Longest one call to the Management API may take, from connecting to the last byte of

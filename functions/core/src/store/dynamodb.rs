@@ -41,9 +41,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRe
 use chrono::DateTime;
 
 use super::{
-    Binding, BindingStore, CounterStore, EventCounter, EventRecord, EventStore, REMEMBERED_EVENT_KEYS, StoreError,
-    StoredSubscription, SubscriptionStore, TokenRecord, TokenStore, UPSTREAM_CLAIM_SECONDS, UpstreamStore,
-    heartbeat_shard,
+    Binding, BindingStore, BindingsPage, CounterStore, DeliveryProgress, EventCounter, EventRecord, EventStore,
+    PAGE_CLAIM_SECONDS, PageId, PageProgress, REMEMBERED_EVENT_KEYS, StoreError, StoredSubscription, SubscriptionStore,
+    TokenRecord, TokenStore, UPSTREAM_CLAIM_SECONDS, UpstreamStore, heartbeat_shard,
 };
 use crate::fhir::Subscription;
 use crate::fhir::version::FhirVersion;
@@ -59,6 +59,8 @@ pub const TOPIC_INDEX: &str = "byTopic";
 /// Name of the subscriptions table's sparse routing index (`route`, `routeUntil`): only
 /// `active` subscriptions carry those attributes ([`StoredSubscription::route_index`]).
 pub const ROUTE_INDEX: &str = "byRoute";
+/// Most items one query page asks for (DynamoDB stops at 1 MB anyway).
+const QUERY_PAGE_ITEMS: usize = 1000;
 /// Most routing-index queries of one event in flight at once.
 const ROUTE_QUERIES_IN_FLIGHT: usize = 8;
 /// Name of the bindings table's sparse index of heartbeat times (`dueShard`, `heartbeatDueAt`).
@@ -551,6 +553,46 @@ impl BindingStore for DynamoBindingStore {
         query_all(query).await?.iter().map(binding_from_item).collect()
     }
 
+    async fn bindings_page(
+        &self,
+        subscription_id: &str,
+        after: Option<&str>,
+        through: Option<&str>,
+        limit: usize,
+    ) -> Result<BindingsPage, StoreError> {
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(SUBSCRIPTION_INDEX)
+            .expression_attribute_values(":s", AttributeValue::S(subscription_id.to_owned()))
+            .limit(i32::try_from(limit.min(QUERY_PAGE_ITEMS)).unwrap_or(i32::MAX));
+        query = match through {
+            Some(through) => query
+                .key_condition_expression("subscriptionId = :s AND connectionId <= :through")
+                .expression_attribute_values(":through", AttributeValue::S(through.to_owned())),
+            None => query.key_condition_expression("subscriptionId = :s"),
+        };
+        let mut start_key = after.map(|after| Self::key(after, subscription_id));
+        let mut bindings = Vec::new();
+        loop {
+            let page = query.clone().set_exclusive_start_key(start_key.take()).send().await.map_err(classify)?;
+            for item in page.items.unwrap_or_default() {
+                if bindings.len() < limit {
+                    bindings.push(binding_from_item(&item)?);
+                }
+            }
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() && bindings.len() < limit => start_key = Some(key),
+                _ => break,
+            }
+        }
+        let next = (through.is_none() && bindings.len() == limit)
+            .then(|| bindings.last().map(|b: &Binding| b.connection_id.clone()))
+            .flatten();
+        Ok(BindingsPage { bindings, next })
+    }
+
     async fn delete_bindings(&self, connection_id: &str, token_id: Option<&str>) -> Result<usize, StoreError> {
         let bindings = self.bindings_of_connection(connection_id).await?;
         let Some(token_id) = token_id else {
@@ -889,6 +931,83 @@ impl EventStore for DynamoEventStore {
                 _ => return Ok(records),
             }
         }
+    }
+}
+
+/// The events table's key of a delivery page's progress row: a partition of its own next
+/// to the subscription's records (`<subscription>` newline `page` newline `<after>`), under
+/// the event's number.
+fn page_key(page: &PageId) -> Item {
+    let partition = format!("{}\npage\n{}", page.subscription_id, page.after.as_deref().unwrap_or_default());
+    Item::from([
+        ("subscriptionId".to_owned(), AttributeValue::S(partition)),
+        ("eventNumber".to_owned(), AttributeValue::N(page.event_number.to_string())),
+    ])
+}
+
+impl DeliveryProgress for DynamoEventStore {
+    async fn claim_page(&self, page: &PageId, now: i64, expires_at: i64) -> Result<Option<PageProgress>, StoreError> {
+        let output = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(page_key(page)))
+            .update_expression("SET claimedAt = :now, #expires = :expires")
+            .condition_expression("attribute_not_exists(eventNumber) OR claimedAt <= :stale")
+            .expression_attribute_names("#expires", TTL_ATTRIBUTE)
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .expression_attribute_values(":stale", AttributeValue::N((now - PAGE_CLAIM_SECONDS).to_string()))
+            .expression_attribute_values(":expires", AttributeValue::N(expires_at.to_string()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(classify)?;
+        let Some(old) = output.attributes.filter(|a| !a.is_empty()) else { return Ok(None) };
+        let owed = match old.get("owed") {
+            Some(AttributeValue::L(items)) => {
+                items.iter().filter_map(|item| item.as_s().ok().cloned()).collect::<Vec<String>>()
+            }
+            _ => Vec::new(),
+        };
+        Ok(Some(PageProgress {
+            next: old.get("next").and_then(|n| n.as_s().ok()).cloned(),
+            finished: matches!(old.get("finished"), Some(AttributeValue::Bool(true))),
+            owed,
+        }))
+    }
+
+    async fn set_page_next(&self, page: &PageId, next: &str) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(page_key(page)))
+            .update_expression("SET #next = :next")
+            .condition_expression("attribute_exists(eventNumber)")
+            .expression_attribute_names("#next", "next")
+            .expression_attribute_values(":next", AttributeValue::S(next.to_owned()))
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn finish_page(&self, page: &PageId, owed: &[String]) -> Result<(), StoreError> {
+        let owed = owed.iter().map(|c| AttributeValue::S(c.clone())).collect();
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(page_key(page)))
+            .update_expression("SET #finished = :yes, #owed = :owed, claimedAt = :unclaimed")
+            .condition_expression("attribute_exists(eventNumber)")
+            .expression_attribute_names("#finished", "finished")
+            .expression_attribute_names("#owed", "owed")
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .expression_attribute_values(":owed", AttributeValue::L(owed))
+            .expression_attribute_values(":unclaimed", AttributeValue::N("0".to_owned()))
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
     }
 }
 

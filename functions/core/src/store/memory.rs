@@ -4,9 +4,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use super::{
-    Binding, BindingStore, CounterStore, EventCounter, EventRecord, EventStore, REMEMBERED_EVENT_KEYS, StoreError,
-    StoredSubscription, SubscriptionStore, TokenRecord, TokenStore, UPSTREAM_CLAIM_SECONDS, UpstreamStore,
-    heartbeat_shard,
+    Binding, BindingStore, BindingsPage, CounterStore, DeliveryProgress, EventCounter, EventRecord, EventStore,
+    PAGE_CLAIM_SECONDS, PageId, PageProgress, REMEMBERED_EVENT_KEYS, StoreError, StoredSubscription, SubscriptionStore,
+    TokenRecord, TokenStore, UPSTREAM_CLAIM_SECONDS, UpstreamStore, heartbeat_shard,
 };
 
 /// Every table in process memory. Cheap to create; shared through an `Arc`.
@@ -26,6 +26,8 @@ pub struct MemoryStore {
     upstream_events: Mutex<HashMap<(String, u64), UpstreamClaim>>,
     /// Keyed by upstream: the highest number reached.
     upstream_progress: Mutex<HashMap<String, u64>>,
+    /// Delivery pages: their progress, claim time (0: unclaimed) and expiry.
+    pages: Mutex<HashMap<PageId, (PageProgress, i64, i64)>>,
 }
 
 /// A counter with the event keys it has numbered.
@@ -62,6 +64,7 @@ impl MemoryStore {
         dropped(&mut *lock(&self.tokens), HashMap::len, |tokens| tokens.retain(|_, t| t.expires_at > now))
             + dropped(&mut *lock(&self.bindings), BTreeMap::len, |bindings| bindings.retain(|_, b| b.expires_at > now))
             + dropped(&mut *lock(&self.events), BTreeMap::len, |events| events.retain(|_, e| e.expires_at > now))
+            + dropped(&mut *lock(&self.pages), HashMap::len, |pages| pages.retain(|_, (_, _, until)| *until > now))
             + dropped(&mut *lock(&self.upstream_events), HashMap::len, |claims| {
                 claims.retain(|_, c| c.expires_at > now)
             })
@@ -210,6 +213,29 @@ impl BindingStore for MemoryStore {
         Ok(lock(&self.bindings).values().filter(|b| b.subscription_id == subscription_id).cloned().collect())
     }
 
+    async fn bindings_page(
+        &self,
+        subscription_id: &str,
+        after: Option<&str>,
+        through: Option<&str>,
+        limit: usize,
+    ) -> Result<BindingsPage, StoreError> {
+        let table = lock(&self.bindings);
+        let mut bindings: Vec<Binding> = table
+            .values()
+            .filter(|b| b.subscription_id == subscription_id)
+            .filter(|b| after.is_none_or(|after| b.connection_id.as_str() > after))
+            .filter(|b| through.is_none_or(|through| b.connection_id.as_str() <= through))
+            .cloned()
+            .collect();
+        bindings.sort_by(|a, b| a.connection_id.cmp(&b.connection_id));
+        bindings.truncate(limit);
+        let next = (through.is_none() && bindings.len() == limit)
+            .then(|| bindings.last().map(|b| b.connection_id.clone()))
+            .flatten();
+        Ok(BindingsPage { bindings, next })
+    }
+
     async fn delete_bindings(&self, connection_id: &str, token_id: Option<&str>) -> Result<usize, StoreError> {
         let mut table = lock(&self.bindings);
         let doomed: Vec<(String, String)> = of_connection(&table, connection_id)
@@ -292,6 +318,39 @@ impl CounterStore for MemoryStore {
         let oldest_kept = number.saturating_sub(REMEMBERED_EVENT_KEYS);
         counter.numbered.retain(|_, n| *n > oldest_kept);
         Ok(number)
+    }
+}
+
+impl DeliveryProgress for MemoryStore {
+    async fn claim_page(&self, page: &PageId, now: i64, expires_at: i64) -> Result<Option<PageProgress>, StoreError> {
+        let mut pages = lock(&self.pages);
+        match pages.get_mut(page) {
+            None => {
+                pages.insert(page.clone(), (PageProgress::default(), now, expires_at));
+                Ok(None)
+            }
+            Some((_, claimed_at, _)) if *claimed_at > now - PAGE_CLAIM_SECONDS => Err(StoreError::Conflict),
+            Some((progress, claimed_at, _)) => {
+                *claimed_at = now;
+                Ok(Some(progress.clone()))
+            }
+        }
+    }
+
+    async fn set_page_next(&self, page: &PageId, next: &str) -> Result<(), StoreError> {
+        if let Some((progress, _, _)) = lock(&self.pages).get_mut(page) {
+            progress.next = Some(next.to_owned());
+        }
+        Ok(())
+    }
+
+    async fn finish_page(&self, page: &PageId, owed: &[String]) -> Result<(), StoreError> {
+        if let Some((progress, claimed_at, _)) = lock(&self.pages).get_mut(page) {
+            progress.finished = true;
+            progress.owed = owed.to_vec();
+            *claimed_at = 0;
+        }
+        Ok(())
     }
 }
 

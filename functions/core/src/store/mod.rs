@@ -381,6 +381,19 @@ pub trait BindingStore: Send + Sync {
         subscription_id: &str,
     ) -> impl Future<Output = Result<Vec<Binding>, StoreError>> + Send;
 
+    /// One page of a subscription's bindings, ordered by connection id: those after
+    /// connection `after` (from the first when `None`), and with `through`, up to and
+    /// including that connection (then all of them, `limit` aside); at most `limit`.
+    /// `next` is the last connection id when `limit` was reached without `through`
+    /// (more may follow). A secondary index: eventually consistent.
+    fn bindings_page(
+        &self,
+        subscription_id: &str,
+        after: Option<&str>,
+        through: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = Result<BindingsPage, StoreError>> + Send;
+
     /// Deletes a connection's bindings; with `token_id`, only those that token made.
     /// Returns how many were deleted.
     fn delete_bindings(
@@ -423,6 +436,82 @@ pub trait BindingStore: Send + Sync {
     fn due_for_heartbeat(&self, shard: u32, now: i64) -> impl Future<Output = Result<Vec<Binding>, StoreError>> + Send;
 }
 
+/// One page of a subscription's bindings ([`BindingStore::bindings_page`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BindingsPage {
+    /// The bindings, ordered by connection id.
+    pub bindings: Vec<Binding>,
+    /// Where the next page starts after, when there may be one.
+    pub next: Option<String>,
+}
+
+/// One page of one event's delivery to one subscription: its bindings after connection
+/// `after` (from the first when `None`), for the event numbered `event_number`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PageId {
+    /// The subscription.
+    pub subscription_id: String,
+    /// The event's number in it.
+    pub event_number: u64,
+    /// The connection id the page starts after.
+    pub after: Option<String>,
+}
+
+/// How far the delivery of one page got ([`DeliveryProgress`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PageProgress {
+    /// Where the page ends and the next starts after, once recorded.
+    pub next: Option<String>,
+    /// Whether its bindings were read and posted to once.
+    pub finished: bool,
+    /// The connections still owed the event after that (their posts failed).
+    pub owed: Vec<String>,
+}
+
+/// How long a claimed page stays claimed without being finished (its worker crashed or
+/// timed out): after this, a redelivery of its message may take it over. Longer than the
+/// fan-out's timeout, shorter than the queue's visibility timeout.
+pub const PAGE_CLAIM_SECONDS: i64 = 60;
+
+/// The delivery progress of each page of each numbered event, so that a redelivered
+/// page reaches only the connections it still owes (kept with the event history).
+pub trait DeliveryProgress: Send + Sync {
+    /// Claims `page` at `now` (epoch seconds): its progress so far (`None` the first
+    /// time), or [`StoreError::Conflict`] while another worker holds it (claimed within
+    /// [`PAGE_CLAIM_SECONDS`], not finished since). The record is kept until `expires_at`.
+    fn claim_page(
+        &self,
+        page: &PageId,
+        now: i64,
+        expires_at: i64,
+    ) -> impl Future<Output = Result<Option<PageProgress>, StoreError>> + Send;
+
+    /// Records where `page` ends, so a redelivery reads the same connections.
+    fn set_page_next(&self, page: &PageId, next: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Marks `page` posted to once, still owing `owed`, and releases the claim.
+    fn finish_page(&self, page: &PageId, owed: &[String]) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+impl<D: DeliveryProgress> DeliveryProgress for std::sync::Arc<D> {
+    fn claim_page(
+        &self,
+        page: &PageId,
+        now: i64,
+        expires_at: i64,
+    ) -> impl Future<Output = Result<Option<PageProgress>, StoreError>> + Send {
+        (**self).claim_page(page, now, expires_at)
+    }
+
+    fn set_page_next(&self, page: &PageId, next: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).set_page_next(page, next)
+    }
+
+    fn finish_page(&self, page: &PageId, owed: &[String]) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).finish_page(page, owed)
+    }
+}
+
 /// The counters table: events numbered per subscription.
 pub trait CounterStore: Send + Sync {
     /// The subscription's counter (zero when it has had no events).
@@ -440,8 +529,9 @@ pub trait CounterStore: Send + Sync {
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
 
-/// The events table: what each subscription's numbered events were, for `$events`.
-pub trait EventStore: Send + Sync {
+/// The events table: what each subscription's numbered events were, for `$events`, and
+/// how far the delivery of each of them got ([`DeliveryProgress`], rows of their own).
+pub trait EventStore: DeliveryProgress + Send + Sync {
     /// Records an event under its number. Idempotent: if the number is already recorded
     /// (an SQS redelivery), the first record stays and nothing changes.
     fn record_event(&self, record: &EventRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -556,6 +646,16 @@ impl<B: BindingStore> BindingStore for std::sync::Arc<B> {
         subscription_id: &str,
     ) -> impl Future<Output = Result<Vec<Binding>, StoreError>> + Send {
         (**self).bindings_of_subscription(subscription_id)
+    }
+
+    fn bindings_page(
+        &self,
+        subscription_id: &str,
+        after: Option<&str>,
+        through: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = Result<BindingsPage, StoreError>> + Send {
+        (**self).bindings_page(subscription_id, after, through, limit)
     }
 
     fn delete_bindings(

@@ -62,6 +62,9 @@ PARAMETERS = {
     "AuthorizationMode": "smart",
     "SmartPatientClaim": "patient",
     "MaxNotificationContent": "full-resource",
+    "DeliveryPageSize": "1000",
+    "ManagementApiRate": "5000",
+    "FanoutConcurrency": "10",
 }
 # Each generated secret's JSON, as the functions that read a secret at runtime find it in
 # moto_server (the relay secret is the one infra/events/relay-*.json present).

@@ -96,6 +96,21 @@ enum Command {
         #[arg(long = "websocket-origin", value_name = "ORIGIN")]
         websocket_origins: Vec<String>,
     },
+    /// Put every Subscription of a deployed stack's table into its routing bucket: once
+    /// after upgrading a stack whose table predates the routing index, and after
+    /// changing the deployed topics' canFilterBy. Uses the AWS credentials and region of
+    /// the environment.
+    Reindex {
+        /// The subscriptions table (the stack's SubscriptionsTableName output).
+        #[arg(long)]
+        table: String,
+        /// The topics the stack deploys (default: those compiled in from infra/topics/).
+        #[arg(long, value_name = "DIR")]
+        topics: Option<PathBuf>,
+        /// The stack's EventFhirVersion.
+        #[arg(long, default_value = "R5", value_parser = parse_fhir_version)]
+        event_fhir_version: FhirVersion,
+    },
     /// Print $status of the caller's subscriptions (or of one).
     Status {
         /// FHIR base URL of the server.
@@ -376,6 +391,20 @@ async fn run(command: Command) -> Result<(), String> {
             })
             .await
             .map_err(|e| e.to_string())
+        }
+        Command::Reindex { table, topics, event_fhir_version } => {
+            let topics = match topics {
+                Some(folder) => TopicRegistry::from_folder(&folder, event_fhir_version)?,
+                None => TopicRegistry::deployed(event_fhir_version)?.clone(),
+            };
+            let aws = fhir_ws_core::aws::load_sdk_config().await.map_err(|e| e.to_string())?;
+            let store = fhir_ws_core::store::dynamodb::DynamoSubscriptionStore::new(
+                aws_sdk_dynamodb::Client::new(&aws),
+                table.clone(),
+            );
+            let (read, rewritten) = store.reindex(&topics).await.map_err(|e| e.to_string())?;
+            let _ = writeln!(std::io::stdout().lock(), "{table}: {read} subscriptions read, {rewritten} routed anew");
+            Ok(())
         }
         Command::Status { server, token, subscription, json, fhir_version } => {
             let api = Api::new(&server, &token).in_version(fhir_version);

@@ -12,8 +12,7 @@
 //! script against the same stand-in with the same frame, and the table gains its figures
 //! and the ratio: `infra/fanout_vs_node.sh` does both in one command.
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -53,18 +52,9 @@ fn peak_rss_mib() -> f64 {
 }
 
 fn main() {
-    if std::env::var_os("FANOUT_BENCH_STUB").is_some() {
-        return serve_stub();
-    }
+    fhir_ws_tests::management_api::serve_if_stub_process();
     // `cargo bench` passes `--bench`; nothing else to parse.
-    let mut child = Command::new(std::env::current_exe().expect("own path"))
-        .env("FANOUT_BENCH_STUB", "1")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the stub process");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stub stdout")).read_line(&mut line).expect("stub URL");
-    let endpoint = line.trim().to_owned();
+    let (mut child, endpoint) = fhir_ws_tests::management_api::spawn_stub_process();
 
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
@@ -90,10 +80,14 @@ fn main() {
             print!(" {:>13} {:>17} {:>16} {:>15}", "Node posts/s", "Node CPU µs/post", "Node RSS MiB", "Rust ÷ Node");
         }
         println!();
+        // One client for all rounds, as a Lambda instance keeps one; a round first warms
+        // its connections, so warm is compared with warm (the Node script does the same).
+        let pusher = Arc::new(ManagementApiPusher::new(&aws));
+        Box::pin(round(&pusher, &endpoint, 100)).await;
         for size in [1_000_usize, 10_000] {
             let mut results = Vec::new();
             for _ in 0..ROUNDS {
-                results.push(round(&aws, &endpoint, size).await);
+                results.push(Box::pin(round(&pusher, &endpoint, size)).await);
             }
             // CPU time comes in 10 ms ticks, a few per 1,000-post round: per post it is the
             // mean over all rounds' posts, not one round's count.
@@ -113,7 +107,7 @@ fn main() {
 }
 
 /// One event to `size` connections; returns (posts per second, CPU µs per post).
-async fn round(aws: &aws_config::SdkConfig, endpoint: &str, size: usize) -> (f64, f64) {
+async fn round(pusher: &Arc<ManagementApiPusher>, endpoint: &str, size: usize) -> (f64, f64) {
     let store = Arc::new(MemoryStore::new());
     let subscription_id = fhir_ws_core::fhir::new_id();
     let resource: Subscription = serde_json::from_value(json!({
@@ -146,7 +140,7 @@ async fn round(aws: &aws_config::SdkConfig, endpoint: &str, size: usize) -> (f64
         store.clone(),
         store.clone(),
         EventHistory { store: store.clone(), retention: chrono::TimeDelta::days(7) },
-        ManagementApiPusher::new(aws),
+        pusher.clone(),
         "https://fhir.example.org/r5",
     );
     let event = json!({"topic": TOPIC, "focus": {"resourceType": "Encounter", "id": "e1", "status": "finished"}});
@@ -171,27 +165,23 @@ impl NodeBaseline {
     async fn new(script: String, aws: &aws_config::SdkConfig) -> Self {
         let stub = ManagementApiStub::start_checking(SignatureCheck::Recompute(BENCH_SECRET.into())).await;
         // Boxed: the nested round future otherwise exceeds the compiler's layout depth.
-        Box::pin(round(aws, &stub.endpoint("live"), 1)).await;
+        Box::pin(round(&Arc::new(ManagementApiPusher::new(aws)), &stub.endpoint("live"), 1)).await;
         let frame = stub.posts().first().map(|post| post.body.clone()).expect("the fan-out posted a frame");
         Self { script, payload: FrameFile::with(&frame) }
     }
 
-    /// Median over the rounds of (posts/s, CPU µs per post, peak RSS MiB) of the script.
+    /// (posts/s, CPU µs per post, peak RSS MiB) of the script: the median posts/s of
+    /// [`ROUNDS`] warm rounds in one process (after a round that warms its connections),
+    /// CPU per post over those rounds.
     fn median(&self, endpoint: &str, size: usize) -> (f64, f64, f64) {
-        let mut results: Vec<(f64, f64, f64)> = (0..ROUNDS)
-            .map(|_| {
-                let output = Command::new("node")
-                    .args([&self.script, endpoint, &size.to_string(), self.payload.as_str()])
-                    .output()
-                    .expect("run node");
-                assert!(output.status.success(), "node: {}", String::from_utf8_lossy(&output.stderr));
-                let figures: serde_json::Value = serde_json::from_slice(&output.stdout).expect("node's JSON line");
-                let number = |name: &str| figures[name].as_f64().expect("a number");
-                (number("posts_per_second"), number("cpu_us_per_post"), number("peak_rss_mib"))
-            })
-            .collect();
-        results.sort_by(|a, b| a.0.total_cmp(&b.0));
-        results[ROUNDS / 2]
+        let output = Command::new("node")
+            .args([&self.script, endpoint, &size.to_string(), self.payload.as_str(), &ROUNDS.to_string()])
+            .output()
+            .expect("run node");
+        assert!(output.status.success(), "node: {}", String::from_utf8_lossy(&output.stderr));
+        let figures: serde_json::Value = serde_json::from_slice(&output.stdout).expect("node's JSON line");
+        let number = |name: &str| figures[name].as_f64().expect("a number");
+        (number("posts_per_second"), number("cpu_us_per_post"), number("peak_rss_mib"))
     }
 }
 
@@ -214,17 +204,4 @@ impl Drop for FrameFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
     }
-}
-
-/// The child: serve the Management API stand-in and print its endpoint.
-fn serve_stub() {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    runtime.block_on(async {
-        // Its CPU competes with the measured process for the two cores: shape check only
-        // (the tests recompute every signature).
-        let stub = ManagementApiStub::start_checking(SignatureCheck::Shape).await;
-        println!("{}", stub.endpoint("live"));
-        // Serve until the parent kills us.
-        std::future::pending::<()>().await;
-    });
 }

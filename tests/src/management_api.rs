@@ -51,8 +51,9 @@ impl RecordedPost {
 pub enum SignatureCheck {
     /// Recomputes each signature with this secret key.
     Recompute(String),
-    /// Only looks for a SigV4 `Authorization` header for `execute-api` and `x-amz-date`:
-    /// for the benchmarks, where the stub's own CPU competes with what is measured.
+    /// Only looks for a SigV4 `Authorization` header for `execute-api` and `x-amz-date`,
+    /// and keeps no frames: for the benchmarks, where the stub's own CPU competes with
+    /// what is measured.
     Shape,
 }
 
@@ -248,7 +249,10 @@ async fn record(
     let status = scripted.unwrap_or(200);
     let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let path = uri.path().to_owned();
-    recorder.posts.push(RecordedPost { stage, connection_id, path, content_type, body: body.to_vec(), status });
+    // The benchmarks' stub (shape checks only) keeps no frames: hundreds of thousands of
+    // posts would otherwise hold gigabytes.
+    let body = if recorder.check == Some(SignatureCheck::Shape) { Vec::new() } else { body.to_vec() };
+    recorder.posts.push(RecordedPost { stage, connection_id, path, content_type, body, status });
     match StatusCode::from_u16(status).ok() {
         Some(StatusCode::TOO_MANY_REQUESTS) => error(StatusCode::TOO_MANY_REQUESTS, "LimitExceededException"),
         Some(status) if !status.is_success() => error(status, "InternalServerErrorException"),
@@ -259,4 +263,36 @@ async fn record(
 /// An error in the shape API Gateway uses: status, `x-amzn-ErrorType`, JSON message.
 fn error(status: StatusCode, kind: &'static str) -> Response {
     (status, [("x-amzn-errortype", kind)], format!(r#"{{"message":"{kind}"}}"#)).into_response()
+}
+
+/// The environment variable that makes a benchmark's executable serve the stand-in.
+const STUB_PROCESS: &str = "FHIR_WS_MANAGEMENT_API_STUB";
+
+/// For benchmarks: the Management API stand-in in a child process (this executable run
+/// again), so its CPU is not counted as the benchmark's. Returns the child and the
+/// endpoint for stage `live`. The child's `main` must call [`serve_if_stub_process`] first.
+pub fn spawn_stub_process() -> (std::process::Child, String) {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(std::env::current_exe().expect("own path"))
+        .env(STUB_PROCESS, "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the stub process");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stub stdout")).read_line(&mut line).expect("stub URL");
+    (child, line.trim().to_owned())
+}
+
+/// In the child [`spawn_stub_process`] starts: serves the stand-in (shape checks only),
+/// prints its endpoint and never returns. Elsewhere returns at once.
+pub fn serve_if_stub_process() {
+    if std::env::var_os(STUB_PROCESS).is_none() {
+        return;
+    }
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let stub = ManagementApiStub::start_checking(SignatureCheck::Shape).await;
+        println!("{}", stub.endpoint("live"));
+        std::future::pending::<()>().await;
+    });
 }

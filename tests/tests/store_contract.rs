@@ -6,7 +6,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use fhir_ws_core::fhir::Subscription;
 use fhir_ws_core::store::{
     Binding, BindingStore, CounterStore, EventCounter, EventRecord, EventStore, HEARTBEAT_SHARDS, StoreError,
-    StoredSubscription, TokenRecord, TokenStore, UPSTREAM_CLAIM_SECONDS, UpstreamStore, heartbeat_shard,
+    StoredSubscription, SubscriptionStore, TokenRecord, TokenStore, UPSTREAM_CLAIM_SECONDS, UpstreamStore,
+    heartbeat_shard,
 };
 use fhir_ws_tests::websocket::WsStores;
 use fhir_ws_tests::{
@@ -483,6 +484,41 @@ async fn by_route<S: Backend, T: TokenBackend, B: BindingStore, C: CounterStore,
     assert_eq!(read.route(), "patient=1");
 }
 all_stores!(the_routing_index_follows_every_write, by_route);
+
+/// A table written before the routing index: `reindex` routes its subscriptions, and
+/// rewrites nothing the second time. In a region no other test uses (moto keeps regions
+/// apart), so the table holds only what this test wrote.
+#[tokio::test]
+async fn dynamodb_reindex_routes_subscriptions_written_before_the_index() {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").expect("run through infra/test.sh");
+    let config =
+        fhir_ws_tests::sdk_loader().region(aws_config::Region::new("sa-east-1")).endpoint_url(endpoint).load().await;
+    let client = aws_sdk_dynamodb::Client::new(&config);
+    fhir_ws_local::tables::ensure_tables(&client).await.unwrap();
+    let table = "SubscriptionsTable";
+    let store = fhir_ws_core::store::dynamodb::DynamoSubscriptionStore::new(client.clone(), table);
+    let (topic, topics) = fhir_ws_tests::counting::encounter_complete(&new_id());
+    let routed = fhir_ws_tests::counting::patient_subscription((&topic, &topics), &new_id(), 1, at(1_800_000_000));
+    store.insert(&routed).await.unwrap();
+    // As an older release wrote it: no route attributes.
+    client
+        .update_item()
+        .table_name(table)
+        .key("id", AttributeValue::S(routed.id().to_owned()))
+        .update_expression("REMOVE routeKey, #route, routeUntil")
+        .expression_attribute_names("#route", "route")
+        .send()
+        .await
+        .unwrap();
+    let route = vec![routed.route().to_owned()];
+    assert!(store.list_by_route(&topic, &route, 1_800_000_000).await.unwrap().is_empty(), "not in the index");
+    let (read, rewritten) = store.reindex(&topics).await.unwrap();
+    assert!(read >= 1 && rewritten >= 1, "{read} read, {rewritten} rewritten");
+    let found = store.list_by_route(&topic, &route, 1_800_000_000).await.unwrap();
+    assert_eq!(found, [routed], "rewritten as it was, its route added");
+    let (_, again) = store.reindex(&topics).await.unwrap();
+    assert_eq!(again, 0, "nothing left to route");
+}
 
 /// The bindings table's TTL attribute is a Number of epoch seconds, with TTL enabled.
 #[tokio::test]

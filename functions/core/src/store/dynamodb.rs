@@ -233,6 +233,46 @@ fn token_from_item(item: &Item) -> Result<TokenRecord, StoreError> {
     })
 }
 
+impl DynamoSubscriptionStore {
+    /// Puts every subscription into its routing bucket for `topics` (the deployed ones):
+    /// for a table written before the routing index, or after the deployed topics'
+    /// `canFilterBy` changed. Each item is rewritten as it is (same version), only when
+    /// its route or index attributes differ; one that changes meanwhile is left to its
+    /// writer (which routes it). Returns (subscriptions read, rewritten). Needs
+    /// `dynamodb:Scan` and `dynamodb:PutItem` on the table (an operator's credentials).
+    pub async fn reindex(&self, topics: &crate::topics::TopicRegistry) -> Result<(usize, usize), StoreError> {
+        let (mut read, mut rewritten) = (0, 0);
+        let mut start_key: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .set_exclusive_start_key(start_key.take())
+                .send()
+                .await
+                .map_err(classify)?;
+            for item in page.items.unwrap_or_default() {
+                read += 1;
+                let stored = subscription_from_item(&item)?;
+                let routed = stored.clone().routed(topics.route_of(stored.resource()));
+                if subscription_to_item(&routed)? == item {
+                    continue;
+                }
+                match self.replace(&routed, stored.version()).await {
+                    Ok(()) => rewritten += 1,
+                    Err(StoreError::Conflict) => {}
+                    Err(other) => return Err(other),
+                }
+            }
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start_key = Some(key),
+                _ => return Ok((read, rewritten)),
+            }
+        }
+    }
+}
+
 impl SubscriptionStore for DynamoSubscriptionStore {
     async fn insert(&self, subscription: &StoredSubscription) -> Result<(), StoreError> {
         self.client

@@ -1,0 +1,159 @@
+//! Sharded delivery benchmark: one event to 10,000 and 100,000 connections of one
+//! subscription, delivered in pages of 1,000 by 1, 2 and 4 fan-out workers side by side
+//! (each its own `FanOut`, Management API client and pacer, as Lambda instances are),
+//! the later pages handed between them as page references through a queue, posting
+//! through the real Management API client to the stand-in in a child process.
+//!
+//! Run: `cargo bench -p fhir-ws-tests --bench sharded`. The account-wide rate is
+//! `MANAGEMENT_API_RATE` (default 24,000 posts/s here) over a `FANOUT_CONCURRENCY` of 4: each
+//! worker paces at a quarter of it, so the rate grows with the workers up to the
+//! configured one. Prints the time from the event to its last post and posts/s.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use fhir_ws_core::config::EventsConfig;
+use fhir_ws_core::fanout::pages::Paging;
+use fhir_ws_core::fanout::{EventHistory, FanOut};
+use fhir_ws_core::fhir::Subscription;
+use fhir_ws_core::metrics::Metrics;
+use fhir_ws_core::push::ManagementApiPusher;
+use fhir_ws_core::relay::{EventQueue, QueueError};
+use fhir_ws_core::store::memory::MemoryStore;
+use fhir_ws_core::store::{Binding, BindingStore, StoredSubscription, SubscriptionStore};
+use serde_json::json;
+
+const CONCURRENCY: u32 = 4;
+const PAGE_SIZE: usize = 1000;
+
+/// The events queue between the workers, in process.
+#[derive(Debug, Clone, Default)]
+struct Queue(Arc<Mutex<VecDeque<String>>>);
+
+impl EventQueue for Queue {
+    async fn enqueue(&self, bodies: &[String]) -> Result<(), QueueError> {
+        self.0.lock().map_err(|_| QueueError("poisoned".to_owned()))?.extend(bodies.iter().cloned());
+        Ok(())
+    }
+}
+
+impl Queue {
+    fn pop(&self) -> Option<String> {
+        self.0.lock().ok()?.pop_front()
+    }
+}
+
+fn main() {
+    fhir_ws_tests::management_api::serve_if_stub_process();
+    let (mut child, endpoint) = fhir_ws_tests::management_api::spawn_stub_process();
+    let rate: f64 = std::env::var("MANAGEMENT_API_RATE").ok().and_then(|r| r.parse().ok()).unwrap_or(24_000.0);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let aws = fhir_ws_tests::sdk_loader()
+            .region(aws_config::Region::new("eu-west-1"))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("bench", "bench", None, None, "bench"))
+            .load()
+            .await;
+        println!(
+            "one event, pages of {PAGE_SIZE}; account rate {rate:.0} posts/s over {CONCURRENCY} workers ({:.0} each)",
+            rate / f64::from(CONCURRENCY)
+        );
+        println!("{:>11} {:>8} {:>17} {:>10} {:>7}", "connections", "workers", "to last post (s)", "posts/s", "pages");
+        for size in [10_000_usize, 100_000] {
+            for workers in [1_usize, 2, 4] {
+                let (elapsed, pages) = run(&aws, &endpoint, size, workers, rate).await;
+                let per_second = size as f64 / elapsed.as_secs_f64();
+                println!("{size:>11} {workers:>8} {:>17.2} {per_second:>10.0} {pages:>7}", elapsed.as_secs_f64());
+            }
+        }
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// One event to `size` connections with `workers` workers; (time to the last post, pages).
+async fn run(aws: &aws_config::SdkConfig, endpoint: &str, size: usize, workers: usize, rate: f64) -> (Duration, usize) {
+    let store = Arc::new(MemoryStore::new());
+    let id = fhir_ws_core::fhir::new_id();
+    let topic = "http://example.org/fhir/SubscriptionTopic/ward";
+    let resource: Subscription = serde_json::from_value(json!({"resourceType": "Subscription", "id": id,
+        "status": "active", "topic": topic, "channelType": {"code": "websocket"}, "content": "id-only"}))
+    .expect("subscription");
+    store.insert(&StoredSubscription::new("bench", 1, Utc::now(), resource)).await.expect("insert");
+    let expires = Utc::now().timestamp() + 3600;
+    let bindings: Vec<Binding> = (0..size)
+        .map(|n| Binding {
+            connection_id: format!("conn-{n:06}="),
+            subscription_id: id.clone(),
+            token_id: "bench".to_owned(),
+            owner: "bench".to_owned(),
+            callback_url: endpoint.to_owned(),
+            bound_at: expires - 3600,
+            expires_at: expires,
+            last_message_at: expires - 3600,
+            handshake_pending: false,
+            heartbeat_period: None,
+            heartbeat_due_at: None,
+            grant: None,
+        })
+        .collect();
+    store.put_bindings(&bindings).await.expect("bindings");
+    let queue = Queue::default();
+    let env = |name: &str| match name {
+        "MANAGEMENT_API_RATE" => Some(rate.to_string()),
+        "FANOUT_CONCURRENCY" => Some(CONCURRENCY.to_string()),
+        _ => None,
+    };
+    let pacing = EventsConfig::load(&env).expect("events config");
+    let fanouts: Vec<_> = (0..workers)
+        .map(|_| {
+            Arc::new(
+                FanOut::new(
+                    store.clone(),
+                    store.clone(),
+                    store.clone(),
+                    EventHistory { store: store.clone(), retention: chrono::TimeDelta::days(7) },
+                    ManagementApiPusher::new(aws),
+                    "https://fhir.example.org/r5",
+                )
+                .with_paging(Paging { page_size: PAGE_SIZE, queue: Some(Arc::new(queue.clone())) })
+                .with_pacer(pacing.pacer()),
+            )
+        })
+        .collect();
+    let event = json!({"topic": topic, "focus": {"reference": "Encounter/e1"}, "eventId": id}).to_string();
+    queue.enqueue(&[event]).await.expect("queue the event");
+    let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let pages = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for fanout in fanouts {
+        let (queue, busy, pages) = (queue.clone(), busy.clone(), pages.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                // Counted busy before taking a message, so no worker stops while another
+                // is about to queue the next page.
+                busy.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(body) = queue.pop() else {
+                    let others = busy.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) - 1;
+                    if others == 0 && queue.0.lock().map(|q| q.is_empty()).unwrap_or(true) {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    continue;
+                };
+                pages.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let metrics = Metrics::new("bench");
+                let delivered = fanout.deliver_message("m", &body, Utc::now(), &metrics).await;
+                assert!(delivered.is_ok(), "{delivered:?}");
+                busy.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("worker");
+    }
+    (started.elapsed(), pages.load(std::sync::atomic::Ordering::SeqCst))
+}

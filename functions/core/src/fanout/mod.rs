@@ -65,8 +65,11 @@ use event::{Audience, Event, Subject};
 use frames::{Frames, Setting};
 use pages::{PageReference, Paging};
 
-/// Most posts in flight at once per event.
+/// Most posts in flight at once per page.
 pub const MAX_IN_FLIGHT: usize = 64;
+
+/// Most subscriptions one event is delivered to at once.
+pub const SUBSCRIPTIONS_IN_FLIGHT: usize = 8;
 
 /// Why a message was not (fully) delivered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -393,9 +396,16 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: P
                 "a resource change, but no SubscriptionTopics are deployed to evaluate it".to_owned(),
             ));
         }
+        let matching = self.matching(event, now, metrics).await?;
+        // Several subscriptions at once: each waits on a few store round trips, and an
+        // event for a thousand dashboards must not take a thousand times that.
+        let mut deliveries = Vec::with_capacity(matching.len());
+        for subscription in &matching {
+            deliveries.push(self.deliver_to(subscription, event, (key, body), now, metrics));
+        }
         let mut undelivered = 0;
-        for subscription in self.matching(event, now, metrics).await? {
-            undelivered += self.deliver_to(&subscription, event, (key, body), now, metrics).await?;
+        for delivered in bounded(deliveries, SUBSCRIPTIONS_IN_FLIGHT).await {
+            undelivered += delivered?;
         }
         if undelivered > 0 {
             return Err(FanOutError::Undelivered(undelivered));

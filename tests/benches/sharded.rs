@@ -8,8 +8,13 @@
 //! `MANAGEMENT_API_RATE` (default 24,000 posts/s here) over a `FANOUT_CONCURRENCY` of 4: each
 //! worker paces at a quarter of it, so the rate grows with the workers up to the
 //! configured one. Prints the time from the event to its last post and posts/s.
+//!
+//! Then a checked run at 100,000 connections with 4 workers: every queued message is
+//! delivered twice (SQS is at least once), every 1,000th connection is gone (410), and
+//! every post is counted per connection on its way to the stand-in: each live connection
+//! must have been posted to exactly once, and no gone one twice.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,7 +24,7 @@ use fhir_ws_core::fanout::pages::Paging;
 use fhir_ws_core::fanout::{EventHistory, FanOut};
 use fhir_ws_core::fhir::Subscription;
 use fhir_ws_core::metrics::Metrics;
-use fhir_ws_core::push::ManagementApiPusher;
+use fhir_ws_core::push::{ManagementApiPusher, PushError, Pusher};
 use fhir_ws_core::relay::{EventQueue, QueueError};
 use fhir_ws_core::store::memory::MemoryStore;
 use fhir_ws_core::store::{Binding, BindingStore, StoredSubscription, SubscriptionStore};
@@ -63,18 +68,73 @@ fn main() {
         println!("{:>11} {:>8} {:>17} {:>10} {:>7}", "connections", "workers", "to last post (s)", "posts/s", "pages");
         for size in [10_000_usize, 100_000] {
             for workers in [1_usize, 2, 4] {
-                let (elapsed, pages) = run(&aws, &endpoint, size, workers, rate).await;
+                let (elapsed, pages) = run(&aws, &endpoint, size, workers, rate, None).await;
                 let per_second = size as f64 / elapsed.as_secs_f64();
                 println!("{size:>11} {workers:>8} {:>17.2} {per_second:>10.0} {pages:>7}", elapsed.as_secs_f64());
             }
         }
+        let checks = Arc::new(Checks::default());
+        let (elapsed, pages) = run(&aws, &endpoint, 100_000, 4, rate, Some(checks.clone())).await;
+        let posts = checks.posts.lock().expect("posts").clone();
+        let gone = (0..100_000_usize).filter(|n| n.is_multiple_of(1000)).count();
+        let live_once = (0..100_000_usize).filter(|n| !n.is_multiple_of(1000)).all(|n| posts.get(&connection(n)) == Some(&1));
+        let gone_once = (0..100_000_usize).filter(|n| n.is_multiple_of(1000)).all(|n| posts.get(&connection(n)) == Some(&1));
+        assert!(live_once && gone_once && posts.len() == 100_000, "a connection was missed or posted to twice");
+        println!(
+            "checked: 100,000 connections in {:.2} s over {pages} page messages (each delivered twice), {gone} gone (410): \
+             every connection posted to exactly once",
+            elapsed.as_secs_f64()
+        );
     });
     let _ = child.kill();
     let _ = child.wait();
 }
 
-/// One event to `size` connections with `workers` workers; (time to the last post, pages).
-async fn run(aws: &aws_config::SdkConfig, endpoint: &str, size: usize, workers: usize, rate: f64) -> (Duration, usize) {
+/// Connection `n`'s id.
+fn connection(n: usize) -> String {
+    format!("conn-{n:06}=")
+}
+
+/// Posts counted per connection; every 1,000th connection answers 410 (not posted).
+#[derive(Debug, Default)]
+struct Checks {
+    posts: Mutex<HashMap<String, u32>>,
+}
+
+/// The Management API client, counting into `checks` when there are some.
+#[derive(Debug)]
+struct Checking {
+    inner: ManagementApiPusher,
+    checks: Option<Arc<Checks>>,
+}
+
+impl Pusher for Checking {
+    async fn post(&self, callback_url: &str, connection_id: &str, payload: &[u8]) -> Result<(), PushError> {
+        if let Some(checks) = &self.checks {
+            *checks.posts.lock().expect("posts").entry(connection_id.to_owned()).or_default() += 1;
+            let number: usize = connection_id.trim_start_matches("conn-").trim_end_matches('=').parse().unwrap_or(1);
+            if number.is_multiple_of(1000) {
+                return Err(PushError::Gone);
+            }
+        }
+        self.inner.post(callback_url, connection_id, payload).await
+    }
+
+    async fn close(&self, callback_url: &str, connection_id: &str) -> Result<(), PushError> {
+        self.inner.close(callback_url, connection_id).await
+    }
+}
+
+/// One event to `size` connections with `workers` workers; (time to the last post, page
+/// messages handled). With `checks`, every message is handled twice and posts are counted.
+async fn run(
+    aws: &aws_config::SdkConfig,
+    endpoint: &str,
+    size: usize,
+    workers: usize,
+    rate: f64,
+    checks: Option<Arc<Checks>>,
+) -> (Duration, usize) {
     let store = Arc::new(MemoryStore::new());
     let id = fhir_ws_core::fhir::new_id();
     let topic = "http://example.org/fhir/SubscriptionTopic/ward";
@@ -85,7 +145,7 @@ async fn run(aws: &aws_config::SdkConfig, endpoint: &str, size: usize, workers: 
     let expires = Utc::now().timestamp() + 3600;
     let bindings: Vec<Binding> = (0..size)
         .map(|n| Binding {
-            connection_id: format!("conn-{n:06}="),
+            connection_id: connection(n),
             subscription_id: id.clone(),
             token_id: "bench".to_owned(),
             owner: "bench".to_owned(),
@@ -115,7 +175,7 @@ async fn run(aws: &aws_config::SdkConfig, endpoint: &str, size: usize, workers: 
                     store.clone(),
                     store.clone(),
                     EventHistory { store: store.clone(), retention: chrono::TimeDelta::days(7) },
-                    ManagementApiPusher::new(aws),
+                    Checking { inner: ManagementApiPusher::new(aws), checks: checks.clone() },
                     "https://fhir.example.org/r5",
                 )
                 .with_paging(Paging { page_size: PAGE_SIZE, queue: Some(Arc::new(queue.clone())) })
@@ -129,6 +189,7 @@ async fn run(aws: &aws_config::SdkConfig, endpoint: &str, size: usize, workers: 
     let pages = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
+    let twice = checks.is_some();
     for fanout in fanouts {
         let (queue, busy, pages) = (queue.clone(), busy.clone(), pages.clone());
         tasks.push(tokio::spawn(async move {
@@ -148,6 +209,10 @@ async fn run(aws: &aws_config::SdkConfig, endpoint: &str, size: usize, workers: 
                 let metrics = Metrics::new("bench");
                 let delivered = fanout.deliver_message("m", &body, Utc::now(), &metrics).await;
                 assert!(delivered.is_ok(), "{delivered:?}");
+                if twice {
+                    let again = fanout.deliver_message("m", &body, Utc::now(), &metrics).await;
+                    assert!(again.is_ok(), "{again:?}");
+                }
                 busy.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
             }
         }));

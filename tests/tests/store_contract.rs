@@ -485,6 +485,50 @@ async fn by_route<S: Backend, T: TokenBackend, B: BindingStore, C: CounterStore,
 }
 all_stores!(the_routing_index_follows_every_write, by_route);
 
+/// A subscription's bindings in pages, and each page's delivery progress.
+async fn pages_contract<S: Backend, T: TokenBackend, B: BindingStore, C: CounterStore, E: EventStore>(
+    _: Stores<S, T>,
+    ws: WsStores<B, C, E>,
+) {
+    let subscription = new_id();
+    let mut connections: Vec<String> = (0..7).map(|n| format!("{subscription}-c{n}")).collect();
+    connections.sort();
+    let rows: Vec<Binding> = connections.iter().map(|c| binding(c, &subscription, "t", 1_800_001_800)).collect();
+    ws.bindings.put_bindings(&rows).await.unwrap();
+    let ids = |page: &fhir_ws_core::store::BindingsPage| {
+        page.bindings.iter().map(|b| b.connection_id.clone()).collect::<Vec<_>>()
+    };
+    let first = ws.bindings.bindings_page(&subscription, None, None, 3).await.unwrap();
+    assert_eq!((ids(&first), first.next.as_deref()), (connections[..3].to_vec(), Some(connections[2].as_str())));
+    let second = ws.bindings.bindings_page(&subscription, Some(&connections[2]), None, 3).await.unwrap();
+    assert_eq!(ids(&second), connections[3..6].to_vec());
+    let last = ws.bindings.bindings_page(&subscription, Some(&connections[5]), None, 3).await.unwrap();
+    assert_eq!((ids(&last), last.next), (connections[6..].to_vec(), None), "the last page says so");
+    let exact = ws.bindings.bindings_page(&subscription, Some(&connections[3]), None, 3).await.unwrap();
+    assert_eq!(exact.next, None, "a page ending on the last binding says no more follow");
+    let through = ws.bindings.bindings_page(&subscription, Some(&connections[0]), Some(&connections[4]), 100).await;
+    assert_eq!(ids(&through.unwrap()), connections[1..5].to_vec(), "after, through: a recorded page again");
+
+    use fhir_ws_core::store::{PAGE_CLAIM_SECONDS, PageId, PageProgress};
+    let page = PageId { subscription_id: subscription.clone(), event_number: 4, after: Some(connections[2].clone()) };
+    let now = 1_800_000_000;
+    assert_eq!(ws.events.claim_page(&page, now, now + 3600).await, Ok(None), "first claim: new");
+    assert_eq!(ws.events.claim_page(&page, now + 1, now + 3600).await, Err(StoreError::Conflict), "held");
+    ws.events.set_page_next(&page, &connections[5]).await.unwrap();
+    let stale = now + PAGE_CLAIM_SECONDS + 1;
+    let taken_over = PageProgress { next: Some(connections[5].clone()), finished: false, owed: vec![] };
+    assert_eq!(ws.events.claim_page(&page, stale, now + 3600).await, Ok(Some(taken_over)), "a dead worker's page");
+    ws.events.finish_page(&page, std::slice::from_ref(&connections[4])).await.unwrap();
+    let owing = PageProgress { next: Some(connections[5].clone()), finished: true, owed: vec![connections[4].clone()] };
+    assert_eq!(ws.events.claim_page(&page, stale + 1, now + 3600).await, Ok(Some(owing)), "finished, owing one");
+    ws.events.finish_page(&page, &[]).await.unwrap();
+    let other = PageId { after: None, ..page.clone() };
+    assert_eq!(ws.events.claim_page(&other, stale + 2, now + 3600).await, Ok(None), "pages are apart");
+    let done = ws.events.claim_page(&page, stale + 2, now + 3600).await.unwrap().unwrap();
+    assert!(done.finished && done.owed.is_empty());
+}
+all_stores!(bindings_come_in_pages_and_pages_keep_their_progress, pages_contract);
+
 /// A table written before the routing index: `reindex` routes its subscriptions, and
 /// rewrites nothing the second time. In a region no other test uses (moto keeps regions
 /// apart), so the table holds only what this test wrote.

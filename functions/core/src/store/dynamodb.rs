@@ -606,7 +606,7 @@ impl BindingStore for DynamoBindingStore {
             .table_name(&self.table)
             .index_name(SUBSCRIPTION_INDEX)
             .expression_attribute_values(":s", AttributeValue::S(subscription_id.to_owned()))
-            .limit(i32::try_from(limit.min(QUERY_PAGE_ITEMS)).unwrap_or(i32::MAX));
+            .limit(i32::try_from(limit.saturating_add(1).min(QUERY_PAGE_ITEMS)).unwrap_or(i32::MAX));
         query = match through {
             Some(through) => query
                 .key_condition_expression("subscriptionId = :s AND connectionId <= :through")
@@ -614,22 +614,23 @@ impl BindingStore for DynamoBindingStore {
             None => query.key_condition_expression("subscriptionId = :s"),
         };
         let mut start_key = after.map(|after| Self::key(after, subscription_id));
+        // One more than the page, to know whether another follows.
         let mut bindings = Vec::new();
         loop {
             let page = query.clone().set_exclusive_start_key(start_key.take()).send().await.map_err(classify)?;
             for item in page.items.unwrap_or_default() {
-                if bindings.len() < limit {
+                if bindings.len() <= limit {
                     bindings.push(binding_from_item(&item)?);
                 }
             }
             match page.last_evaluated_key {
-                Some(key) if !key.is_empty() && bindings.len() < limit => start_key = Some(key),
+                Some(key) if !key.is_empty() && bindings.len() <= limit => start_key = Some(key),
                 _ => break,
             }
         }
-        let next = (through.is_none() && bindings.len() == limit)
-            .then(|| bindings.last().map(|b: &Binding| b.connection_id.clone()))
-            .flatten();
+        let more = bindings.len() > limit;
+        bindings.truncate(limit);
+        let next = more.then(|| bindings.last().map(|b: &Binding| b.connection_id.clone())).flatten();
         Ok(BindingsPage { bindings, next })
     }
 

@@ -229,10 +229,9 @@ impl BindingStore for MemoryStore {
             .cloned()
             .collect();
         bindings.sort_by(|a, b| a.connection_id.cmp(&b.connection_id));
+        let more = bindings.len() > limit;
         bindings.truncate(limit);
-        let next = (through.is_none() && bindings.len() == limit)
-            .then(|| bindings.last().map(|b| b.connection_id.clone()))
-            .flatten();
+        let next = more.then(|| bindings.last().map(|b| b.connection_id.clone())).flatten();
         Ok(BindingsPage { bindings, next })
     }
 

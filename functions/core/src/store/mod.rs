@@ -383,9 +383,8 @@ pub trait BindingStore: Send + Sync {
 
     /// One page of a subscription's bindings, ordered by connection id: those after
     /// connection `after` (from the first when `None`), and with `through`, up to and
-    /// including that connection (then all of them, `limit` aside); at most `limit`.
-    /// `next` is the last connection id when `limit` was reached without `through`
-    /// (more may follow). A secondary index: eventually consistent.
+    /// including that connection; at most `limit`. `next` is the last connection id
+    /// when more follow. A secondary index: eventually consistent.
     fn bindings_page(
         &self,
         subscription_id: &str,

@@ -116,6 +116,55 @@ pub async fn dynamodb_ws_stores() -> websocket::WsStores<DynamoBindingStore, Dyn
     }
 }
 
+/// Every table of the template in a DynamoDB Region of their own on moto_server (moto keeps
+/// Regions apart), created where missing: for tests whose runs visit every row of a table
+/// (the heartbeat run, at times far ahead), which on the shared tables would reach other
+/// tests' connections, and be reached by theirs.
+pub async fn dynamodb_stores_in(
+    region: &'static str,
+) -> (
+    Stores<DynamoSubscriptionStore, DynamoTokenStore>,
+    websocket::WsStores<DynamoBindingStore, DynamoCounterStore, DynamoEventStore>,
+) {
+    let config = sdk_loader()
+        .region(aws_config::Region::new(region))
+        .endpoint_url(required_env("AWS_ENDPOINT_URL_DYNAMODB"))
+        .load()
+        .await;
+    let client = aws_sdk_dynamodb::Client::new(&config);
+    fhir_ws_local::tables::ensure_tables(&client).await.expect("the template's tables");
+    let stores = Stores {
+        subscriptions: DynamoSubscriptionStore::new(client.clone(), "SubscriptionsTable"),
+        tokens: DynamoTokenStore::new(client.clone(), "TokensTable"),
+    };
+    let ws = websocket::WsStores {
+        bindings: DynamoBindingStore::new(client.clone(), "BindingsTable"),
+        counters: DynamoCounterStore::new(client.clone(), "CountersTable"),
+        events: DynamoEventStore::new(client, "EventsTable"),
+    };
+    (stores, ws)
+}
+
+/// Like [`all_stores!`], with the DynamoDB run on tables of its own in `region`
+/// ([`dynamodb_stores_in`]): `isolated_stores!(name, body_fn, "eu-north-1")`.
+#[macro_export]
+macro_rules! isolated_stores {
+    ($name:ident, $body:ident, $region:literal) => {
+        mod $name {
+            #[tokio::test]
+            async fn memory() {
+                super::$body($crate::memory_stores(), $crate::memory_ws_stores()).await;
+            }
+
+            #[tokio::test]
+            async fn dynamodb() {
+                let (stores, ws_stores) = $crate::dynamodb_stores_in($region).await;
+                super::$body(stores, ws_stores).await;
+            }
+        }
+    };
+}
+
 /// An events queue for the relay that keeps what it is given (or refuses everything).
 #[derive(Debug, Clone, Default)]
 pub struct RecordingQueue {

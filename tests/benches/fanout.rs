@@ -119,20 +119,7 @@ async fn round(pusher: &Arc<ManagementApiPusher>, endpoint: &str, size: usize) -
     store.insert(&StoredSubscription::new("bench", 1, Utc::now(), resource)).await.expect("insert");
     let expires = Utc::now().timestamp() + 3600;
     let bindings: Vec<Binding> = (0..size)
-        .map(|n| Binding {
-            connection_id: format!("conn-{n:06}="),
-            subscription_id: subscription_id.clone(),
-            token_id: "bench".to_owned(),
-            owner: "bench".to_owned(),
-            callback_url: endpoint.to_owned(),
-            bound_at: expires - 3600,
-            expires_at: expires,
-            last_message_at: expires - 3600,
-            handshake_pending: false,
-            heartbeat_period: None,
-            heartbeat_due_at: None,
-            grant: None,
-        })
+        .map(|n| fhir_ws_tests::fanout_binding(&format!("conn-{n:06}="), &subscription_id, endpoint, expires))
         .collect();
     store.put_bindings(&bindings).await.expect("bindings");
     let fanout = FanOut::new(

@@ -53,21 +53,11 @@ fn main() {
                 store.insert(&subscription).await.expect("insert");
             }
             let matching = patient_subscription((&topic, &topics), "p", size / 2, now);
+            let callback = "https://example.execute-api.eu-west-1.amazonaws.com/live";
             let bindings: Vec<Binding> = ["a", "b"]
                 .iter()
-                .map(|c| Binding {
-                    connection_id: format!("conn-{c}"),
-                    subscription_id: matching.id().to_owned(),
-                    token_id: "t".to_owned(),
-                    owner: "owner".to_owned(),
-                    callback_url: "https://example.execute-api.eu-west-1.amazonaws.com/live".to_owned(),
-                    bound_at: now.timestamp(),
-                    expires_at: now.timestamp() + 600,
-                    last_message_at: now.timestamp(),
-                    handshake_pending: false,
-                    heartbeat_period: None,
-                    heartbeat_due_at: None,
-                    grant: None,
+                .map(|c| {
+                    fhir_ws_tests::fanout_binding(&format!("conn-{c}"), matching.id(), callback, now.timestamp() + 600)
                 })
                 .collect();
             store.put_bindings(&bindings).await.expect("bindings");

@@ -165,6 +165,31 @@ macro_rules! isolated_stores {
     };
 }
 
+/// A binding of `connection` to `subscription` that posts through `callback_url` until
+/// `expires_at` (bound half an hour before): no heartbeat, no handshake owed, no grant. For
+/// the fan-out's tests and benchmarks, which put bindings straight into the store.
+pub fn fanout_binding(
+    connection: &str,
+    subscription: &str,
+    callback_url: &str,
+    expires_at: i64,
+) -> fhir_ws_core::store::Binding {
+    fhir_ws_core::store::Binding {
+        connection_id: connection.to_owned(),
+        subscription_id: subscription.to_owned(),
+        token_id: "t".to_owned(),
+        owner: "owner".to_owned(),
+        callback_url: callback_url.to_owned(),
+        bound_at: expires_at - 1800,
+        expires_at,
+        last_message_at: expires_at - 1800,
+        handshake_pending: false,
+        heartbeat_period: None,
+        heartbeat_due_at: None,
+        grant: None,
+    }
+}
+
 /// An events queue for the relay that keeps what it is given (or refuses everything).
 #[derive(Debug, Clone, Default)]
 pub struct RecordingQueue {

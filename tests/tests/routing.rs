@@ -53,19 +53,8 @@ async fn reads_per_event<
         let connections = [format!("{prefix}-{size}-a"), format!("{prefix}-{size}-b")];
         let bindings: Vec<Binding> = connections
             .iter()
-            .map(|c| Binding {
-                connection_id: c.clone(),
-                subscription_id: matching.id().to_owned(),
-                token_id: "t".to_owned(),
-                owner: "owner".to_owned(),
-                callback_url: management.endpoint("live"),
-                bound_at: now.timestamp(),
-                expires_at: now.timestamp() + 600,
-                last_message_at: now.timestamp(),
-                handshake_pending: false,
-                heartbeat_period: None,
-                heartbeat_due_at: None,
-                grant: None,
+            .map(|c| {
+                fhir_ws_tests::fanout_binding(c, matching.id(), &management.endpoint("live"), now.timestamp() + 600)
             })
             .collect();
         ws_stores.bindings.put_bindings(&bindings).await.unwrap();
@@ -89,3 +78,68 @@ async fn reads_per_event<
     assert_eq!(figures[0].2, figures[1].2, "{figures:?}");
 }
 all_stores!(an_event_reads_its_matches_not_its_topic, reads_per_event);
+
+/// The Subscription API routes what it writes: a created subscription (R5 and R4 bodies)
+/// goes into its filter's bucket, an update that changes the filters moves it, and one
+/// that turns it `off` takes it out of the index.
+async fn the_api_routes_what_it_writes<S: Backend, T: TokenBackend>(stores: Stores<S, T>) {
+    use fhir_ws_core::ops::subscription_api::SubscriptionApi;
+    use fhir_ws_tests::{HttpEvent, backport_websocket_subscription, status_and_json, unique_principal};
+    use serde_json::json;
+
+    let (topic, topics) = encounter_complete(&fhir_ws_core::fhir::new_id());
+    let config = fhir_ws_core::config::SubscriptionApiConfig {
+        max_content: fhir_ws_core::fhir::ContentLevel::FullResource,
+        subscriptions_table: "unused".to_owned(),
+        counters_table: "unused".to_owned(),
+        events_table: "unused".to_owned(),
+        bindings_table: "unused".to_owned(),
+        websocket_url: fhir_ws_tests::TEST_WEBSOCKET_URL.to_owned(),
+        identity: fhir_ws_core::http::IdentityConfig::default(),
+        topics,
+    };
+    let api = SubscriptionApi::new(stores.subscriptions.clone(), fhir_ws_tests::no_connections(), &config);
+    let owner = unique_principal("alice");
+    let send = |method: &str, path: &str, body: &serde_json::Value| {
+        HttpEvent::new(method, path, Some(&owner)).json(body).request()
+    };
+    let route_of = |id: String| {
+        let subscriptions = stores.subscriptions.clone();
+        async move {
+            let stored = subscriptions.get(&id).await.unwrap().unwrap();
+            (stored.route().to_owned(), stored.route_index().is_some())
+        }
+    };
+
+    let mut r5 = fhir_ws_tests::websocket_subscription(&topic);
+    r5["filterBy"] = json!([{"resourceType": "Encounter", "filterParameter": "patient", "value": "Patient/123"}]);
+    let (status, created) = status_and_json(&api.handle(&send("POST", "/Subscription", &r5), Utc::now()).await);
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(route_of(id.clone()).await, ("patient=123".to_owned(), true), "active and indexed");
+
+    let mut r4 = backport_websocket_subscription(&topic);
+    let ig = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition";
+    r4["_criteria"] = json!({"extension": [
+        {"url": format!("{ig}/backport-filter-criteria"), "valueString": "Encounter?patient=https://ehr.example/fhir/Patient/77"}]});
+    let (status, created_r4) = status_and_json(&api.handle(&send("POST", "/R4/Subscription", &r4), Utc::now()).await);
+    assert_eq!(status, 201, "{created_r4}");
+    assert_eq!(route_of(created_r4["id"].as_str().unwrap().to_owned()).await.0, "patient=77");
+
+    // The filters change: the bucket follows.
+    let mut changed = created.clone();
+    changed["filterBy"] =
+        json!([{"filterParameter": "class", "value": "http://terminology.hl7.org/CodeSystem/v3-ActCode|IMP"}]);
+    let (status, body) =
+        status_and_json(&api.handle(&send("PUT", &format!("/Subscription/{id}"), &changed), Utc::now()).await);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(route_of(id.clone()).await, ("class=IMP".to_owned(), true));
+    // Turned off: kept, but out of the index.
+    let mut off = body.clone();
+    off["status"] = json!("off");
+    let (status, body) =
+        status_and_json(&api.handle(&send("PUT", &format!("/Subscription/{id}"), &off), Utc::now()).await);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(route_of(id).await, ("class=IMP".to_owned(), false));
+}
+fhir_ws_tests::both_stores!(the_subscription_api_routes_creates_and_updates, the_api_routes_what_it_writes);

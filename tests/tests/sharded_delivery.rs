@@ -15,6 +15,7 @@ use fhir_ws_core::fanout::{EventHistory, FanOut};
 use fhir_ws_core::fhir::Subscription;
 use fhir_ws_core::push::{ManagementApiPusher, RetryPolicy};
 use fhir_ws_core::store::{Binding, BindingStore, CounterStore, EventStore, StoredSubscription};
+use fhir_ws_tests::fanout_binding;
 use fhir_ws_tests::management_api::ManagementApiStub;
 use fhir_ws_tests::websocket::{SqsBatch, WsStores};
 use fhir_ws_tests::{Backend, RecordingQueue, Stores, TokenBackend, all_stores};
@@ -22,23 +23,6 @@ use serde_json::json;
 
 const CONNECTIONS: usize = 47;
 const PAGE_SIZE: usize = 10;
-
-fn binding(connection: &str, subscription: &str, callback_url: &str, expires_at: i64) -> Binding {
-    Binding {
-        connection_id: connection.to_owned(),
-        subscription_id: subscription.to_owned(),
-        token_id: "t".to_owned(),
-        owner: "owner".to_owned(),
-        callback_url: callback_url.to_owned(),
-        bound_at: expires_at - 1800,
-        expires_at,
-        last_message_at: expires_at - 1800,
-        handshake_pending: false,
-        heartbeat_period: None,
-        heartbeat_due_at: None,
-        grant: None,
-    }
-}
 
 /// The event numbers each connection received, from what the stand-in accepted.
 fn received(management: &ManagementApiStub, connections: &[String]) -> BTreeMap<String, Vec<String>> {
@@ -89,7 +73,7 @@ async fn pages<S: Backend, T: TokenBackend, B: BindingStore + Clone, C: CounterS
     let expires = Utc::now().timestamp() + 1800;
     let mut connections: Vec<String> = (0..CONNECTIONS).map(|i| format!("{id}-c{i:03}")).collect();
     connections.sort();
-    let bindings: Vec<Binding> = connections.iter().map(|c| binding(c, &id, &endpoint, expires)).collect();
+    let bindings: Vec<Binding> = connections.iter().map(|c| fanout_binding(c, &id, &endpoint, expires)).collect();
     ws_stores.bindings.put_bindings(&bindings).await.unwrap();
     // Gone on the first page, in the middle and on the last; failing until a redelivery
     // on the first page and on a later one.

@@ -545,7 +545,11 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: P
         metrics: &Metrics,
     ) -> Result<usize, FanOutError> {
         let subscription = frames.record.subscription_id.clone();
-        let queued = self.paging.queue.is_some() && PageReference::fits(body);
+        // Whether later pages go through the queue; asked only when there is a later page
+        // (it reads the body), which a small audience never has.
+        let mut queued_cache: Option<bool> = None;
+        let mut queued =
+            || *queued_cache.get_or_insert_with(|| self.paging.queue.is_some() && PageReference::fits(body));
         let mut undelivered = 0;
         loop {
             let page =
@@ -558,7 +562,7 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: P
                 // Posted to once: only what it still owes. Its next page was queued before
                 // it was posted to; delivered here, it is visited again.
                 Some(progress) if progress.finished => {
-                    let next = if queued { None } else { progress.next };
+                    let next = progress.next.filter(|_| !queued());
                     (self.owed(&subscription, &progress.owed).await?, next)
                 }
                 progress => {
@@ -576,7 +580,8 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: P
                     (read.bindings, recorded.or(read.next))
                 }
             };
-            if let (true, Some(next)) = (queued, &next) {
+            let queue_next = next.is_some() && queued();
+            if let (true, Some(next)) = (queue_next, &next) {
                 self.queue_page(&subscription, frames, (event, body), next, metrics).await?;
             }
             frames.prepare(&bindings, now, metrics)?;
@@ -584,7 +589,7 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: P
             self.history.store.finish_page(&page, &failed).await?;
             undelivered += failed.len();
             match next {
-                Some(next) if !queued => after = Some(next),
+                Some(next) if !queue_next => after = Some(next),
                 _ => return Ok(undelivered),
             }
         }

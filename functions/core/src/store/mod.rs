@@ -1,9 +1,11 @@
 //! Storage ports: what the handlers need from the tables.
 //!
 //! One trait per table (subscriptions, tokens, bindings, counters, events), with only the
-//! operations the domain uses. Two adapters implement them: [`dynamodb`] (production, and
-//! tests against a DynamoDB-compatible server) and [`memory::MemoryStore`] (the local
-//! stack's embedded default and unit tests). Both pass the same contract tests
+//! operations the domain uses; the events table also keeps each numbered event's delivery
+//! progress, page by page ([`DeliveryProgress`]), and the subscriptions table the routing
+//! index ([`SubscriptionStore::list_by_route`]). Two adapters implement them:
+//! [`dynamodb`] (production, and tests against a DynamoDB-compatible server) and
+//! [`memory::MemoryStore`] (the local stack's embedded default and unit tests). Both pass the same contract tests
 //! (`tests/tests/store_contract.rs`).
 
 pub mod dynamodb;
@@ -81,7 +83,7 @@ impl StoredSubscription {
 
     /// The key of its bucket in the routing index (`topic` newline `route`) and the
     /// epoch second it stays in it until, while it is `active` with a topic; `None`
-    /// otherwise (no event reads it then). The end is part of the key, so an ended
+    /// otherwise (no event reads it then). The end is the index's sort key, so an ended
     /// subscription drops out of the index with nothing written.
     pub fn route_index(&self) -> Option<(String, i64)> {
         let topic = self.resource.topic.as_deref()?;

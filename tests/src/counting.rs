@@ -11,6 +11,7 @@ use fhir_ws_core::store::{Binding, BindingStore, BindingsPage, StoreError, Store
 pub struct Reads {
     items: AtomicUsize,
     requests: AtomicUsize,
+    longest_key: AtomicUsize,
 }
 
 impl Reads {
@@ -18,6 +19,12 @@ impl Reads {
         self.items.fetch_add(items, Ordering::SeqCst);
         self.requests.fetch_add(1, Ordering::SeqCst);
         result
+    }
+
+    /// The longest routing-index key looked up so far, in bytes (DynamoDB refuses keys
+    /// over 2,048 bytes; moto does not check).
+    pub fn longest_key(&self) -> usize {
+        self.longest_key.load(Ordering::SeqCst)
     }
 
     /// (items, requests) read since the last call.
@@ -70,6 +77,10 @@ impl<S: SubscriptionStore> SubscriptionStore for Counted<S> {
         routes: &[String],
         now: i64,
     ) -> Result<Vec<StoredSubscription>, StoreError> {
+        for route in routes {
+            let key = fhir_ws_core::store::route_index_key(topic, route).len();
+            self.reads.longest_key.fetch_max(key, Ordering::SeqCst);
+        }
         let found = self.inner.list_by_route(topic, routes, now).await;
         // One query per bucket.
         self.reads.requests.fetch_add(routes.len().saturating_sub(1), Ordering::SeqCst);

@@ -143,3 +143,60 @@ async fn the_api_routes_what_it_writes<S: Backend, T: TokenBackend>(stores: Stor
     assert_eq!(route_of(id).await, ("class=IMP".to_owned(), false));
 }
 fhir_ws_tests::both_stores!(the_subscription_api_routes_creates_and_updates, the_api_routes_what_it_writes);
+
+/// A topic URL and a filter value so long that their bucket would not fit an index key:
+/// the subscription goes topic-wide and is still found, and the event's lookup of that
+/// bucket is not sent to the store (which would refuse it).
+async fn overlong_routes<
+    S: Backend,
+    T: TokenBackend,
+    B: BindingStore + Clone,
+    C: CounterStore + Clone,
+    E: EventStore + Clone,
+>(
+    stores: Stores<S, T>,
+    ws_stores: WsStores<B, C, E>,
+) {
+    use serde_json::json;
+    let management = ManagementApiStub::start().await;
+    let id = fhir_ws_core::fhir::new_id();
+    // The longest topic URL accepted (1 KiB) and the longest filter value (1 KiB).
+    let suffix =
+        format!("{id}-{}", "t".repeat(1024 - fhir_ws_tests::counting::ENCOUNTER_COMPLETE.len() - 2 - id.len()));
+    let (topic, topics) = encounter_complete(&suffix);
+    assert_eq!(topic.len(), 1024);
+    let code = format!("{id}{}", "c".repeat(1020 - id.len()));
+    let reads = Arc::new(Reads::default());
+    let fanout = FanOut::new(
+        Counted { inner: stores.subscriptions.clone(), reads: reads.clone() },
+        ws_stores.bindings.clone(),
+        ws_stores.counters.clone(),
+        EventHistory { store: ws_stores.events.clone(), retention: chrono::TimeDelta::hours(1) },
+        ManagementApiPusher::new(&fhir_ws_tests::sdk_config().await),
+        "https://fhir.example.org/r5",
+    )
+    .with_topics(topics.clone(), None);
+    let resource: fhir_ws_core::fhir::Subscription = serde_json::from_value(json!({
+        "resourceType": "Subscription", "id": id, "status": "active", "topic": topic,
+        "channelType": {"code": "websocket"}, "content": "id-only",
+        "filterBy": [{"filterParameter": "class", "value": code}]}))
+    .unwrap();
+    let route = topics.route_of(&resource);
+    assert_eq!(route, format!("class={code}"));
+    let now = Utc::now();
+    let subscription = fhir_ws_core::store::StoredSubscription::new("owner", 1, now, resource).routed(route);
+    let (indexed_under, _) = subscription.route_index().unwrap();
+    assert_eq!(indexed_under, fhir_ws_core::store::route_index_key(&topic, "*"), "too long: topic-wide");
+    stores.subscriptions.insert(&subscription).await.unwrap();
+    let connection = format!("{id}-conn");
+    let binding = fhir_ws_tests::fanout_binding(&connection, &id, &management.endpoint("live"), now.timestamp() + 600);
+    ws_stores.bindings.put_bindings(&[binding]).await.unwrap();
+    let event = json!({"topic": topic, "focus": {"resourceType": "Encounter", "id": "e1", "status": "completed",
+        "class": [{"coding": [{"code": code}]}], "subject": {"reference": "Patient/1"}}});
+    let failed = fanout.handle_batch(&SqsBatch::default().message("m-long", &event).event(), now).await;
+    assert!(failed.batch_item_failures.is_empty(), "{:?}", failed.batch_item_failures);
+    assert_eq!(management.delivered_to(&connection).len(), 1, "found in the topic-wide bucket");
+    let longest = reads.longest_key();
+    assert!(longest > 1024 && longest <= fhir_ws_core::store::MAX_ROUTE_KEY_BYTES, "looked up {longest} bytes");
+}
+all_stores!(routes_too_long_for_an_index_key_go_topic_wide, overlong_routes);

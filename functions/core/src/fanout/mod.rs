@@ -57,7 +57,8 @@ use crate::relay::upstream::read_notification;
 use crate::relay::{Relay, RelayError};
 use crate::store::UpstreamStore;
 use crate::store::{
-    Binding, BindingStore, CounterStore, EventStore, PageId, StoreError, StoredSubscription, SubscriptionStore,
+    Binding, BindingStore, CounterStore, EventStore, MAX_ROUTE_KEY_BYTES, PageId, StoreError, StoredSubscription,
+    SubscriptionStore, route_index_key,
 };
 use crate::topics::{FhirPathCriteria, Routes, TOPIC_WIDE, Topic, TopicRegistry};
 use dead_letter::DeadLetterQueue;
@@ -475,7 +476,12 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, E: EventStore, P: P
             None => Routes::Buckets(vec![TOPIC_WIDE.to_owned()]),
         };
         match routes {
-            Routes::Buckets(buckets) => self.delivery.subscriptions.list_by_route(url, &buckets, now.timestamp()).await,
+            Routes::Buckets(mut buckets) => {
+                // No subscription is indexed under a key too long for the index (it goes
+                // topic-wide instead), and the store would refuse to look one up.
+                buckets.retain(|bucket| route_index_key(url, bucket).len() <= MAX_ROUTE_KEY_BYTES);
+                self.delivery.subscriptions.list_by_route(url, &buckets, now.timestamp()).await
+            }
             Routes::WholeTopic => self.delivery.subscriptions.list_by_topic(url).await,
         }
     }

@@ -91,7 +91,11 @@ impl StoredSubscription {
             return None;
         }
         let until = self.resource.end_time().map_or(ROUTE_FOREVER, |end| end.timestamp());
-        Some((route_index_key(topic, &self.route), until))
+        let key = route_index_key(topic, &self.route);
+        // A long topic and a long filter value could exceed what an index key may hold;
+        // the topic-wide bucket (topic ≤ 1 KiB) is always right, only less selective.
+        let key = if key.len() > MAX_ROUTE_KEY_BYTES { route_index_key(topic, TOPIC_WIDE) } else { key };
+        Some((key, until))
     }
 
     /// The same subscription, keeping the SMART grant it was created (or last updated)
@@ -180,6 +184,9 @@ impl StoredSubscription {
         resource
     }
 }
+
+/// Longest routing-index key: DynamoDB's limit for a partition key.
+pub const MAX_ROUTE_KEY_BYTES: usize = 2048;
 
 /// The end of time for the routing index: the sort key of subscriptions without an end.
 pub const ROUTE_FOREVER: i64 = 253_402_300_799;
@@ -773,5 +780,25 @@ impl<U: UpstreamStore> UpstreamStore for std::sync::Arc<U> {
         now: i64,
     ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send {
         (**self).heard_from(upstream, reference, reached, now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_route_too_long_for_an_index_key_falls_back_to_the_topic_wide_bucket() {
+        let topic = format!("https://example.org/{}", "t".repeat(crate::limits::MAX_TOPIC_BYTES - 20));
+        let resource: Subscription = serde_json::from_value(serde_json::json!({
+            "resourceType": "Subscription", "id": "s1", "status": "active", "topic": topic,
+            "channelType": {"code": "websocket"}}))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let stored = StoredSubscription::new("owner", 1, DateTime::<Utc>::UNIX_EPOCH, resource);
+        let long = stored.clone().routed(format!("patient={}", "1".repeat(crate::limits::MAX_FILTER_VALUE_BYTES)));
+        let (key, _) = long.route_index().unwrap_or_default();
+        assert_eq!(key, route_index_key(&topic, TOPIC_WIDE));
+        let short = stored.routed("patient=1".to_owned());
+        assert_eq!(short.route_index().map(|(key, _)| key), Some(route_index_key(&topic, "patient=1")));
     }
 }

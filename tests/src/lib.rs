@@ -190,6 +190,25 @@ pub fn fanout_binding(
     }
 }
 
+/// The `subscription-api` function's configuration in the tests: `identity`, `topics`,
+/// everything sent up to `full-resource`, [`TEST_WEBSOCKET_URL`]; the handlers get their
+/// stores directly, so the table names are not used.
+pub fn api_config(
+    identity: fhir_ws_core::http::IdentityConfig,
+    topics: fhir_ws_core::topics::TopicRegistry,
+) -> SubscriptionApiConfig {
+    SubscriptionApiConfig {
+        max_content: fhir_ws_core::fhir::ContentLevel::FullResource,
+        subscriptions_table: "unused".to_owned(),
+        counters_table: "unused".to_owned(),
+        events_table: "unused".to_owned(),
+        bindings_table: "unused".to_owned(),
+        websocket_url: TEST_WEBSOCKET_URL.to_owned(),
+        identity,
+        topics,
+    }
+}
+
 /// An events queue for the relay that keeps what it is given (or refuses everything).
 #[derive(Debug, Clone, Default)]
 pub struct RecordingQueue {
@@ -570,16 +589,7 @@ impl<S: Backend, T: TokenBackend> App<S, T> {
         config: BindingTokenConfig,
         revocation: Arc<dyn fhir_ws_core::revocation::Revocation>,
     ) -> Self {
-        let api_config = SubscriptionApiConfig {
-            max_content: fhir_ws_core::fhir::ContentLevel::FullResource,
-            subscriptions_table: "subscriptions".to_owned(),
-            counters_table: "counters".to_owned(),
-            events_table: "events".to_owned(),
-            bindings_table: "bindings".to_owned(),
-            websocket_url: TEST_WEBSOCKET_URL.to_owned(),
-            identity: config.identity.clone(),
-            topics: fhir_ws_core::topics::TopicRegistry::default(),
-        };
+        let api_config = api_config(config.identity.clone(), fhir_ws_core::topics::TopicRegistry::default());
         Self {
             api: SubscriptionApi::new(stores.subscriptions.clone(), revocation.clone(), &api_config),
             operation: BindingTokenOperation::new(

@@ -4,7 +4,7 @@
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use chrono::{DateTime, Utc};
-use fhir_ws_core::config::{SubscriptionApiConfig, WebSocketConfig};
+use fhir_ws_core::config::WebSocketConfig;
 use fhir_ws_core::ops::SubscriptionService;
 use std::time::Duration;
 
@@ -200,16 +200,10 @@ impl<S: Backend, T: TokenBackend, B: BindingStore + Clone + 'static, C: CounterS
             TEST_FHIR_BASE,
         )
         .with_retry(retry);
-        let service_config = SubscriptionApiConfig {
-            max_content: fhir_ws_core::fhir::ContentLevel::FullResource,
-            subscriptions_table: "unused".to_owned(),
-            counters_table: "unused".to_owned(),
-            events_table: "unused".to_owned(),
-            bindings_table: "unused".to_owned(),
-            websocket_url: crate::TEST_WEBSOCKET_URL.to_owned(),
-            identity: fhir_ws_core::http::IdentityConfig::default(),
-            topics: fhir_ws_core::topics::TopicRegistry::default(),
-        };
+        let service_config = crate::api_config(
+            fhir_ws_core::http::IdentityConfig::default(),
+            fhir_ws_core::topics::TopicRegistry::default(),
+        );
         let revocation: Arc<dyn Revocation> =
             Arc::new(Revoker::new(ws_stores.bindings.clone(), ManagementApiPusher::new(&aws)));
         let service = SubscriptionService::new(

@@ -88,16 +88,7 @@ async fn the_api_routes_what_it_writes<S: Backend, T: TokenBackend>(stores: Stor
     use serde_json::json;
 
     let (topic, topics) = encounter_complete(&fhir_ws_core::fhir::new_id());
-    let config = fhir_ws_core::config::SubscriptionApiConfig {
-        max_content: fhir_ws_core::fhir::ContentLevel::FullResource,
-        subscriptions_table: "unused".to_owned(),
-        counters_table: "unused".to_owned(),
-        events_table: "unused".to_owned(),
-        bindings_table: "unused".to_owned(),
-        websocket_url: fhir_ws_tests::TEST_WEBSOCKET_URL.to_owned(),
-        identity: fhir_ws_core::http::IdentityConfig::default(),
-        topics,
-    };
+    let config = fhir_ws_tests::api_config(fhir_ws_core::http::IdentityConfig::default(), topics);
     let api = SubscriptionApi::new(stores.subscriptions.clone(), fhir_ws_tests::no_connections(), &config);
     let owner = unique_principal("alice");
     let send = |method: &str, path: &str, body: &serde_json::Value| {

@@ -8,7 +8,6 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use fhir_ws_core::config::SubscriptionApiConfig;
 use fhir_ws_core::fhir::version::FhirVersion;
 use fhir_ws_core::http::{AuthorizationMode, IdentityConfig};
 use fhir_ws_core::ops::SubscriptionService;
@@ -85,19 +84,7 @@ fn topics() -> fhir_ws_core::topics::TopicRegistry {
     fhir_ws_core::topics::TopicRegistry::from_files(&[("t.json", &topic.to_string())], FhirVersion::R5).unwrap()
 }
 
-/// The `subscription-api` function's configuration with `identity` and `topics`.
-fn api_config(identity: IdentityConfig, topics: fhir_ws_core::topics::TopicRegistry) -> SubscriptionApiConfig {
-    SubscriptionApiConfig {
-        max_content: fhir_ws_core::fhir::ContentLevel::FullResource,
-        subscriptions_table: "unused".to_owned(),
-        counters_table: "unused".to_owned(),
-        events_table: "unused".to_owned(),
-        bindings_table: "unused".to_owned(),
-        websocket_url: fhir_ws_tests::TEST_WEBSOCKET_URL.to_owned(),
-        identity,
-        topics,
-    }
-}
+use fhir_ws_tests::api_config;
 
 fn smart_identity() -> IdentityConfig {
     IdentityConfig { mode: AuthorizationMode::Smart, ..IdentityConfig::default() }

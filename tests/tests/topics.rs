@@ -19,16 +19,10 @@ const TOPIC: &str = "http://example.org/FHIR/SubscriptionTopic/encounter-complet
 
 /// The Subscription API's configuration with the example topic deployed.
 fn config_with_example_topic() -> SubscriptionApiConfig {
-    SubscriptionApiConfig {
-        max_content: fhir_ws_core::fhir::ContentLevel::FullResource,
-        subscriptions_table: "unused".to_owned(),
-        counters_table: "unused".to_owned(),
-        events_table: "unused".to_owned(),
-        bindings_table: "unused".to_owned(),
-        websocket_url: fhir_ws_tests::TEST_WEBSOCKET_URL.to_owned(),
-        identity: fhir_ws_core::http::IdentityConfig::default(),
-        topics: TopicRegistry::from_files(&[("encounter-complete.json", EXAMPLE)], FhirVersion::R5).unwrap(),
-    }
+    fhir_ws_tests::api_config(
+        fhir_ws_core::http::IdentityConfig::default(),
+        TopicRegistry::from_files(&[("encounter-complete.json", EXAMPLE)], FhirVersion::R5).unwrap(),
+    )
 }
 
 #[test]

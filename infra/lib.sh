@@ -68,6 +68,19 @@ ensure_firefox() {
   export FIREFOX GECKODRIVER
 }
 
+# Installs the JavaScript client's pinned development packages (ws for its Node tests,
+# TypeScript for the declarations' check) from its package-lock.json into
+# clients/js/node_modules, again only when the lock file changes. Needs node and npm.
+ensure_node_packages() {
+  local stamp=clients/js/node_modules/.package-lock.sha256 wanted
+  wanted=$(sha256sum clients/js/package-lock.json | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+    echo "== installing the JavaScript client's pinned dev packages (npm ci)"
+    (cd clients/js && npm ci --no-audit --no-fund --silent)
+    echo "$wanted" >"$stamp"
+  fi
+}
+
 # Starts moto_server (through infra/moto_serial.py, which answers one request at a time so
 # concurrent conditional writes are atomic, as on DynamoDB) on a free loopback port,
 # waits until it answers, creates the tables

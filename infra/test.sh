@@ -19,6 +19,7 @@ ensure_venv .venv/checkov infra/requirements-checkov.txt
 ensure_venv .venv/r4 infra/requirements-r4.txt
 ensure_chromium
 ensure_firefox
+ensure_node_packages
 export FHIR_WS_PYTHON="$PWD/.venv/bin/python" FHIR_WS_PYTHON_R4="$PWD/.venv/r4/bin/python"
 
 echo "== cargo fmt --check"
@@ -31,6 +32,12 @@ echo "== template gates (SAM lint, cfn-lint with serverless rules, checkov)"
 .venv/bin/sam validate --lint --template template.yaml
 .venv/bin/cfn-lint --config-file infra/cfn-lint.yaml
 .venv/checkov/bin/checkov -f template.yaml --config-file infra/checkov.yaml
+
+echo "== JavaScript client: declarations and a typed example (tsc --noEmit), package contents"
+(cd clients/js && npx --no-install tsc --noEmit -p . && npm pack --dry-run --json 2>/dev/null | node -e '
+  const files = JSON.parse(require("fs").readFileSync(0, "utf8"))[0].files.map((f) => f.path).sort();
+  const wanted = ["README.md", "package.json", "src/index.d.ts", "src/index.js"];
+  if (JSON.stringify(files) !== JSON.stringify(wanted)) { console.error("npm pack would ship", files); process.exit(1); }')
 
 start_dynamodb
 

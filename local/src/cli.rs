@@ -95,6 +95,10 @@ enum Command {
         /// as --cors-origin). Default: no Origin check (tokens decide).
         #[arg(long = "websocket-origin", value_name = "ORIGIN")]
         websocket_origins: Vec<String>,
+        /// Serve POST /local/faults, which drops, freezes (half-open) or repeats frames of
+        /// a subscription's connections: for testing clients against the stack.
+        #[arg(long)]
+        fault_injection: bool,
     },
     /// Put every Subscription of a deployed stack's table into its routing bucket: once
     /// after upgrading a stack whose table predates the routing index, and after
@@ -266,6 +270,7 @@ async fn run(command: Command) -> Result<(), String> {
             cors_origins,
             cors_max_age,
             websocket_origins,
+            fault_injection,
         } => {
             let topics =
                 topics.as_deref().map(|folder| TopicRegistry::from_folder(folder, event_fhir_version)).transpose()?;
@@ -298,6 +303,11 @@ async fn run(command: Command) -> Result<(), String> {
             let stop = stop_signal().map_err(|e| format!("signal handlers: {e}"))?;
             let store =
                 dynamodb_endpoint.as_deref().map_or("embedded (in memory)".to_owned(), |e| format!("DynamoDB at {e}"));
+            let faults = if fault_injection {
+                format!("fault injection:       POST http://{address}/local/faults\n  ")
+            } else {
+                String::new()
+            };
             // `writeln!`, not `println!`: a closed stdout must not stop the server.
             let _ = writeln!(
                 std::io::stdout().lock(),
@@ -307,7 +317,7 @@ async fn run(command: Command) -> Result<(), String> {
                  WebSocket API:         ws://{address}/ws\n  \
                  Management API:        http://{address}/local/@connections/{{id}}\n  \
                  events (SQS stand-in): POST http://{address}/local/events\n  \
-                 relay (upstream FHIR): POST http://{address}/relay  (Authorization: Bearer {})\n  \
+                 {faults}relay (upstream FHIR): POST http://{address}/relay  (Authorization: Bearer {})\n  \
                  store:                 {store}\n  \
                  browser origins:       {} (CORS; --cors-origin)\n  \
                  bearer tokens:         alice-token (alice), bob-token (bob), patient-token (Patient/example){}\n\n\
@@ -336,6 +346,7 @@ async fn run(command: Command) -> Result<(), String> {
                 authorization,
                 cors,
                 websocket_origins,
+                fault_injection,
             };
             serve(listener, options, stop).await.map_err(|e| e.to_string())
         }

@@ -10,6 +10,7 @@ use axum::extract::ws::Message;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use fhir_ws_core::push::Pusher;
 use serde_json::json;
 
 use super::{Backend, Gateway};
@@ -24,15 +25,11 @@ pub(crate) async fn post<K: Backend>(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let Some(entry) = gateway.connections.get(&id) else { return gone() };
-    let frame = match String::from_utf8(body.to_vec()) {
-        Ok(text) => Message::Text(text.into()),
-        Err(bytes) => Message::Binary(bytes.into_bytes().into()),
-    };
-    if entry.sender.send(frame).is_err() {
-        return gone();
+    // The same path as the stack's own posts (text unless it is not UTF-8).
+    match Pusher::post(&gateway.connections, "", &id, &body).await {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(_) => gone(),
     }
-    StatusCode::OK.into_response()
 }
 
 /// `GetConnection`: when it connected and from where.

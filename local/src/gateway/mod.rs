@@ -6,6 +6,7 @@ mod connections;
 mod console;
 mod cors;
 mod events;
+mod faults;
 mod http_api;
 mod management;
 mod websocket;
@@ -192,6 +193,9 @@ pub struct Options {
     pub websocket_origins: String,
     /// `owner` or `smart` (the template's `AuthorizationMode`).
     pub authorization: AuthorizationMode,
+    /// Serve `POST /local/faults`, which drops, freezes or repeats frames of a
+    /// subscription's connections (for testing clients); off by default.
+    pub fault_injection: bool,
 }
 
 /// Default of [`Options::max_connections`]: within a common 20,000-descriptor limit.
@@ -225,6 +229,7 @@ impl Default for Options {
             },
             websocket_origins: String::new(),
             authorization: AuthorizationMode::Owner,
+            fault_injection: false,
         }
     }
 }
@@ -450,7 +455,7 @@ fn build<K: Backend>(
     let websocket = &configs.websocket;
     let binder = || Binder::new(subscriptions.clone(), tokens.clone(), bindings.clone(), websocket.keys.clone());
     let relay = Relay::new(upstream, configs.relay.retention);
-    let connections = Connections::default();
+    let connections = if options.fault_injection { Connections::keeping_last_frames() } else { Connections::default() };
     let pusher = || connections.clone();
     let revoker: Arc<dyn Revocation> = Arc::new(Revoker::new(bindings.clone(), pusher()));
     Arc::new(Gateway {
@@ -495,7 +500,7 @@ async fn run<K: Backend>(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let heartbeat_every = options.heartbeat_every;
-    let router = Router::new()
+    let mut router = Router::new()
         .route("/", get(console::index::<K>))
         .route("/console/users", get(console::users::<K>))
         .route("/console/{file}", get(console::asset::<K>))
@@ -504,7 +509,11 @@ async fn run<K: Backend>(
             &format!("/{STAGE}/@connections/{{id}}"),
             post(management::post::<K>).get(management::get::<K>).delete(management::delete::<K>),
         )
-        .route(&format!("/{STAGE}/events"), post(events::publish::<K>))
+        .route(&format!("/{STAGE}/events"), post(events::publish::<K>));
+    if options.fault_injection {
+        router = router.route(&format!("/{STAGE}/faults"), post(faults::inject::<K>));
+    }
+    let router = router
         .fallback(http_api::handle::<K>)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .layer(axum::middleware::from_fn_with_state(Arc::new(options.cors.clone()), cors::layer))

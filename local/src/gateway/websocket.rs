@@ -173,6 +173,10 @@ async fn session<K: Backend>(
                 break;
             }
         };
+        // A frozen (half-open) connection's frames never reach the API.
+        if gateway.connections.is_frozen(&id) {
+            continue;
+        }
         if let Some(message) = event(&gateway.host, "$default", &id, connected_at, &source_ip, body) {
             gateway.message.handle(&message, Utc::now()).await;
         }

@@ -13,8 +13,9 @@ use fhir_ws_core::http::AuthorizationMode;
 use fhir_ws_core::http::cors::AllowedOrigins;
 use fhir_ws_core::topics::TopicRegistry;
 
-use crate::client::{Api, Received, StatusView, describe_received, subscribe};
+use crate::client::{Api, describe_update, subscribe};
 use crate::gateway::{CorsPolicy, DEFAULT_CORS_ORIGINS, LOCAL_RELAY_SECRET, Options, Users, serve};
+use fhir_ws_client::{Status, Update};
 
 /// FHIR topic-based Subscriptions over WebSockets, on one machine.
 #[derive(Debug, Parser)]
@@ -379,22 +380,31 @@ async fn run(command: Command) -> Result<(), String> {
                 (None, None) => return Err("give --topic or --subscription".to_owned()),
             };
             eprintln!("binding to Subscription/{id}; notifications follow (Ctrl-C to stop)");
-            subscribe(&api, &id, since, |received| {
+            // In --json mode each notification Bundle is printed once (an $events Bundle
+            // carries several events).
+            let mut last_printed: Option<std::sync::Arc<Value>> = None;
+            subscribe(&api, &id, since, |update| {
                 let mut out = std::io::stdout().lock();
-                match received {
-                    Received::Frame(frame) if json => {
-                        let pretty = serde_json::from_str::<Value>(frame)
-                            .and_then(|v| serde_json::to_string_pretty(&v))
-                            .unwrap_or_else(|_| frame.to_owned());
-                        let _ = writeln!(out, "{pretty}");
-                    }
-                    Received::Replayed(bundle) if json => {
-                        let _ = writeln!(out, "{}", serde_json::to_string_pretty(bundle).unwrap_or_default());
+                match update {
+                    Ok(Update::Notification(n)) if json => {
+                        if !last_printed.as_ref().is_some_and(|raw| std::sync::Arc::ptr_eq(raw, &n.raw)) {
+                            let _ =
+                                writeln!(out, "{}", serde_json::to_string_pretty(n.raw.as_ref()).unwrap_or_default());
+                            last_printed = Some(n.raw.clone());
+                        }
                     }
                     // Connection notices go to stderr so stdout stays notifications only.
-                    Received::Reconnecting(message) => eprintln!("{message}"),
+                    Ok(Update::Disconnected { .. }) | Ok(Update::Renewed { .. }) => {
+                        for line in describe_update(update) {
+                            eprintln!("{line}");
+                        }
+                        if let Ok(Update::Renewed { expiration }) = update {
+                            eprintln!("token renewed; it expires {expiration}");
+                        }
+                    }
+                    Ok(Update::Status(_)) if json => {}
                     other => {
-                        for line in describe_received(other) {
+                        for line in describe_update(other) {
                             let _ = writeln!(out, "{line}");
                         }
                     }
@@ -426,13 +436,13 @@ async fn run(command: Command) -> Result<(), String> {
                 return Ok(());
             }
             for entry in bundle["entry"].as_array().map(Vec::as_slice).unwrap_or_default() {
-                let Some(status) = StatusView::read(&entry["resource"]) else { continue };
+                let Some(status) = Status::read(&entry["resource"]) else { continue };
                 let _ = writeln!(
                     out,
-                    "{}  {}  events {}  topic {}",
+                    "Subscription/{}  {}  events {}  topic {}",
                     status.subscription,
-                    status.status,
-                    status.count.map_or("?".to_owned(), |n| n.to_string()),
+                    status.status.as_deref().unwrap_or("?"),
+                    status.events_since_subscription_start.map_or("?".to_owned(), |n| n.to_string()),
                     status.topic.as_deref().unwrap_or("(none)"),
                 );
             }

@@ -1,13 +1,13 @@
-//! The `fhir-ws` client: talks to the HTTP API and the WebSocket API like any FHIR
-//! client would (locally or against a deployed stack), plus the local SQS stand-in.
-
-use std::time::Duration;
+//! The `fhir-ws` command-line client: the HTTP API as any FHIR client calls it (create,
+//! `$status`, `$events`, binding tokens, the relay, the local SQS stand-in), and
+//! `subscribe`, a thin user of the `fhir-ws-client` crate, which does the WebSocket side
+//! (binding, renewal, reconnects, gap replay, exactly-once delivery).
 
 use chrono::{DateTime, Utc};
+use fhir_ws_client::{Client, Status, SubscriptionRequest, Update};
 use fhir_ws_core::fhir::version::FhirVersion;
-use futures::{SinkExt as _, StreamExt as _};
+use futures::StreamExt as _;
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
 
 /// What went wrong talking to the server.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +35,9 @@ pub enum ClientError {
     /// The trusted roots (`SSL_CERT_FILE`) are unusable.
     #[error("{0}")]
     Roots(#[from] fhir_ws_core::config::ConfigError),
+    /// The subscriber gave up (the server refused the token or the Subscription).
+    #[error("{0}")]
+    Subscriber(#[from] fhir_ws_client::Error),
 }
 
 /// A token from `$get-ws-binding-token`.
@@ -126,59 +129,19 @@ impl Api {
         heartbeat_period: Option<u32>,
         filters: &[String],
     ) -> Result<String, ClientError> {
-        let mut resource = match self.version {
-            FhirVersion::R5 => {
-                let mut resource = json!({
-                    "resourceType": "Subscription",
-                    "status": "requested",
-                    "topic": topic,
-                    "channelType": {"system": "http://terminology.hl7.org/CodeSystem/subscription-channel-type", "code": "websocket"},
-                    "content": content,
-                });
-                if let Some(period) = heartbeat_period {
-                    resource["heartbeatPeriod"] = json!(period);
-                }
-                resource
-            }
-            FhirVersion::R4 | FhirVersion::R4B => {
-                let ig = fhir_ws_core::fhir::backport::IG_STRUCTURE_DEFINITIONS;
-                let mut resource = json!({
-                    "resourceType": "Subscription",
-                    "status": "requested",
-                    "reason": "fhir-ws subscribe",
-                    "criteria": topic,
-                    "channel": {
-                        "type": "websocket",
-                        "payload": "application/fhir+json",
-                        "_payload": {"extension": [{"url": format!("{ig}backport-payload-content"), "valueCode": content}]},
-                    },
-                });
-                if let Some(period) = heartbeat_period {
-                    resource["channel"]["extension"] =
-                        json!([{"url": format!("{ig}backport-heartbeat-period"), "valueUnsignedInt": period}]);
-                }
-                resource
-            }
+        let request = SubscriptionRequest {
+            filters: filters.to_vec(),
+            content: Some(content.to_owned()),
+            heartbeat_period,
+            reason: Some("fhir-ws subscribe".to_owned()),
+            ..SubscriptionRequest::new(topic)
         };
-        if !filters.is_empty() {
-            let ig = fhir_ws_core::fhir::backport::IG_STRUCTURE_DEFINITIONS;
-            if self.version == FhirVersion::R5 {
-                let mut filter_by = Vec::new();
-                for criteria in filters {
-                    filter_by.extend(
-                        fhir_ws_core::fhir::backport::subscription::parse_filter_criteria(criteria)
-                            .map_err(ClientError::Unexpected)?,
-                    );
-                }
-                resource["filterBy"] = serde_json::to_value(filter_by).unwrap_or_default();
-            } else {
-                let extensions: Vec<Value> = filters
-                    .iter()
-                    .map(|c| json!({"url": format!("{ig}backport-filter-criteria"), "valueString": c}))
-                    .collect();
-                resource["_criteria"] = json!({ "extension": extensions });
-            }
-        }
+        let version = match self.version {
+            FhirVersion::R4 => fhir_ws_client::FhirVersion::R4,
+            FhirVersion::R4B => fhir_ws_client::FhirVersion::R4B,
+            FhirVersion::R5 => fhir_ws_client::FhirVersion::R5,
+        };
+        let resource = request.resource(version)?;
         let created = self.send(self.http.post(format!("{}/Subscription", self.base)).json(&resource)).await?;
         created["id"].as_str().map(str::to_owned).ok_or_else(|| ClientError::Unexpected(created.to_string()))
     }
@@ -242,195 +205,6 @@ fn read_binding_token(parameters: &Value) -> Result<BindingToken, ClientError> {
     })
 }
 
-/// What [`subscribe`] hands its caller.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Received {
-    /// A frame from the socket, as the server sent it (text).
-    Frame(String),
-    /// Events that were missed, fetched with `$events` (its `query-event` Bundle).
-    Replayed(Value),
-    /// The connection was lost; the client is reconnecting.
-    Reconnecting(String),
-}
-
-/// Follows one subscription's event numbers to notice missed events.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EventTracker {
-    /// The highest event number shown (or accounted for) so far.
-    last: Option<u64>,
-    /// Numbers at or below `last` that a fill did not get. An event is numbered a moment
-    /// before it is recorded, so a handshake can announce a number `$events` does not
-    /// have yet; its live notification is then still shown when it comes.
-    unresolved: std::collections::BTreeSet<u64>,
-}
-
-/// Gaps wider than this are not remembered as unresolved: they are events past
-/// retention, not a race with the recording of one.
-const MAX_UNRESOLVED_GAP: u64 = 1000;
-
-/// What to do with an event notification.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventStep {
-    /// Show it.
-    Show,
-    /// Already shown (a redelivery): drop it.
-    Skip,
-    /// Fetch `since..=until` with `$events` first, then show it.
-    FillThenShow {
-        /// First missed number.
-        since: u64,
-        /// Last missed number.
-        until: u64,
-    },
-}
-
-impl EventTracker {
-    /// A tracker that has seen events up to `last` already (`None`: nothing yet, so the
-    /// first handshake sets the start).
-    pub fn after(last: Option<u64>) -> Self {
-        Self { last, unresolved: std::collections::BTreeSet::new() }
-    }
-
-    /// A handshake or heartbeat reported `count` events so far: the range missed since the
-    /// last one shown, if any. The first status only sets the starting point.
-    pub fn on_status(&mut self, count: u64) -> Option<(u64, u64)> {
-        match self.last {
-            None => {
-                self.last = Some(count);
-                None
-            }
-            Some(last) if count > last => Some((last + 1, count)),
-            Some(_) => None,
-        }
-    }
-
-    /// An event numbered `number` arrived.
-    pub fn on_event(&mut self, number: u64) -> EventStep {
-        match self.last {
-            Some(_) if self.unresolved.remove(&number) => EventStep::Show,
-            Some(last) if number <= last => EventStep::Skip,
-            Some(last) if number > last + 1 => EventStep::FillThenShow { since: last + 1, until: number - 1 },
-            _ => EventStep::Show,
-        }
-    }
-
-    /// Everything up to `number` has been shown (or reported missing).
-    pub fn shown(&mut self, number: u64) {
-        self.last = Some(self.last.map_or(number, |last| last.max(number)));
-    }
-
-    /// A fill of `since..=until` got the events numbered `got`: the range counts as shown,
-    /// and the numbers it lacked stay showable (for a small gap).
-    pub fn filled(&mut self, since: u64, until: u64, got: &[u64]) {
-        if until.saturating_sub(since) < MAX_UNRESOLVED_GAP {
-            self.unresolved.extend((since..=until).filter(|n| !got.contains(n)));
-        }
-        self.shown(until);
-    }
-}
-
-/// One event of a status resource.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StatusEvent {
-    /// `eventNumber` (`event-number` in R4).
-    pub number: Option<u64>,
-    /// The focus reference, if sent.
-    pub focus: Option<String>,
-}
-
-/// What a client reads from a status resource, whatever its version: an R5 or R4B
-/// `SubscriptionStatus`, or the R4 `Parameters` of the Backport IG.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StatusView {
-    /// Notification type (`handshake`, `event-notification`, …).
-    pub kind: String,
-    /// The subscription reference.
-    pub subscription: String,
-    /// The subscription's status.
-    pub status: String,
-    /// The topic, if sent.
-    pub topic: Option<String>,
-    /// `eventsSinceSubscriptionStart`.
-    pub count: Option<u64>,
-    /// The events, in order.
-    pub events: Vec<StatusEvent>,
-}
-
-impl StatusView {
-    /// Reads a status resource; `None` when it is neither shape.
-    pub fn read(resource: &Value) -> Option<Self> {
-        let number = |v: &Value| v.as_str().and_then(|t| t.parse::<u64>().ok());
-        let text = |v: &Value| v.as_str().map(str::to_owned);
-        match resource["resourceType"].as_str()? {
-            "SubscriptionStatus" => Some(Self {
-                kind: text(&resource["type"]).unwrap_or_default(),
-                subscription: text(&resource["subscription"]["reference"]).unwrap_or_default(),
-                status: text(&resource["status"]).unwrap_or_default(),
-                topic: text(&resource["topic"]),
-                count: number(&resource["eventsSinceSubscriptionStart"]),
-                events: resource["notificationEvent"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|e| StatusEvent { number: number(&e["eventNumber"]), focus: text(&e["focus"]["reference"]) })
-                    .collect(),
-            }),
-            "Parameters" => {
-                let parameters = resource["parameter"].as_array()?;
-                let value = |list: &[Value], name: &str| -> Value {
-                    list.iter()
-                        .find(|p| p["name"] == name)
-                        .and_then(|p| {
-                            p.as_object()?.iter().find(|(k, _)| k.starts_with("value")).map(|(_, v)| v.clone())
-                        })
-                        .unwrap_or(Value::Null)
-                };
-                let events = parameters
-                    .iter()
-                    .filter(|p| p["name"] == "notification-event")
-                    .map(|event| {
-                        let parts = event["part"].as_array().map(Vec::as_slice).unwrap_or_default();
-                        StatusEvent {
-                            number: number(&value(parts, "event-number")),
-                            focus: text(&value(parts, "focus")["reference"]),
-                        }
-                    })
-                    .collect();
-                Some(Self {
-                    kind: text(&value(parameters, "type"))?,
-                    subscription: text(&value(parameters, "subscription")["reference"]).unwrap_or_default(),
-                    status: text(&value(parameters, "status")).unwrap_or_default(),
-                    topic: text(&value(parameters, "topic")),
-                    count: number(&value(parameters, "events-since-subscription-start")),
-                    events,
-                })
-            }
-            _ => None,
-        }
-    }
-
-    /// The status resource (first entry) of a notification or `$events` Bundle.
-    pub fn of_bundle(bundle: &Value) -> Option<Self> {
-        Self::read(&bundle["entry"][0]["resource"])
-    }
-}
-
-/// A warning the server attached to an `$events` answer: `Bundle.issues` in R5, the
-/// status entry's `response.outcome` in R4 and R4B.
-fn bundle_warning(bundle: &Value) -> Option<&str> {
-    bundle["issues"]["issue"][0]["diagnostics"]
-        .as_str()
-        .or_else(|| bundle["entry"][0]["response"]["outcome"]["issue"][0]["diagnostics"].as_str())
-}
-
-/// The status of a notification frame: its type, event count and first event number.
-fn frame_status(frame: &str) -> Option<(String, Option<u64>, Option<u64>)> {
-    let value: Value = serde_json::from_str(frame).ok()?;
-    let view = StatusView::of_bundle(&value)?;
-    let first = view.events.first().and_then(|e| e.number);
-    Some((view.kind, view.count, first))
-}
-
 impl Api {
     /// Calls `Subscription/{id}/$events` for `since..=until`, following `next` links;
     /// returns each answer Bundle in order.
@@ -463,243 +237,63 @@ impl Api {
     }
 }
 
-/// How long to wait before reconnecting after the `attempt`-th failure in a row.
-fn reconnect_delay(attempt: u32) -> Duration {
-    Duration::from_millis(250 << attempt.min(5)).min(Duration::from_secs(5))
-}
-
-/// Binds to `subscription_id` and hands everything received to `on_received` until the
-/// server refuses the subscription or `on_received` is dropped with the task. Gets a fresh
-/// token and binds again when four fifths of the token's lifetime have passed, so the
-/// binding never lapses. When the connection drops it reconnects (with a fresh token)
-/// and binds again. Event numbers are followed: a gap (after a reconnect, or an event
-/// arriving out of sequence) is filled with `$events` before anything newer is handed
-/// on, and repeats of events already handed on are dropped, so each retained event
-/// arrives exactly once, in order. With `seen_up_to`, events after that number are
-/// replayed first (a client resuming where an earlier run stopped).
+/// Follows `subscription_id` with the `fhir-ws-client` crate (over `wss://` with the
+/// functions' trusted roots) and hands each update to `on_update` until the server
+/// refuses the token or the subscription. With `seen_up_to`, events after that number
+/// are replayed first (a client resuming where an earlier run stopped).
 pub async fn subscribe(
     api: &Api,
     subscription_id: &str,
     seen_up_to: Option<u64>,
-    mut on_received: impl FnMut(&Received),
+    mut on_update: impl FnMut(&Result<Update, fhir_ws_client::Error>),
 ) -> Result<(), ClientError> {
-    let mut tracker = EventTracker::after(seen_up_to);
-    let mut failures = 0;
-    // Built once: the roots may come from a file, and every reconnect uses the same.
     let roots = fhir_ws_core::aws::trusted_roots(&fhir_ws_core::config::ProcessEnv)?;
-    let connector = crate::tls::websocket_connector(&roots)?;
-    loop {
-        match connection(api, subscription_id, &connector, &mut tracker, &mut on_received).await {
-            Ok(()) => failures = 0,
-            // The server refusing the token or the subscription is final; the network is not.
-            Err(error @ ClientError::Refused { .. }) => return Err(error),
-            Err(error) => {
-                failures += 1;
-                tracing::debug!(%error, failures, "connection failed");
-            }
+    let mut builder = Client::builder(&api.base)
+        .bearer(&api.bearer)
+        .subscriptions([subscription_id])
+        .websocket_connector(crate::tls::websocket_connector(&roots)?)
+        .http_client(api.http.clone());
+    if let Some(seen) = seen_up_to {
+        builder = builder.since(subscription_id, seen);
+    }
+    let mut updates = builder.subscribe()?;
+    while let Some(update) = updates.next().await {
+        on_update(&update);
+        if let Err(error) = update
+            && error.is_fatal()
+        {
+            return Err(error.into());
         }
-        on_received(&Received::Reconnecting(format!(
-            "connection lost; reconnecting to Subscription/{subscription_id}"
-        )));
-        tokio::time::sleep(reconnect_delay(failures)).await;
+    }
+    Ok(())
+}
+
+/// Lines describing an update, for people watching a terminal: one per event (marked
+/// `(replayed)` when it came from `$events`), one per handshake or heartbeat, a notice
+/// when the connection is lost, a warning for events the server no longer holds.
+/// Renewals, bindings and reconnect delays print nothing.
+pub fn describe_update(update: &Result<Update, fhir_ws_client::Error>) -> Vec<String> {
+    match update {
+        Ok(Update::Notification(n)) => vec![format!(
+            "{} #{} for Subscription/{}: {}{}",
+            "event-notification",
+            n.event_number,
+            n.subscription,
+            n.focus.as_deref().unwrap_or("(no focus)"),
+            if n.replayed { " (replayed)" } else { "" }
+        )],
+        Ok(Update::Status(status)) => vec![describe_status(status)],
+        Ok(Update::Disconnected { reason }) => vec![format!("connection lost ({reason}); reconnecting")],
+        Ok(_) => Vec::new(),
+        Err(error) => vec![format!("warning: {error}")],
     }
 }
 
-/// One connection: bind, then read until it closes (`Ok`) or fails.
-async fn connection(
-    api: &Api,
-    subscription_id: &str,
-    connector: &tokio_tungstenite::Connector,
-    tracker: &mut EventTracker,
-    on_received: &mut impl FnMut(&Received),
-) -> Result<(), ClientError> {
-    let mut token = api.binding_token(subscription_id).await?;
-    let (socket, _) = tokio_tungstenite::connect_async_tls_with_config(
-        token.websocket_url.as_str(),
-        None,
-        false,
-        Some(connector.clone()),
+fn describe_status(status: &Status) -> String {
+    format!(
+        "{} for Subscription/{} (events so far: {})",
+        status.kind,
+        status.subscription,
+        status.events_since_subscription_start.map_or("?".to_owned(), |n| n.to_string())
     )
-    .await?;
-    let (mut write, mut read) = socket.split();
-    write.send(Message::text(format!("bind-with-token {}", token.token))).await?;
-    loop {
-        let left = (token.expiration - Utc::now()).to_std().unwrap_or_default();
-        let refresh_in = (left * 4 / 5).max(Duration::from_secs(1));
-        tokio::select! {
-            frame = read.next() => match frame {
-                Some(Ok(Message::Text(text))) => {
-                    handle_frame(api, subscription_id, text.as_str(), tracker, on_received).await?;
-                }
-                Some(Ok(Message::Close(_))) | None => return Ok(()),
-                Some(Ok(_)) => {}
-                Some(Err(error)) => return Err(error.into()),
-            },
-            () = tokio::time::sleep(refresh_in) => {
-                token = api.binding_token(subscription_id).await?;
-                write.send(Message::text(format!("bind-with-token {}", token.token))).await?;
-                tracing::info!(expires = %token.expiration, "token refreshed and bound again");
-            }
-        }
-    }
-}
-
-/// Hands on one frame, filling any gap it reveals first and dropping repeats.
-async fn handle_frame(
-    api: &Api,
-    subscription_id: &str,
-    frame: &str,
-    tracker: &mut EventTracker,
-    on_received: &mut impl FnMut(&Received),
-) -> Result<(), ClientError> {
-    let Some((kind, count, number)) = frame_status(frame) else {
-        on_received(&Received::Frame(frame.to_owned()));
-        return Ok(());
-    };
-    match (kind.as_str(), number) {
-        ("event-notification", Some(number)) => match tracker.on_event(number) {
-            EventStep::Skip => return Ok(()),
-            EventStep::Show => {}
-            EventStep::FillThenShow { since, until } => {
-                fill(api, subscription_id, since, until, tracker, on_received).await?;
-            }
-        },
-        _ => {
-            if let Some((since, until)) = count.and_then(|count| tracker.on_status(count)) {
-                on_received(&Received::Frame(frame.to_owned()));
-                return fill(api, subscription_id, since, until, tracker, on_received).await;
-            }
-        }
-    }
-    on_received(&Received::Frame(frame.to_owned()));
-    if let Some(number) = number {
-        tracker.shown(number);
-    }
-    Ok(())
-}
-
-/// Fetches `since..=until` with `$events` and hands on each answer.
-async fn fill(
-    api: &Api,
-    subscription_id: &str,
-    since: u64,
-    until: u64,
-    tracker: &mut EventTracker,
-    on_received: &mut impl FnMut(&Received),
-) -> Result<(), ClientError> {
-    let mut got = Vec::new();
-    for page in api.events(subscription_id, since, until).await? {
-        let events = StatusView::of_bundle(&page).map(|view| view.events).unwrap_or_default();
-        got.extend(events.iter().filter_map(|e| e.number));
-        on_received(&Received::Replayed(page));
-    }
-    tracker.filled(since, until, &got);
-    Ok(())
-}
-
-/// Lines describing what was received, for people watching a terminal: one per frame,
-/// one per replayed event (marked `(replayed)`), plus any warning the server added.
-pub fn describe_received(received: &Received) -> Vec<String> {
-    match received {
-        Received::Frame(frame) => vec![describe(frame)],
-        Received::Reconnecting(message) => vec![message.clone()],
-        Received::Replayed(bundle) => {
-            let view = StatusView::of_bundle(bundle).unwrap_or_default();
-            let mut lines: Vec<String> = view
-                .events
-                .iter()
-                .map(|event| {
-                    let number = event.number.map_or("?".to_owned(), |n| n.to_string());
-                    let focus = event.focus.as_deref().unwrap_or("(no focus)");
-                    format!("event-notification #{number} for {}: {focus} (replayed)", view.subscription)
-                })
-                .collect();
-            if let Some(warning) = bundle_warning(bundle) {
-                lines.push(format!("warning: {warning}"));
-            }
-            lines
-        }
-    }
-}
-
-/// One line describing a notification frame, for people watching a terminal.
-pub fn describe(frame: &str) -> String {
-    let Ok(value) = serde_json::from_str::<Value>(frame) else { return frame.to_owned() };
-    let status = &value["entry"][0]["resource"];
-    match value["resourceType"].as_str() {
-        Some("Bundle") => {
-            let Some(view) = StatusView::read(status) else { return frame.to_owned() };
-            match view.events.first() {
-                Some(event) => format!(
-                    "{} #{} for {}: {}",
-                    view.kind,
-                    event.number.map_or("?".to_owned(), |n| n.to_string()),
-                    view.subscription,
-                    event.focus.as_deref().unwrap_or("(no focus)")
-                ),
-                None => format!(
-                    "{} for {} (events so far: {})",
-                    view.kind,
-                    view.subscription,
-                    view.count.map_or("?".to_owned(), |n| n.to_string())
-                ),
-            }
-        }
-        Some("OperationOutcome") => format!("error: {}", value["issue"][0]["diagnostics"].as_str().unwrap_or("?")),
-        _ => frame.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_tracker_fills_gaps_and_drops_repeats() {
-        let mut tracker = EventTracker::default();
-        assert_eq!(tracker.on_status(3), None, "the first handshake only sets the start");
-        assert_eq!(tracker.on_event(4), EventStep::Show);
-        tracker.shown(4);
-        assert_eq!(tracker.on_event(4), EventStep::Skip, "a redelivery");
-        assert_eq!(tracker.on_event(7), EventStep::FillThenShow { since: 5, until: 6 });
-        tracker.shown(6);
-        tracker.shown(7);
-        assert_eq!(tracker.on_status(7), None);
-        assert_eq!(tracker.on_status(9), Some((8, 9)), "a handshake after a reconnect reveals a gap");
-        tracker.shown(9);
-        assert_eq!(tracker.on_event(10), EventStep::Show);
-        assert_eq!(EventTracker::default().on_event(5), EventStep::Show, "nothing to compare with yet");
-    }
-
-    #[test]
-    fn numbers_a_fill_did_not_get_are_still_shown_once_when_they_arrive() {
-        let mut tracker = EventTracker::default();
-        assert_eq!(tracker.on_status(1), None);
-        assert_eq!(tracker.on_status(4), Some((2, 4)));
-        // Event 4 was numbered but not yet recorded when $events answered.
-        tracker.filled(2, 4, &[2, 3]);
-        assert_eq!(tracker.on_event(3), EventStep::Skip);
-        assert_eq!(tracker.on_event(4), EventStep::Show);
-        tracker.shown(4);
-        assert_eq!(tracker.on_event(4), EventStep::Skip, "only once");
-        // A wide gap is retention, not a race: nothing is remembered.
-        tracker.filled(5, 5_000, &[]);
-        assert_eq!(tracker.on_event(6), EventStep::Skip);
-    }
-
-    #[test]
-    fn replayed_events_are_described_one_line_each() {
-        let bundle = json!({"resourceType": "Bundle", "entry": [{"resource": {
-            "resourceType": "SubscriptionStatus", "type": "query-event", "subscription": {"reference": "Subscription/s"},
-            "notificationEvent": [{"eventNumber": "2", "focus": {"reference": "E/1"}}, {"eventNumber": "3"}]}}],
-            "issues": {"resourceType": "OperationOutcome", "issue": [{"diagnostics": "events 1 are gone"}]}});
-        assert_eq!(
-            describe_received(&Received::Replayed(bundle)),
-            [
-                "event-notification #2 for Subscription/s: E/1 (replayed)",
-                "event-notification #3 for Subscription/s: (no focus) (replayed)",
-                "warning: events 1 are gone",
-            ]
-        );
-    }
 }

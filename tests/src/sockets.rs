@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use fhir_ws_local::client::StatusView;
+use fhir_ws_client::Status;
 use futures::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -29,7 +29,7 @@ pub async fn next_json(socket: &mut Socket) -> Value {
 pub async fn next_after_handshakes(socket: &mut Socket) -> Value {
     loop {
         let frame = next_json(socket).await;
-        if StatusView::of_bundle(&frame).is_none_or(|view| view.kind != "handshake") {
+        if Status::of_bundle(&frame).is_none_or(|view| view.kind != "handshake") {
             return frame;
         }
     }
@@ -46,7 +46,7 @@ pub async fn bound(url: &str, token: &str, subscriptions: usize) -> Socket {
     let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("the WebSocket opens");
     socket.send(Message::text(format!("bind-with-token {token}"))).await.expect("bind sent");
     for _ in 0..subscriptions {
-        let kind = StatusView::of_bundle(&next_json(&mut socket).await).map(|v| v.kind);
+        let kind = Status::of_bundle(&next_json(&mut socket).await).map(|v| v.kind);
         assert_eq!(kind.as_deref(), Some("handshake"));
     }
     socket

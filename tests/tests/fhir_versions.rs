@@ -12,9 +12,10 @@
 //! every frame checked by the validator of its subscriber's version, and each body in that
 //! version: converted where fhir-ws converts the type exactly, a reference otherwise.
 
+use fhir_ws_client::Status;
 use fhir_ws_core::fhir::convert::convert;
 use fhir_ws_core::fhir::version::FhirVersion;
-use fhir_ws_local::client::{Api, ClientError, StatusView};
+use fhir_ws_local::client::{Api, ClientError};
 use fhir_ws_local::gateway::{LOCAL_RELAY_SECRET, Options};
 use fhir_ws_tests::local::LocalStack;
 use fhir_ws_tests::sockets::{next_after_handshakes, next_json, nothing_more};
@@ -75,7 +76,7 @@ fn bodies(frame: &Value) -> Vec<(String, Value)> {
 /// The event number and the references (focus, then context) of a notification in any
 /// version's shape.
 fn event_of(frame: &Value) -> (u64, Vec<String>) {
-    let view = StatusView::of_bundle(frame).unwrap_or_else(|| panic!("not a notification: {frame}"));
+    let view = Status::of_bundle(frame).unwrap_or_else(|| panic!("not a notification: {frame}"));
     assert_eq!(view.kind, "event-notification", "{frame}");
     let status = &frame["entry"][0]["resource"];
     let references: Vec<String> = if status["resourceType"] == "Parameters" {
@@ -94,7 +95,8 @@ fn event_of(frame: &Value) -> (u64, Vec<String>) {
             .filter_map(|r| r["reference"].as_str().map(str::to_owned))
             .collect()
     };
-    let number = view.events.first().and_then(|e| e.number).unwrap_or_else(|| panic!("no event number in {frame}"));
+    let number =
+        view.events.first().and_then(|e| e.event_number).unwrap_or_else(|| panic!("no event number in {frame}"));
     (number, references)
 }
 
@@ -184,7 +186,7 @@ async fn an_r4_producer_end_to_end(dynamodb: bool) {
         let token = api.binding_token(id).await.unwrap();
         let (mut socket, _) = tokio_tungstenite::connect_async(token.websocket_url.as_str()).await.unwrap();
         socket.send(Message::text(format!("bind-with-token {}", token.token))).await.unwrap();
-        assert_eq!(StatusView::of_bundle(&next_json(&mut socket).await).map(|v| v.kind), Some("handshake".to_owned()));
+        assert_eq!(Status::of_bundle(&next_json(&mut socket).await).map(|v| v.kind), Some("handshake".to_owned()));
         sockets.push(socket);
     }
     let mut other_socket = sockets.pop().unwrap();

@@ -7,9 +7,10 @@ use std::time::Duration;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use fhir_ws_client::Status;
 use fhir_ws_core::fhir::backport::R4_STATUS_PROFILE;
 use fhir_ws_core::fhir::version::FhirVersion;
-use fhir_ws_local::client::{Api, ClientError, StatusView, describe_received};
+use fhir_ws_local::client::{Api, ClientError, describe_update};
 use fhir_ws_local::gateway::Options;
 use fhir_ws_tests::local::LocalStack as Stack;
 use futures::{SinkExt as _, StreamExt as _};
@@ -148,11 +149,11 @@ async fn three_versions_on_one_socket(dynamodb: bool) {
     socket.send(Message::text(format!("bind-with-token {}", token.as_str().unwrap()))).await.unwrap();
     // Frames until each subscription has had its `kind`: delivery is at least once, so a
     // retried post (the local Management API under load) may repeat a frame.
-    let subscriptions: Vec<String> = ids.iter().map(|(_, id)| format!("Subscription/{id}")).collect();
+    let subscriptions: Vec<String> = ids.iter().map(|(_, id)| id.clone()).collect();
     async fn until_each(socket: &mut Socket, subscriptions: &[String], kind: &str) -> Vec<Value> {
         let mut frames: Vec<Value> = Vec::new();
         let seen = |frames: &[Value], subscription: &String| {
-            frames.iter().filter_map(StatusView::of_bundle).any(|v| v.subscription == *subscription && v.kind == kind)
+            frames.iter().filter_map(Status::of_bundle).any(|v| v.subscription == *subscription && v.kind == kind)
         };
         while !subscriptions.iter().all(|s| seen(&frames, s)) {
             frames.push(next_json(socket).await);
@@ -167,22 +168,19 @@ async fn three_versions_on_one_socket(dynamodb: bool) {
 
     for (version, id) in &ids {
         let mine = |frames: &[Value], kind: &str| -> Value {
-            let found = frames.iter().find(|f| {
-                StatusView::of_bundle(f)
-                    .is_some_and(|v| v.subscription == format!("Subscription/{id}") && v.kind == kind)
-            });
+            let found =
+                frames.iter().find(|f| Status::of_bundle(f).is_some_and(|v| v.subscription == *id && v.kind == kind));
             found.unwrap_or_else(|| panic!("{version:?}: no {kind} in {frames:#?}")).clone()
         };
         let (handshake, event) = (mine(&handshakes, "handshake"), mine(&events, "event-notification"));
         for frame in [&handshake, &event] {
             assert_eq!(fhir_ws_tests::notification_version(frame), *version, "{frame}");
         }
-        let (said_hello, said_event) =
-            (StatusView::of_bundle(&handshake).unwrap(), StatusView::of_bundle(&event).unwrap());
-        assert_eq!((said_hello.kind.as_str(), said_hello.status.as_str()), ("handshake", "active"));
+        let (said_hello, said_event) = (Status::of_bundle(&handshake).unwrap(), Status::of_bundle(&event).unwrap());
+        assert_eq!((said_hello.kind.as_str(), said_hello.status.as_deref()), ("handshake", Some("active")));
         assert_eq!(said_event.kind, "event-notification");
         assert_eq!(said_event.events.len(), 1);
-        assert_eq!(said_event.events[0].number, Some(1));
+        assert_eq!(said_event.events[0].event_number, Some(1));
         assert_eq!(said_event.events[0].focus.as_deref(), Some("http://localhost:8080/fhir/Patient/p-123"));
         assert_eq!(event["entry"][1]["resource"], patient, "full-resource: {event}");
         if *version != FhirVersion::R5 {
@@ -239,7 +237,7 @@ async fn relayed_through_the_local_stack(dynamodb: bool) {
     let (mut socket, _) = tokio_tungstenite::connect_async(token.websocket_url.as_str()).await.unwrap();
     for bound in [&token, &second] {
         socket.send(Message::text(format!("bind-with-token {}", bound.token))).await.unwrap();
-        assert_eq!(StatusView::of_bundle(&next_json(&mut socket).await).unwrap().kind, "handshake");
+        assert_eq!(Status::of_bundle(&next_json(&mut socket).await).unwrap().kind, "handshake");
     }
     let upstream = Api::new(&stack.base, fhir_ws_local::gateway::LOCAL_RELAY_SECRET);
     let subscription = format!("https://upstream.example.org/fhir/Subscription/{}", uuid::Uuid::new_v4());
@@ -279,7 +277,7 @@ async fn relayed_through_the_local_stack(dynamodb: bool) {
         let mut seen = Vec::new();
         for _ in 0..2 {
             let frame = next_after_handshakes(&mut socket).await;
-            let view = StatusView::of_bundle(&frame).unwrap();
+            let view = Status::of_bundle(&frame).unwrap();
             assert_eq!(view.kind, "event-notification");
             let focus = format!("https://upstream.example.org/fhir/Encounter/enc-{number}");
             assert_eq!(view.events[0].focus.as_deref(), Some(focus.as_str()));
@@ -308,7 +306,7 @@ async fn relayed_through_the_local_stack(dynamodb: bool) {
     let answer = upstream.relay(&empty, Some(&topic)).await.unwrap();
     assert_eq!(answer["issue"][0]["diagnostics"], "1 event(s) queued");
     for _ in 0..2 {
-        let view = StatusView::of_bundle(&next_after_handshakes(&mut socket).await).unwrap();
+        let view = Status::of_bundle(&next_after_handshakes(&mut socket).await).unwrap();
         assert_eq!((view.kind.as_str(), view.events[0].focus.as_deref()), ("event-notification", None));
     }
     // The upstream retries the R5 notification: acknowledged, not delivered again.
@@ -373,7 +371,7 @@ fn cli_subscriber(
     let id = id.to_owned();
     let task = tokio::spawn(async move {
         fhir_ws_local::client::subscribe(&api, &id, seen_up_to, |received| {
-            for line in describe_received(received) {
+            for line in describe_update(received) {
                 let _ = sender.send(line);
             }
         })
@@ -493,8 +491,8 @@ async fn missed_events_are_replayed_after_a_reconnect(dynamodb: bool, version: F
     subscriber.abort();
 
     // `fhir-ws status` reads $status through the local HTTP API, in the client's version.
-    let one = StatusView::of_bundle(&api.status(Some(&id)).await.unwrap()).unwrap();
-    assert_eq!((one.count, one.status.as_str()), (Some(5), "active"));
+    let one = Status::of_bundle(&api.status(Some(&id)).await.unwrap()).unwrap();
+    assert_eq!((one.events_since_subscription_start, one.status.as_deref()), (Some(5), Some("active")));
     assert!(api.status(None).await.unwrap()["total"].as_u64().is_some_and(|n| n >= 1));
     let bob = Api::new(&stack.base, "bob-token").in_version(version);
     assert!(bob.status(Some(&id)).await.is_err(), "not Bob's");

@@ -7,11 +7,11 @@
 //! and the SQS adapter against moto_server's SQS.
 
 use chrono::Utc;
+use fhir_ws_client::Status;
 use fhir_ws_core::fhir::version::FhirVersion;
 use fhir_ws_core::metrics::Metrics;
 use fhir_ws_core::relay::{EventQueue, Relay, RelayHandler, RelaySecrets};
 use fhir_ws_core::store::{BindingStore, CounterStore, EventStore, UpstreamStore};
-use fhir_ws_local::client::StatusView;
 use fhir_ws_tests::websocket::{SqsBatch, WsHarness, WsStores};
 use fhir_ws_tests::{
     Backend, HttpEvent, RecordingQueue, Stores, TokenBackend, backport_websocket_subscription, relay_stores,
@@ -154,13 +154,13 @@ async fn relayed_to_every_version<
             for (version, content, id) in &ours {
                 let frame = frames
                     .iter()
-                    .rfind(|f| StatusView::of_bundle(f).is_some_and(|v| v.subscription == format!("Subscription/{id}")))
+                    .rfind(|f| Status::of_bundle(f).is_some_and(|v| v.subscription == *id))
                     .unwrap_or_else(|| panic!("nothing for {version:?}: {frames:#?}"))
                     .clone();
                 assert_eq!(fhir_ws_tests::notification_version(&frame), *version);
-                let view = StatusView::of_bundle(&frame).unwrap();
+                let view = Status::of_bundle(&frame).unwrap();
                 assert_eq!(view.kind, "event-notification", "{frame}");
-                assert_eq!(view.events[0].number, Some(expected_number));
+                assert_eq!(view.events[0].event_number, Some(expected_number));
                 let focus = format!("{UPSTREAM}/Patient/pat-{number}");
                 match level {
                     Level::Empty => assert_eq!(view.events[0].focus, None, "nothing to point at"),
@@ -306,10 +306,10 @@ async fn bundles_on_the_queue<
         assert!(fanout.handle_batch(&batch.event(), Utc::now()).await.batch_item_failures.is_empty(), "{message}");
     }
     let frames = ws.frames(&connection);
-    let events: Vec<StatusView> = frames
+    let events: Vec<Status> = frames
         .iter()
-        .filter_map(StatusView::of_bundle)
-        .filter(|v| v.kind == "event-notification" && v.subscription == format!("Subscription/{id}"))
+        .filter_map(Status::of_bundle)
+        .filter(|v| v.kind == "event-notification" && v.subscription == id)
         .collect();
     let foci: Vec<Option<String>> = events.iter().map(|v| v.events[0].focus.clone()).collect();
     assert_eq!(
@@ -382,7 +382,7 @@ async fn filters_need_the_resource<
     let numbers = |connection: &str| -> Vec<Option<String>> {
         ws.frames(connection)
             .iter()
-            .filter_map(StatusView::of_bundle)
+            .filter_map(Status::of_bundle)
             .filter(|v| v.kind == "event-notification")
             .map(|v| v.events[0].focus.clone())
             .collect()

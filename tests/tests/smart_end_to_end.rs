@@ -14,9 +14,10 @@
 //!   delivery to the binding made with that token, and `$events` answers with what the
 //!   current grant allows.
 
+use fhir_ws_client::Status;
 use fhir_ws_core::fhir::version::FhirVersion;
 use fhir_ws_core::http::AuthorizationMode;
-use fhir_ws_local::client::{Api, ClientError, StatusView};
+use fhir_ws_local::client::{Api, ClientError};
 use fhir_ws_local::gateway::{Options, Users};
 use fhir_ws_tests::local::LocalStack;
 use fhir_ws_tests::sockets::{Socket, bound, next_after_handshakes, nothing_more};
@@ -56,7 +57,7 @@ async fn events(socket: &mut Socket, count: usize) -> Vec<(String, Value)> {
     let mut frames = Vec::new();
     while frames.len() < count {
         let frame = next_after_handshakes(socket).await;
-        let view = StatusView::of_bundle(&frame).unwrap_or_else(|| panic!("not a notification: {frame}"));
+        let view = Status::of_bundle(&frame).unwrap_or_else(|| panic!("not a notification: {frame}"));
         assert_eq!(view.kind, "event-notification", "{frame}");
         frames.push((view.subscription.clone(), frame));
     }
@@ -166,7 +167,7 @@ async fn patient_app_sees_only_its_patient(dynamodb: bool) {
     let r5 = ids.last().unwrap();
     let answers = Api::new(&stack.base, &format!("app-{run}")).events(r5, 1, 3).await.unwrap();
     let numbers = |answers: &[Value]| -> Vec<u64> {
-        answers.iter().flat_map(|a| StatusView::of_bundle(a).unwrap().events).filter_map(|e| e.number).collect()
+        answers.iter().flat_map(|a| Status::of_bundle(a).unwrap().events).filter_map(|e| e.event_number).collect()
     };
     assert_eq!(numbers(&answers), [1, 2, 3], "the grant it was created under: every event");
     let narrowed = Api::new(&stack.base, &format!("app-narrow-{run}")).events(r5, 1, 3).await.unwrap();

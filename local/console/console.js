@@ -1,17 +1,14 @@
 // fhir-ws local console: a browser client of this stack, written as a browser app would
-// be: the HTTP API with a bearer token, the WebSocket API bound with binding tokens.
+// be: the HTTP API with a bearer token, and the WebSocket side through fhir-ws-client
+// (clients/js, served as /console/fhir-ws-client.js): binding tokens, renewal,
+// reconnects and exactly-once, in-order events with $events replay.
 // No framework and no build step; everything it loads or calls is on this origin.
-"use strict";
 
-const BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/";
-const CHANNEL_TYPES = "http://terminology.hl7.org/CodeSystem/subscription-channel-type";
-/** A token is renewed when this share of its lifetime has passed, as the CLI does. */
-const RENEW_AT = 0.8;
+import { FhirWsClient, readStatus, subscriptionResource } from "./fhir-ws-client.js";
 
 const $ = (id) => document.getElementById(id);
 const state = {
-  socket: null,
-  /** subscription id → { token, expiration (Date), version, timer } */
+  /** subscription id → { client (FhirWsClient), version } */
   bindings: new Map(),
   subscriptions: [],
 };
@@ -58,47 +55,6 @@ function parameterValue(list, name) {
   return key ? found[key] : found.resource;
 }
 
-// ---------------------------------------------------------------- reading status resources
-
-/** What a status resource says, for every version: R5 and R4B SubscriptionStatus, R4 Parameters. */
-function readStatus(resource) {
-  if (!resource) return null;
-  if (resource.resourceType === "SubscriptionStatus") {
-    return {
-      type: resource.type,
-      status: resource.status,
-      subscription: resource.subscription?.reference,
-      topic: resource.topic,
-      count: resource.eventsSinceSubscriptionStart,
-      events: (resource.notificationEvent || []).map((e) => ({
-        number: e.eventNumber,
-        focus: e.focus?.reference,
-        timestamp: e.timestamp,
-      })),
-      error: (resource.error || []).map((e) => e.text || e.coding?.[0]?.code).filter(Boolean),
-    };
-  }
-  if (resource.resourceType === "Parameters") {
-    const list = resource.parameter || [];
-    return {
-      type: parameterValue(list, "type"),
-      status: parameterValue(list, "status"),
-      subscription: parameterValue(list, "subscription")?.reference,
-      topic: parameterValue(list, "topic"),
-      count: parameterValue(list, "events-since-subscription-start"),
-      events: list
-        .filter((p) => p.name === "notification-event")
-        .map((p) => ({
-          number: parameterValue(p.part, "event-number"),
-          focus: parameterValue(p.part, "focus")?.reference,
-          timestamp: parameterValue(p.part, "timestamp"),
-        })),
-      error: list.filter((p) => p.name === "error").map((p) => p.valueCodeableConcept?.text),
-    };
-  }
-  return null;
-}
-
 // ---------------------------------------------------------------- frames log
 
 function element(tag, attributes = {}, ...children) {
@@ -131,14 +87,14 @@ function prettyBundle(bundle, status) {
       ["subscription", status?.subscription],
       ["status", status?.status],
       ["topic", status?.topic],
-      ["events since start", status?.count],
-      ["errors", status?.error?.join("; ")],
+      ["events since start", status?.eventsSinceSubscriptionStart],
+      ["errors", status?.errors?.join("; ")],
     ]),
   );
   for (const event of status?.events || []) {
     view.append(
       definitions([
-        ["event #", event.number],
+        ["event #", event.eventNumber],
         ["focus", event.focus],
         ["timestamp", event.timestamp],
       ]),
@@ -198,30 +154,31 @@ function logError(error) {
   log("error", { text: error.message, json: body ?? undefined, pretty });
 }
 
-/** One WebSocket frame, whatever it is. */
-function showFrame(data) {
-  let message;
-  try {
-    message = JSON.parse(data);
-  } catch {
-    log("text", { text: String(data) });
-    return;
-  }
-  if (message?.resourceType === "Bundle") {
-    const status = readStatus(message.entry?.[0]?.resource);
-    const numbers = (status?.events || []).map((e) => e.number).filter((n) => n !== undefined);
-    log(status?.type || "Bundle", {
-      json: message,
-      subscription: status?.subscription,
-      numbers,
-      pretty: prettyBundle(message, status),
-    });
-    if (status?.type === "event-notification" || status?.type === "handshake") refreshSubscriptions(false);
-  } else if (message?.resourceType === "OperationOutcome") {
-    log("OperationOutcome", { json: message, pretty: prettyOutcome(message) });
-  } else {
-    log(message?.type || "frame", { json: message });
-  }
+/** A handshake or heartbeat (from the client's `status` event). */
+function showStatus(status) {
+  const bundle = status.raw;
+  log(status.type, {
+    json: bundle,
+    subscription: "Subscription/" + status.subscription,
+    pretty: prettyBundle(bundle, status),
+  });
+  if (status.type === "handshake") refreshSubscriptions(false);
+}
+
+/** One event, once and in order (live, or replayed with $events after a gap). */
+function showNotification(notification) {
+  const bundle = notification.raw;
+  const status = readStatus(bundle.entry?.[0]?.resource);
+  // Only this event of a replayed $events Bundle.
+  const shown = { ...status, type: "event-notification", events: status.events.filter((e) => e.eventNumber === notification.eventNumber) };
+  log("event-notification", {
+    text: notification.replayed ? "replayed with $events (missed on the socket)" : undefined,
+    json: bundle,
+    subscription: "Subscription/" + notification.subscription,
+    numbers: [notification.eventNumber],
+    pretty: prettyBundle(bundle, shown),
+  });
+  refreshSubscriptions(false);
 }
 
 // ---------------------------------------------------------------- subscriptions
@@ -230,67 +187,16 @@ function filterLines() {
   return $("filters").value.split("\n").map((l) => l.trim()).filter(Boolean);
 }
 
-/** `Encounter?patient:missing=true&date=ge2020` as R5 filterBy entries. */
-function filterBy(criteria) {
-  const [resourceType, query] = criteria.split("?", 2);
-  if (!query) throw new Error("a filter needs a resource type and a query: " + criteria);
-  const comparators = ["eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap"];
-  return query.split("&").map((clause) => {
-    const at = clause.indexOf("=");
-    if (at < 1) throw new Error("a filter clause needs name=value: " + clause);
-    const [name, modifier] = decodeURIComponent(clause.slice(0, at)).split(":", 2);
-    let value = decodeURIComponent(clause.slice(at + 1));
-    const entry = { resourceType, filterParameter: name };
-    const prefix = value.slice(0, 2);
-    if (!modifier && comparators.includes(prefix) && /^[0-9-]/.test(value.slice(2))) {
-      entry.comparator = prefix;
-      value = value.slice(2);
-    }
-    if (modifier) entry.modifier = modifier;
-    entry.value = value;
-    return entry;
-  });
-}
-
 /** The websocket Subscription the form describes, in the selected version's shape. */
 function subscriptionFromForm(version) {
-  const topic = $("topic").value.trim();
-  const content = $("content").value;
   const heartbeat = parseInt($("heartbeat").value, 10);
-  const filters = filterLines();
-  if (version === "R5") {
-    const resource = {
-      resourceType: "Subscription",
-      status: "requested",
-      topic,
-      channelType: { system: CHANNEL_TYPES, code: "websocket" },
-      content,
-    };
-    if (heartbeat > 0) resource.heartbeatPeriod = heartbeat;
-    if (filters.length) resource.filterBy = filters.flatMap(filterBy);
-    return resource;
-  }
-  // The Subscriptions Backport IG's profile for R4 and R4B.
-  const resource = {
-    resourceType: "Subscription",
-    status: "requested",
+  return subscriptionResource(version, {
+    topic: $("topic").value.trim(),
+    content: $("content").value,
+    heartbeatPeriod: heartbeat > 0 ? heartbeat : undefined,
+    filters: filterLines(),
     reason: "fhir-ws console",
-    criteria: topic,
-    channel: {
-      type: "websocket",
-      payload: "application/fhir+json",
-      _payload: { extension: [{ url: BACKPORT + "backport-payload-content", valueCode: content }] },
-    },
-  };
-  if (heartbeat > 0) {
-    resource.channel.extension = [{ url: BACKPORT + "backport-heartbeat-period", valueUnsignedInt: heartbeat }];
-  }
-  if (filters.length) {
-    resource._criteria = {
-      extension: filters.map((c) => ({ url: BACKPORT + "backport-filter-criteria", valueString: c })),
-    };
-  }
-  return resource;
+  });
 }
 
 async function createSubscription(event) {
@@ -352,7 +258,7 @@ function renderSubscriptions() {
         element("td", { "data-label": "id" }, resource.id),
         element("td", { "data-label": "topic" }, topicOf(resource)),
         element("td", { "data-label": "status" }, status?.status || resource.status || ""),
-        element("td", { class: "count", "data-label": "events" }, status?.count ?? ""),
+        element("td", { class: "count", "data-label": "events" }, status?.eventsSinceSubscriptionStart ?? ""),
         element("td", { class: "actions" }, bind, remove),
       ),
     );
@@ -372,7 +278,7 @@ async function deleteSubscription(id, version) {
   }
 }
 
-// ---------------------------------------------------------------- the socket and bindings
+// ---------------------------------------------------------------- bindings (fhir-ws-client)
 
 function setSocketState(text, css) {
   const pill = $("socket-state");
@@ -380,65 +286,72 @@ function setSocketState(text, css) {
   pill.className = "pill " + css;
 }
 
-/** The open socket to `url`, opening one if there is none. */
-function socketTo(url) {
-  if (state.socket && state.socket.readyState <= WebSocket.OPEN) {
-    if (state.socket.readyState === WebSocket.OPEN) return Promise.resolve(state.socket);
-    return new Promise((resolve, reject) => {
-      state.socket.addEventListener("open", () => resolve(state.socket), { once: true });
-      state.socket.addEventListener("error", () => reject(new Error("the WebSocket did not open")), { once: true });
-    });
-  }
-  return new Promise((resolve, reject) => {
-    const socket = new WebSocket(url);
-    state.socket = socket;
-    setSocketState("socket opening", "expiring");
-    socket.addEventListener("open", () => {
-      setSocketState("socket open", "open");
-      log("socket", { text: "connected to " + url.split("?")[0] });
-      resolve(socket);
-    });
-    socket.addEventListener("message", (event) => showFrame(event.data));
-    socket.addEventListener("error", () => reject(new Error("the WebSocket to " + url + " failed")));
-    socket.addEventListener("close", (event) => {
-      if (state.socket === socket) state.socket = null;
-      setSocketState("socket closed", "closed");
-      log("socket", { text: "closed (" + event.code + (event.reason ? ", " + event.reason : "") + ")" });
-      for (const id of [...state.bindings.keys()]) forgetBinding(id);
-    });
-  });
+function renderSocketState() {
+  const open = [...state.bindings.values()].filter((b) => b.open).length;
+  if (open) setSocketState(open === 1 ? "socket open" : open + " sockets open", "open");
+  else if (state.bindings.size) setSocketState("reconnecting", "expiring");
+  else setSocketState("socket closed", "closed");
 }
 
-/** Gets a binding token for the subscription and binds this page's socket with it. */
+/** Binds the subscription with a client of its own, or renews the binding's token now. */
 async function bindSubscription(id, version) {
-  try {
-    const parameters = await api("POST", "/Subscription/" + id + "/$get-ws-binding-token", undefined, version);
-    const list = parameters?.parameter || [];
-    const token = parameterValue(list, "token");
-    const expiration = new Date(parameterValue(list, "expiration"));
-    const url = parameterValue(list, "websocket-url");
-    if (!token || !url || isNaN(expiration)) throw Object.assign(new Error("unexpected token answer"), { body: parameters });
-    const socket = await socketTo(url);
-    socket.send("bind-with-token " + token);
-    const previous = state.bindings.get(id);
-    if (previous) clearTimeout(previous.timer);
-    const lifetime = Math.max(expiration - Date.now(), 0);
-    const timer = setTimeout(() => bindSubscription(id, version), Math.max(lifetime * RENEW_AT, 1000));
-    state.bindings.set(id, { expiration, version, timer });
-    log("bind", { text: (previous ? "renewed " : "bound ") + "Subscription/" + id + ", token expires " + expiration.toLocaleTimeString() });
+  const existing = state.bindings.get(id);
+  if (existing) {
+    await existing.client.renew();
+    return;
+  }
+  const client = new FhirWsClient({
+    baseUrl: location.origin + base(version),
+    accessToken: () => bearer(),
+    subscriptions: [id],
+    fhirVersion: version,
+  });
+  const binding = { client, version, open: false };
+  state.bindings.set(id, binding);
+  client.addEventListener("open", (e) => {
+    binding.open = true;
+    renderSocketState();
+    log("socket", { text: "connected to " + e.detail.url });
+  });
+  client.addEventListener("disconnected", (e) => {
+    binding.open = false;
+    renderSocketState();
+    log("socket", { text: "closed (" + e.detail.code + (e.detail.reason ? ", " + e.detail.reason : "") + ")" });
+  });
+  client.addEventListener("reconnecting", (e) =>
+    log("socket", { text: "reconnecting in " + e.detail.delayMs + " ms (attempt " + e.detail.attempt + ")" }),
+  );
+  client.addEventListener("bound", (e) => {
+    log("bind", { text: "bound Subscription/" + id + ", token expires " + e.detail.expiration?.toLocaleTimeString() });
     renderBindings();
     renderSubscriptions();
-  } catch (error) {
-    if (error.body === undefined) error.body = String(error);
-    logError(error);
+  });
+  client.addEventListener("renewed", (e) => {
+    log("bind", { text: "renewed Subscription/" + id + ", token expires " + e.detail.expiration.toLocaleTimeString() });
+    renderBindings();
+  });
+  client.addEventListener("status", (e) => showStatus(e.detail));
+  client.addEventListener("notification", (e) => showNotification(e.detail));
+  client.addEventListener("error", (e) => {
+    const error = e.detail;
+    log("error", { text: error.message, json: error.outcome, pretty: error.outcome ? prettyOutcome(error.outcome) : null });
+  });
+  client.addEventListener("close", () => {
+    if (state.bindings.get(id) === binding) forgetBinding(id);
+  });
+  try {
+    await client.start();
+  } catch {
+    // Reported through the client's `error` event.
   }
 }
 
 function forgetBinding(id) {
   const binding = state.bindings.get(id);
-  if (binding) clearTimeout(binding.timer);
   state.bindings.delete(id);
+  binding?.client.close();
   renderBindings();
+  renderSocketState();
 }
 
 function remaining(ms) {
@@ -452,7 +365,9 @@ function renderBindings() {
   list.replaceChildren();
   if (!state.bindings.size) list.append(element("li", { class: "empty" }, "nothing bound"));
   for (const [id, binding] of state.bindings) {
-    const left = binding.expiration - Date.now();
+    const expiration = binding.client.expiration;
+    if (!expiration) continue;
+    const left = expiration - Date.now();
     const renew = element("button", { type: "button", class: "small secondary" }, "Renew now");
     renew.addEventListener("click", () => bindSubscription(id, binding.version));
     list.append(
@@ -463,7 +378,7 @@ function renderBindings() {
         element(
           "span",
           { class: "pill " + (left < 60000 ? "expiring" : "open") },
-          "token expires " + binding.expiration.toLocaleTimeString() + " (in " + remaining(left) + ")",
+          "token expires " + expiration.toLocaleTimeString() + " (in " + remaining(left) + ")",
         ),
         renew,
       ),
@@ -525,7 +440,7 @@ async function replayEvents(event) {
   try {
     const bundle = await api("GET", "/Subscription/" + id + "/$events?" + query, undefined, entry.version);
     const status = readStatus(bundle?.entry?.[0]?.resource);
-    const numbers = (status?.events || []).map((e) => e.number).filter((n) => n !== undefined);
+    const numbers = (status?.events || []).map((e) => e.eventNumber).filter((n) => n !== undefined);
     log("events-replay", { subscription: status?.subscription, numbers, json: bundle, pretty: prettyBundle(bundle, status) });
   } catch (error) {
     logError(error);
@@ -565,8 +480,8 @@ async function loadTopics() {
   }
 }
 
-function closeSocket() {
-  if (state.socket) state.socket.close(1000, "user or version changed");
+function closeSockets() {
+  for (const id of [...state.bindings.keys()]) forgetBinding(id);
 }
 
 document.addEventListener("DOMContentLoaded", async () => {
@@ -579,7 +494,7 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("user").addEventListener("change", showScopes);
   for (const id of ["user", "version"]) {
     $(id).addEventListener("change", () => {
-      closeSocket();
+      closeSockets();
       refreshSubscriptions(true);
     });
   }

@@ -2,7 +2,9 @@
 //! through ChromeDriver and geckodriver): create a subscription, bind, send events and
 //! see their notifications with their numbers, replay them with `$events`, renew the
 //! token before it runs out, do the same in R4, stay at phone width, and request nothing
-//! but the local stack.
+//! but the local stack. The page's WebSocket side is the JavaScript client
+//! (`clients/js`): a redelivered frame is shown once, and a socket that goes silent is
+//! given up and the event it swallowed replayed, in both browsers.
 //!
 //! With `CONSOLE_SCREENSHOT=<dir>` the Chromium run also writes `console.png` (desk) and
 //! `console-phone.png` there: the README's pictures.
@@ -18,8 +20,40 @@ const WAIT: Duration = Duration::from_secs(15);
 /// The shortest token lifetime the operation allows.
 const TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 
+/// The page's subscriptions beat every 3 s, so its client's watchdog gives a silent
+/// socket up after 6 s.
+const HEARTBEAT_PERIOD: &str = "3";
+
+/// The stack with the shortest tokens, a heartbeat run every second, and fault injection
+/// (the page's client is tested through drops and silences too).
 async fn start_stack() -> LocalStack {
-    LocalStack::start(Options { token_lifetime_seconds: TOKEN_LIFETIME.as_secs() as i64, ..Options::default() }).await
+    LocalStack::start(Options {
+        token_lifetime_seconds: TOKEN_LIFETIME.as_secs() as i64,
+        heartbeat_every: Duration::from_secs(1),
+        fault_injection: true,
+        ..Options::default()
+    })
+    .await
+}
+
+/// Breaks the connections bound to `subscription` (`POST /local/faults`); how many.
+async fn fault(base: &str, kind: &str, subscription: &str) -> u64 {
+    let answer: Value = reqwest::Client::new()
+        .post(format!("{base}/local/faults"))
+        .json(&json!({"fault": kind, "subscription": subscription}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["connections"].as_u64().unwrap_or_default()
+}
+
+/// How many log entries match `css`.
+async fn count(browser: &Browser, css: &str) -> u64 {
+    let script = "return document.querySelectorAll(arguments[0]).length";
+    browser.execute(script, vec![json!(css)]).await.as_u64().unwrap_or_default()
 }
 
 /// Chooses an option of a `<select>` as a user would (click), which fires `change`.
@@ -112,6 +146,7 @@ async fn console_flow(engine: Engine) {
     assert_eq!(scopes, json!("openid fhirUser user/*.cruds"), "the chosen user's scopes are shown");
 
     // R5: create, bind, two events, each shown with its number.
+    browser.execute(&format!("document.getElementById('heartbeat').value = '{HEARTBEAT_PERIOD}'"), vec![]).await;
     browser.click(&browser.wait_for("#create", WAIT).await).await;
     let r5 = new_subscription(&browser, &[]).await;
     browser.click(&browser.wait_for(&format!("#subscriptions tr[data-id='{r5}'] button.bind"), WAIT).await).await;
@@ -128,6 +163,9 @@ async fn console_flow(engine: Engine) {
     browser.click(&browser.wait_for("#send-event", WAIT).await).await;
     let second = entry(&browser, ".frame[data-kind='event-notification'][data-events='2']").await;
     assert!(second.contains("#2"), "{second}");
+    // The server sends event 2 again (a redelivery; before the next heartbeat, which an
+    // event puts off by a period): the page's client drops the repeat (counted below).
+    assert_eq!(fault(&base, "repeat", &r5).await, 1);
 
     // The list's count comes from $status.
     let deadline = Instant::now() + WAIT;
@@ -141,6 +179,23 @@ async fn console_flow(engine: Engine) {
     browser.click(&browser.wait_for("#replay", WAIT).await).await;
     let replay = entry(&browser, ".frame[data-kind='events-replay'][data-events='1,2']").await;
     assert!(replay.contains("#1 #2"), "{replay}");
+
+    // The socket goes silent (half-open): the event sent meanwhile never reaches it. The
+    // page's client gives the socket up after 2 × heartbeatPeriod, reconnects, and
+    // fetches the missed event with $events: shown once, marked replayed.
+    assert_eq!(fault(&base, "freeze", &r5).await, 1);
+    let topic = browser.execute("return document.getElementById('topic').value", vec![]).await;
+    let away = json!({"resourceType": "Encounter", "id": "example-away", "status": "finished"});
+    let sent =
+        reqwest::Client::new().post(format!("{base}/local/events")).json(&json!({"topic": topic, "focus": away}));
+    assert_eq!(sent.send().await.unwrap().status(), 202);
+    let third = entry(&browser, ".frame[data-kind='event-notification'][data-events='3']").await;
+    assert!(third.contains("replayed with $events") && third.contains("Encounter/example-away"), "{third}");
+    wait_for_text(&browser, ".frame[data-kind='socket']", &["closed (4000"]).await;
+    for n in 1..=3 {
+        let css = format!(".frame[data-kind='event-notification'][data-events='{n}']");
+        assert_eq!(count(&browser, &css).await, 1, "event {n} shown exactly once");
+    }
 
     let screenshots = std::env::var("CONSOLE_SCREENSHOT").ok().filter(|_| engine == Engine::Chromium);
     if let Some(folder) = &screenshots {
@@ -176,8 +231,8 @@ async fn console_flow(engine: Engine) {
         (bound_at + TOKEN_LIFETIME + Duration::from_secs(2)).saturating_duration_since(Instant::now());
     tokio::time::sleep(first_token_gone).await;
     browser.click(&browser.wait_for("#send-event", WAIT).await).await;
-    let third = entry(&browser, ".frame[data-kind='event-notification'][data-events='3']").await;
-    assert!(third.contains(&format!("Subscription/{r5}")), "{third}");
+    let fourth = entry(&browser, ".frame[data-kind='event-notification'][data-events='4']").await;
+    assert!(fourth.contains(&format!("Subscription/{r5}")), "{fourth}");
 
     // R4: the Backport IG's shapes, on a socket of its own.
     choose(&browser, "#version", "R4").await;
@@ -218,7 +273,9 @@ async fn the_console_is_served_from_the_binary_under_a_policy_that_keeps_it_to_t
     assert!(policy.starts_with("default-src 'none'; script-src 'self'; style-src 'self';"), "{policy}");
     assert!(policy.contains(&format!("connect-src 'self' {websocket_origin};")), "{policy}");
     assert!(page.text().await.unwrap().contains("/console/console.js"));
-    for (file, kind) in [("console.js", "text/javascript"), ("console.css", "text/css")] {
+    for (file, kind) in
+        [("console.js", "text/javascript"), ("fhir-ws-client.js", "text/javascript"), ("console.css", "text/css")]
+    {
         let asset = http.get(format!("{base}/console/{file}")).send().await.unwrap();
         assert_eq!(asset.status(), 200);
         assert!(asset.headers()["content-type"].to_str().unwrap().starts_with(kind));

@@ -53,6 +53,8 @@ export interface Status {
   eventsSinceSubscriptionStart?: number;
   events: Array<{ eventNumber?: number; timestamp?: string; focus?: string; additionalContext: string[] }>;
   errors: string[];
+  /** The Bundle it was read from (in `status` events). */
+  raw?: Resource;
 }
 
 /** A Subscription to create: written in the base's version's shape. */
@@ -145,7 +147,7 @@ export interface ClientEventMap {
   status: CustomEvent<Status>;
   created: CustomEvent<{ subscription: string; resource: Resource }>;
   open: CustomEvent<{ url: string }>;
-  bound: CustomEvent<{ subscription: string }>;
+  bound: CustomEvent<{ subscription: string; expiration: Date | null }>;
   renewed: CustomEvent<{ expiration: Date }>;
   disconnected: CustomEvent<{ code: number; reason: string }>;
   reconnecting: CustomEvent<{ attempt: number; delayMs: number }>;
@@ -161,6 +163,10 @@ export declare class FhirWsClient extends EventTarget implements AsyncIterable<N
   readonly positions: Record<string, number | null>;
   /** Connects and binds; resolves when every subscription is bound. */
   start(): Promise<void>;
+  /** When the token binding the socket expires (null before the first bind). */
+  readonly expiration: Date | null;
+  /** Binds the open socket with a fresh token now (it is done by itself before expiry). */
+  renew(): Promise<void>;
   /** Closes the socket and ends iterators. */
   close(): void;
   /** Notifications as an async iterator (starts the client). */

@@ -313,6 +313,7 @@ export class FhirWsClient extends EventTarget {
   #work = Promise.resolve();
   #attempt = 0;
   #fatal = null;
+  #expiration = null;
 
   /**
    * @param {object} options
@@ -565,9 +566,24 @@ export class FhirWsClient extends EventTarget {
   #bind(connection, token) {
     if (connection.socket.readyState !== OPEN) return;
     connection.socket.send("bind-with-token " + token.token);
+    this.#expiration = token.expiration;
     const lifetime = Math.max(token.expiration.getTime() - Date.now(), 0);
     clearTimeout(this.#renewTimer);
     this.#renewTimer = setTimeout(() => this.#renew(connection), Math.max(lifetime * this.#options.renewAt, 1000));
+  }
+
+  /**
+   * Gets a fresh token and binds the open socket with it now (the client does this by
+   * itself before the token expires; call it after the app's credentials changed).
+   * Resolves once sent; does nothing while disconnected (the reconnect gets a new token).
+   */
+  async renew() {
+    if (this.#socket) await this.#renew(this.#socket);
+  }
+
+  /** When the token binding the socket expires (`null` before the first bind). */
+  get expiration() {
+    return this.#expiration;
   }
 
   async #renew(connection) {
@@ -618,11 +634,11 @@ export class FhirWsClient extends EventTarget {
     const entry = status && this.#subscriptions.get(status.subscription);
     if (!entry) return;
     if (status.type === "handshake" || status.type === "heartbeat") {
-      this.#emit("status", status);
+      this.#emit("status", { ...status, raw: message });
       if (status.type === "handshake" && !entry.bound) {
         entry.bound = true;
         this.#attempt = 0;
-        this.#emit("bound", { subscription: entry.id });
+        this.#emit("bound", { subscription: entry.id, expiration: this.#expiration });
         if ([...this.#subscriptions.values()].every((s) => s.bound)) this.#whenBound();
       }
       const count = status.eventsSinceSubscriptionStart;

@@ -1,7 +1,8 @@
 //! The web console at `/`: one page (HTML, CSS and JavaScript compiled into the binary, no
 //! build step, nothing fetched from elsewhere) that drives this stack as a browser app
 //! would: the HTTP API for subscriptions, `$status`, `$events` and binding tokens, the
-//! WebSocket API for live frames, and `POST /local/events` for test events.
+//! WebSocket API through the JavaScript client (`clients/js`, served as
+//! `/console/fhir-ws-client.js`), and `POST /local/events` for test events.
 //!
 //! A Content-Security-Policy keeps the page to this stack: scripts, styles and fetches
 //! from this origin only, WebSockets only to the URL the binding-token operation hands out.
@@ -21,6 +22,8 @@ use super::{Backend, Gateway};
 const INDEX: &str = include_str!("../../console/index.html");
 const SCRIPT: &str = include_str!("../../console/console.js");
 const STYLE: &str = include_str!("../../console/console.css");
+/// The JavaScript client the page imports: the package in `clients/js`, as published.
+const CLIENT: &str = include_str!("../../../clients/js/src/index.js");
 
 /// The page's security policy, for a WebSocket API at `websocket_url`.
 pub(crate) fn content_security_policy(websocket_url: &str) -> String {
@@ -55,6 +58,7 @@ pub(crate) async fn asset<K: Backend>(State(gateway): State<Arc<Gateway<K>>>, Pa
     match file.as_str() {
         "console.js" => page("text/javascript; charset=utf-8", SCRIPT, &gateway.console_policy),
         "console.css" => page("text/css; charset=utf-8", STYLE, &gateway.console_policy),
+        "fhir-ws-client.js" => page("text/javascript; charset=utf-8", CLIENT, &gateway.console_policy),
         _ => {
             let outcome = OperationOutcome::error(IssueType::NotFound, format!("no console file {file}"));
             let body = serde_json::to_string(&outcome).unwrap_or_default();

@@ -1,6 +1,6 @@
 //! The JavaScript client (`clients/js`) in Node's test runner against `fhir-ws serve`
-//! started here with fault injection, the shortest token lifetime and a heartbeat run
-//! every second: its fault tests (`clients/js/test/`) for R5, R4B and R4, the relay path,
+//! started here with fault injection, the shortest token lifetime and event retention,
+//! and a heartbeat run every second: its fault tests (`clients/js/test/`) for R5, R4B and R4, the relay path,
 //! and the reading of each version's shapes. `infra/test.sh` installs its pinned dev
 //! packages (`npm ci`); this test does the same when they are missing.
 
@@ -35,6 +35,7 @@ async fn the_javascript_client_delivers_each_event_once_in_order_through_faults(
     let stack = LocalStack::start(Options {
         fault_injection: true,
         token_lifetime_seconds: 60,
+        event_retention_seconds: 60,
         heartbeat_every: Duration::from_secs(1),
         ..Options::default()
     })
@@ -55,9 +56,14 @@ async fn the_javascript_client_delivers_each_event_once_in_order_through_faults(
     assert!(output.status.success(), "the JavaScript client's tests failed:\n{report}");
     // The run really ran the fault tests of all three versions.
     for version in ["R5", "R4B", "R4"] {
-        for case in
-            ["drops the socket", "while the client is disconnected", "redelivered", "heartbeats stop", "renewed"]
-        {
+        for case in [
+            "drops the socket",
+            "while the client is disconnected",
+            "redelivered",
+            "heartbeats stop",
+            "renewed",
+            "past the server's retention",
+        ] {
             assert!(
                 report.lines().any(|l| l.contains(&format!("{version}:")) && l.contains(case) && l.contains('✔')),
                 "no passing {version} test for {case:?}"

@@ -3,7 +3,8 @@
 //! and R4 at once: the server drops the socket mid-stream, events are sent while the
 //! client is away, a frame is redelivered, heartbeats stop (a half-open socket), and
 //! tokens expire after 60 s. In every case each event reaches the app exactly once, in
-//! order. Also: events through the relay path, and a refused Subscription.
+//! order; events past the server's retention are reported once, and later ones still
+//! delivered. Also: events through the relay path, and a refused Subscription.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,6 +19,8 @@ use serde_json::{Value, json};
 
 /// The shortest token lifetime the operation allows; the stack runs with it.
 const TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+/// The shortest event retention (`EVENT_RETENTION_SECONDS`); the stack runs with it.
+const RETENTION: Duration = Duration::from_secs(60);
 /// Short enough that a silent socket is noticed in seconds (the watchdog: twice this).
 const HEARTBEAT_PERIOD: u32 = 3;
 const WAIT: Duration = Duration::from_secs(20);
@@ -237,6 +240,37 @@ async fn tokens_of_the_shortest_lifetime(stack: &Stack, version: FhirVersion) {
     assert!(seen.disconnects.is_empty(), "the socket stayed up: {:?}", seen.disconnects);
 }
 
+async fn events_past_retention(stack: &Stack, version: FhirVersion) {
+    let first = stack.follow(version, "retention", Timing::default()).await;
+    stack.send_event(&first.topic, 1).await;
+    stack.send_event(&first.topic, 2).await;
+    first.until("events 1 and 2", WAIT, |s| s.notifications.len() == 2).await;
+    let sent_at = Instant::now();
+    first.task.abort();
+    // The app comes back, resuming after event 0, when 1 and 2 are gone.
+    tokio::time::sleep((sent_at + RETENTION + Duration::from_secs(2)).saturating_duration_since(Instant::now())).await;
+    stack.send_event(&first.topic, 3).await;
+    let mut updates = Client::builder(stack.base(version))
+        .bearer("alice-token")
+        .subscriptions([first.id.clone()])
+        .since(first.id.clone(), 0)
+        .subscribe()
+        .unwrap()
+        .notifications();
+    let next = async |updates: &mut (dyn futures::Stream<Item = Result<Notification, Error>> + Unpin)| {
+        tokio::time::timeout(WAIT, updates.next()).await.expect("in time").expect("open")
+    };
+    match next(&mut updates).await {
+        Err(Error::EventsUnavailable { subscription, since, until, outcome }) => {
+            assert_eq!((subscription.as_str(), since, until), (first.id.as_str(), 1, 2), "{version:?}");
+            assert_eq!(outcome.unwrap()["resourceType"], "OperationOutcome", "the server's warning is carried");
+        }
+        other => panic!("{version:?}: expected the lost events reported first, got {other:?}"),
+    }
+    let third = next(&mut updates).await.unwrap();
+    assert_eq!((third.event_number, third.replayed), (3, true), "{version:?}");
+}
+
 async fn relayed_events(stack: &Stack) {
     let run = stack.follow(FhirVersion::R4, "relay", Timing::default()).await;
     let upstream = "https://upstream.example.org/fhir";
@@ -266,6 +300,7 @@ async fn the_rust_client_delivers_each_event_once_in_order_through_faults() {
     let local = LocalStack::start(Options {
         fault_injection: true,
         token_lifetime_seconds: TOKEN_LIFETIME.as_secs() as i64,
+        event_retention_seconds: RETENTION.as_secs() as i64,
         heartbeat_every: Duration::from_secs(1),
         ..Options::default()
     })
@@ -278,6 +313,7 @@ async fn the_rust_client_delivers_each_event_once_in_order_through_faults() {
         cases.push(Box::pin(a_redelivered_event(&stack, version)));
         cases.push(Box::pin(heartbeats_stop(&stack, version)));
         cases.push(Box::pin(tokens_of_the_shortest_lifetime(&stack, version)));
+        cases.push(Box::pin(events_past_retention(&stack, version)));
     }
     cases.push(Box::pin(relayed_events(&stack)));
     futures::future::join_all(cases).await;

@@ -1,9 +1,10 @@
 // The client against a real `fhir-ws serve --fault-injection --token-lifetime 60
-// --heartbeat-seconds 1` (FHIR_WS_BASE; the workspace's `js_client` test starts one and
+// --event-retention 60 --heartbeat-seconds 1` (FHIR_WS_BASE; the workspace's `js_client` test starts one and
 // runs this): for R5, R4B and R4, with the server dropping the socket mid-stream, events
 // sent while the client is away, a redelivered frame, heartbeats that stop (a half-open
 // socket) and tokens of the shortest lifetime, each event reaches the app exactly once
-// and in order. Then the relay path: events that come from an upstream server's Bundle.
+// and in order; events the server no longer holds are reported as such, once, and the
+// ones after them still delivered. Then the relay path: events that come from an upstream server's Bundle.
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import WebSocket from "ws";
@@ -18,6 +19,8 @@ if (!SERVER) {
 const RELAY_SECRET = process.env.FHIR_WS_RELAY_SECRET ?? "local-relay-secret-0123456789abcdef";
 /** The shortest token lifetime the operation allows; the server is started with it. */
 const TOKEN_LIFETIME_MS = 60_000;
+/** The shortest event retention (EVENT_RETENTION_SECONDS); the server is started with it. */
+const RETENTION_MS = 60_000;
 /** Short enough that a silent socket is noticed in seconds (the watchdog: twice this). */
 const HEARTBEAT_PERIOD = 3;
 const VERSIONS = ["R5", "R4B", "R4"];
@@ -174,6 +177,45 @@ describe("fhir-ws-client against fhir-ws serve with faults", { concurrency: true
       assert.equal(run.seen.notifications[1].replayed, false, "event 2 arrived live");
       assert.deepEqual(run.seen.disconnects, [], "the socket stayed up");
       run.client.close();
+    });
+  }
+
+  for (const version of VERSIONS) {
+    it(`${version}: events past the server's retention are reported once, and later ones delivered`, async () => {
+      const first = await follow(version, "retention");
+      await sendEvent(first.topic, 1);
+      await sendEvent(first.topic, 2);
+      await until("events 1 and 2", () => first.numbers().length === 2);
+      const sentAt = Date.now();
+      first.client.close();
+      // The app stopped after event 0 of a later run: 1 and 2 are gone by the time it is back.
+      await sleep(Math.max(0, sentAt + RETENTION_MS + 2000 - Date.now()));
+      await sendEvent(first.topic, 3);
+      const client = new FhirWsClient({
+        baseUrl: baseOf(version),
+        accessToken: () => "alice-token",
+        subscriptions: [first.id],
+        since: { [first.id]: 0 },
+        WebSocket,
+      });
+      clients.add(client);
+      const notifications = [];
+      const errors = [];
+      client.addEventListener("notification", (e) => notifications.push(e.detail));
+      client.addEventListener("error", (e) => errors.push(e.detail));
+      const iterator = client.notifications();
+      await client.start();
+      await until("event 3", () => notifications.length === 1);
+      assert.deepEqual(notifications.map((n) => [n.eventNumber, n.replayed]), [[3, true]]);
+      assert.equal(errors.length, 1, `one error: ${errors.map((e) => e.message)}`);
+      const [gone] = errors;
+      assert.ok(gone instanceof EventsUnavailableError, gone.message);
+      assert.deepEqual([gone.subscription, gone.since, gone.until], [first.id, 1, 2]);
+      assert.equal(gone.outcome?.resourceType, "OperationOutcome", "the server's warning is carried");
+      // The async iterator: the error once, then event 3.
+      await assert.rejects(iterator.next(), EventsUnavailableError);
+      assert.equal((await iterator.next()).value.eventNumber, 3);
+      client.close();
     });
   }
 

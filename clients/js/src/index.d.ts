@@ -169,8 +169,9 @@ export declare class FhirWsClient extends EventTarget implements AsyncIterable<N
   renew(): Promise<void>;
   /** Closes the socket and ends iterators. */
   close(): void;
-  /** Notifications as an async iterator (starts the client). */
+  /** Notifications as an async iterator (starts the client); leaving it leaves the client running. */
   notifications(): AsyncIterableIterator<Notification>;
+  /** The same; leaving the loop closes the client. */
   [Symbol.asyncIterator](): AsyncIterableIterator<Notification>;
   addEventListener<K extends keyof ClientEventMap>(
     type: K,
@@ -180,6 +181,13 @@ export declare class FhirWsClient extends EventTarget implements AsyncIterable<N
   addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
 }
 
+/** The wait before reconnect `attempt` (1, 2, …), in ms: doubling from initialDelayMs up to
+ * maxDelayMs, then a random point between half of that and all of it. */
+export declare function reconnectDelay(
+  attempt: number,
+  timing?: { initialDelayMs: number; maxDelayMs: number },
+  random?: () => number,
+): number;
 /** The logical id in a Subscription reference. */
 export declare function subscriptionId(reference: string): string;
 /** What a status resource says, in any version's shape; null when it is none. */

@@ -279,6 +279,17 @@ function versionOf(fhirVersion) {
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const OPEN = 1;
 
+/**
+ * The wait before reconnect `attempt` (1, 2, …), in ms: a ceiling that starts at
+ * `initialDelayMs` and doubles per failure in a row up to `maxDelayMs`, and a random
+ * point between half of it and all of it (equal jitter), so clients dropped together do
+ * not come back together.
+ */
+export function reconnectDelay(attempt, { initialDelayMs, maxDelayMs } = DEFAULTS, random = Math.random) {
+  const ceiling = Math.min(maxDelayMs, initialDelayMs * 2 ** Math.min(Math.max(attempt - 1, 0), 30));
+  return Math.round(ceiling / 2 + (random() * ceiling) / 2);
+}
+
 /** Defaults of the client's timing options. */
 export const DEFAULTS = Object.freeze({
   renewAt: 0.8,
@@ -504,9 +515,7 @@ export class FhirWsClient extends EventTarget {
       }
       if (this.#closed) return;
       this.#attempt += 1;
-      const ceiling = Math.min(this.#options.maxDelayMs, this.#options.initialDelayMs * 2 ** (this.#attempt - 1));
-      // Equal jitter: half the ceiling, plus a random share of the other half.
-      const delayMs = Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+      const delayMs = reconnectDelay(this.#attempt, this.#options);
       this.#emit("reconnecting", { attempt: this.#attempt, delayMs });
       await sleep(delayMs);
     }
@@ -781,7 +790,15 @@ export class FhirWsClient extends EventTarget {
     };
   }
 
+  /** `for await (const n of client)`: like {@link notifications}, and leaving the loop
+   * (`break`, `return`, a throw) closes the client. */
   [Symbol.asyncIterator]() {
-    return this.notifications();
+    const iterator = this.notifications();
+    const detach = iterator.return;
+    iterator.return = () => {
+      this.close();
+      return detach();
+    };
+    return iterator;
   }
 }

@@ -1,9 +1,16 @@
-// Reading notification Bundles of each version into one notification shape, and
-// writing Subscriptions in each version's shape (no server needed).
+// Reading notification Bundles of each version into one notification shape, writing
+// Subscriptions in each version's shape, and the reconnect delays (no server needed).
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { readNotifications, readStatus, subscriptionId, subscriptionResource } from "../src/index.js";
+import {
+  DEFAULTS,
+  readNotifications,
+  readStatus,
+  reconnectDelay,
+  subscriptionId,
+  subscriptionResource,
+} from "../src/index.js";
 
 const encounter = (id) => ({ resourceType: "Encounter", id, status: "in-progress" });
 
@@ -133,4 +140,17 @@ test("Subscriptions are written in each version's shape", () => {
     assert.equal(backport.channel.extension[0].valueUnsignedInt, 30);
     assert.equal(backport.channel._payload.extension[0].valueCode, "id-only");
   }
+});
+
+test("reconnect delays double up to the cap, each between half and all of its ceiling", () => {
+  const ceilings = [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000];
+  ceilings.forEach((ceiling, i) => {
+    assert.equal(reconnectDelay(i + 1, DEFAULTS, () => 0), ceiling / 2);
+    assert.equal(reconnectDelay(i + 1, DEFAULTS, () => 1), ceiling);
+  });
+  for (let i = 0; i < 100; i++) {
+    const delay = reconnectDelay(3, DEFAULTS);
+    assert.ok(delay >= 1000 && delay <= 2000, String(delay));
+  }
+  assert.equal(reconnectDelay(1000, DEFAULTS, () => 1), 30000, "no overflow past the cap");
 });

@@ -3,7 +3,6 @@
 //! `subscribe`, a thin user of the `fhir-ws-client` crate, which does the WebSocket side
 //! (binding, renewal, reconnects, gap replay, exactly-once delivery).
 
-use chrono::{DateTime, Utc};
 use fhir_ws_client::{Client, Status, SubscriptionRequest, Update};
 use fhir_ws_core::fhir::version::FhirVersion;
 use futures::StreamExt as _;
@@ -40,16 +39,7 @@ pub enum ClientError {
     Subscriber(#[from] fhir_ws_client::Error),
 }
 
-/// A token from `$get-ws-binding-token`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BindingToken {
-    /// The token.
-    pub token: String,
-    /// When it expires.
-    pub expiration: DateTime<Utc>,
-    /// Where to connect.
-    pub websocket_url: String,
-}
+pub use fhir_ws_client::BindingToken;
 
 /// The HTTP side of a server, as one principal speaking one FHIR version.
 #[derive(Debug, Clone)]
@@ -185,24 +175,9 @@ impl Api {
     }
 }
 
-/// Reads the operation's output Parameters (`token`, `expiration`, `websocket-url`).
+/// Reads the operation's output Parameters, as the client crate does.
 fn read_binding_token(parameters: &Value) -> Result<BindingToken, ClientError> {
-    let value = |name: &str, key: &str| {
-        parameters["parameter"]
-            .as_array()
-            .and_then(|all| all.iter().find(|p| p["name"] == name))
-            .and_then(|p| p[key].as_str())
-            .map(str::to_owned)
-            .ok_or_else(|| ClientError::Unexpected(format!("no {name} in {parameters}")))
-    };
-    let expiration = value("expiration", "valueDateTime")?;
-    Ok(BindingToken {
-        token: value("token", "valueString")?,
-        expiration: DateTime::parse_from_rfc3339(&expiration)
-            .map_err(|_| ClientError::Unexpected(expiration.clone()))?
-            .with_timezone(&Utc),
-        websocket_url: value("websocket-url", "valueUrl")?,
-    })
+    BindingToken::from_parameters(parameters).map_err(|e| ClientError::Unexpected(e.to_string()))
 }
 
 impl Api {

@@ -28,6 +28,28 @@ pub struct BindingToken {
     pub websocket_url: String,
 }
 
+impl BindingToken {
+    /// Reads the operation's output Parameters (`token`, `expiration`, `websocket-url`).
+    pub fn from_parameters(answer: &Value) -> Result<Self, Error> {
+        let value = |name: &str, key: &str| {
+            answer["parameter"]
+                .as_array()
+                .and_then(|all| all.iter().find(|p| p["name"] == name))
+                .and_then(|p| p[key].as_str())
+                .map(str::to_owned)
+                .ok_or_else(|| Error::Protocol(format!("$get-ws-binding-token answered without {name}")))
+        };
+        let expiration = value("expiration", "valueDateTime")?;
+        Ok(Self {
+            token: value("token", "valueString")?,
+            expiration: DateTime::parse_from_rfc3339(&expiration)
+                .map_err(|_| Error::Protocol(format!("expiration {expiration} is not a dateTime")))?
+                .with_timezone(&Utc),
+            websocket_url: value("websocket-url", "valueUrl")?,
+        })
+    }
+}
+
 /// One FHIR base, spoken to with a token source.
 #[derive(Clone)]
 pub(crate) struct Api {
@@ -105,22 +127,7 @@ impl Api {
                 self.send("POST", self.url("/Subscription/$get-ws-binding-token"), Some(&parameters)).await?
             }
         };
-        let value = |name: &str, key: &str| {
-            answer["parameter"]
-                .as_array()
-                .and_then(|all| all.iter().find(|p| p["name"] == name))
-                .and_then(|p| p[key].as_str())
-                .map(str::to_owned)
-                .ok_or_else(|| Error::Protocol(format!("$get-ws-binding-token answered without {name}")))
-        };
-        let expiration = value("expiration", "valueDateTime")?;
-        Ok(BindingToken {
-            token: value("token", "valueString")?,
-            expiration: DateTime::parse_from_rfc3339(&expiration)
-                .map_err(|_| Error::Protocol(format!("expiration {expiration} is not a dateTime")))?
-                .with_timezone(&Utc),
-            websocket_url: value("websocket-url", "valueUrl")?,
-        })
+        BindingToken::from_parameters(&answer)
     }
 
     /// `$events` for `since..=until`, following `next` links.

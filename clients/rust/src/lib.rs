@@ -55,7 +55,9 @@
 //!         {"name": "notification-event", "part": [
 //!             {"name": "event-number", "valueString": "42"},
 //!             {"name": "focus", "valueReference": {"reference": "Encounter/e1"}}]}]}}]});
-//! let [n] = <[Notification; 1]>::try_from(Notification::from_bundle(r4)).unwrap();
+//! let notifications = Notification::from_bundle(r4);
+//! assert_eq!(notifications.len(), 1);
+//! let n = &notifications[0];
 //! assert_eq!((n.subscription.as_str(), n.event_number, n.focus.as_deref()), ("abc", 42, Some("Encounter/e1")));
 //! ```
 //!

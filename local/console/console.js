@@ -4,7 +4,7 @@
 // reconnects and exactly-once, in-order events with $events replay.
 // No framework and no build step; everything it loads or calls is on this origin.
 
-import { FhirWsClient, readStatus, subscriptionResource } from "./fhir-ws-client.js";
+import { FhirWsClient, fhirRequest, readStatus, subscriptionResource } from "./fhir-ws-client.js";
 
 const $ = (id) => document.getElementById(id);
 const state = {
@@ -23,36 +23,10 @@ function bearer() {
   return $("user").value;
 }
 
-/** Calls the HTTP API; returns the parsed body, or throws an Error carrying it. */
-async function api(method, path, body, version = $("version").value) {
-  const headers = { Accept: "application/fhir+json", Authorization: "Bearer " + bearer() };
-  if (body !== undefined) headers["Content-Type"] = "application/fhir+json";
-  const response = await fetch(base(version) + path, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await response.text();
-  let parsed = null;
-  try {
-    parsed = text ? JSON.parse(text) : null;
-  } catch {
-    parsed = null;
-  }
-  if (!response.ok) {
-    const error = new Error(method + " " + base(version) + path + " answered " + response.status);
-    error.body = parsed ?? text;
-    throw error;
-  }
-  return parsed;
-}
-
-/** The value[x] of a Parameters parameter (or part) named `name`. */
-function parameterValue(list, name) {
-  const found = (list || []).find((p) => p.name === name);
-  if (!found) return undefined;
-  const key = Object.keys(found).find((k) => k.startsWith("value"));
-  return key ? found[key] : found.resource;
+/** Calls the HTTP API as the chosen user; the parsed body, or an HttpError carrying the
+ * server's OperationOutcome. */
+function api(method, path, body, version = $("version").value) {
+  return fhirRequest({ baseUrl: location.origin + base(version), accessToken: bearer }, method, path, body);
 }
 
 // ---------------------------------------------------------------- frames log
@@ -149,7 +123,7 @@ function log(kind, { text, json, subscription, numbers, pretty }) {
 }
 
 function logError(error) {
-  const body = error.body;
+  const body = error.outcome ?? error.body;
   const pretty = body && body.resourceType === "OperationOutcome" ? prettyOutcome(body) : null;
   log("error", { text: error.message, json: body ?? undefined, pretty });
 }
@@ -207,7 +181,6 @@ async function createSubscription(event) {
     log("created", { text: "Subscription/" + created.id + " (" + version + ")", json: created });
     await refreshSubscriptions(true);
   } catch (error) {
-    if (error.body === undefined) error.body = String(error);
     logError(error);
   }
 }

@@ -29,6 +29,22 @@ impl LocalStack {
         Self { base, stop: Some(stop), server }
     }
 
+    /// Breaks the connections bound to `subscription` (`POST /local/faults`; the stack
+    /// runs with [`Options::fault_injection`]): `drop`, `freeze` or `repeat`. How many
+    /// connections it reached.
+    pub async fn fault(&self, kind: &str, subscription: &str) -> u64 {
+        let answer: serde_json::Value = reqwest::Client::new()
+            .post(format!("{}/local/faults", self.base))
+            .json(&serde_json::json!({"fault": kind, "subscription": subscription}))
+            .send()
+            .await
+            .expect("the fault endpoint answers")
+            .json()
+            .await
+            .expect("a JSON answer");
+        answer["connections"].as_u64().expect("a count of connections")
+    }
+
     /// Stops it as Ctrl-C would, and requires it to finish within 10 s.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {

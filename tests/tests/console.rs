@@ -36,20 +36,6 @@ async fn start_stack() -> LocalStack {
     .await
 }
 
-/// Breaks the connections bound to `subscription` (`POST /local/faults`); how many.
-async fn fault(base: &str, kind: &str, subscription: &str) -> u64 {
-    let answer: Value = reqwest::Client::new()
-        .post(format!("{base}/local/faults"))
-        .json(&json!({"fault": kind, "subscription": subscription}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    answer["connections"].as_u64().unwrap_or_default()
-}
-
 /// How many log entries match `css`.
 async fn count(browser: &Browser, css: &str) -> u64 {
     let script = "return document.querySelectorAll(arguments[0]).length";
@@ -165,7 +151,7 @@ async fn console_flow(engine: Engine) {
     assert!(second.contains("#2"), "{second}");
     // The server sends event 2 again (a redelivery; before the next heartbeat, which an
     // event puts off by a period): the page's client drops the repeat (counted below).
-    assert_eq!(fault(&base, "repeat", &r5).await, 1);
+    assert_eq!(stack.fault("repeat", &r5).await, 1);
 
     // The list's count comes from $status.
     let deadline = Instant::now() + WAIT;
@@ -183,7 +169,7 @@ async fn console_flow(engine: Engine) {
     // The socket goes silent (half-open): the event sent meanwhile never reaches it. The
     // page's client gives the socket up after 2 × heartbeatPeriod, reconnects, and
     // fetches the missed event with $events: shown once, marked replayed.
-    assert_eq!(fault(&base, "freeze", &r5).await, 1);
+    assert_eq!(stack.fault("freeze", &r5).await, 1);
     let topic = browser.execute("return document.getElementById('topic').value", vec![]).await;
     let away = json!({"resourceType": "Encounter", "id": "example-away", "status": "finished"});
     let sent =

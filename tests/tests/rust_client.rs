@@ -113,12 +113,6 @@ impl Stack {
         self.post("/local/events", json!({"topic": topic, "focus": focus}), None).await;
     }
 
-    /// Breaks the connections bound to the subscription; how many it reached.
-    async fn fault(&self, kind: &str, subscription: &str) -> u64 {
-        let answer = self.post("/local/faults", json!({"fault": kind, "subscription": subscription}), None).await;
-        answer["connections"].as_u64().unwrap()
-    }
-
     /// A client of a new subscription to a topic of its own, bound.
     async fn follow(&self, version: FhirVersion, case: &str, timing: Timing) -> Followed {
         let topic = format!("http://example.org/topics/client-test/{case}/{version:?}/{}", uuid::Uuid::new_v4());
@@ -169,7 +163,7 @@ async fn server_drops_the_socket(stack: &Stack, version: FhirVersion) {
     stack.send_event(&run.topic, 1).await;
     stack.send_event(&run.topic, 2).await;
     run.until("events 1 and 2", WAIT, |s| s.notifications.len() == 2).await;
-    assert_eq!(stack.fault("drop", &run.id).await, 1);
+    assert_eq!(stack.local.fault("drop", &run.id).await, 1);
     run.until("a new binding", WAIT, |s| s.bound == 2).await;
     stack.send_event(&run.topic, 3).await;
     run.until("event 3", WAIT, |s| s.notifications.len() == 3).await;
@@ -184,7 +178,7 @@ async fn events_while_disconnected(stack: &Stack, version: FhirVersion) {
     let run = stack.follow(version, "away", timing).await;
     stack.send_event(&run.topic, 1).await;
     run.until("event 1", WAIT, |s| s.notifications.len() == 1).await;
-    assert_eq!(stack.fault("drop", &run.id).await, 1);
+    assert_eq!(stack.local.fault("drop", &run.id).await, 1);
     run.until("the drop", WAIT, |s| s.disconnects.len() == 1).await;
     for n in 2..=4 {
         stack.send_event(&run.topic, n).await;
@@ -201,7 +195,7 @@ async fn a_redelivered_event(stack: &Stack, version: FhirVersion) {
     let run = stack.follow(version, "redelivery", Timing::default()).await;
     stack.send_event(&run.topic, 1).await;
     run.until("event 1", WAIT, |s| s.notifications.len() == 1).await;
-    assert_eq!(stack.fault("repeat", &run.id).await, 1, "the server sent event 1 again");
+    assert_eq!(stack.local.fault("repeat", &run.id).await, 1, "the server sent event 1 again");
     stack.send_event(&run.topic, 2).await;
     run.until("event 2", WAIT, |s| s.notifications.len() >= 2).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -212,7 +206,7 @@ async fn heartbeats_stop(stack: &Stack, version: FhirVersion) {
     let run = stack.follow(version, "silent", Timing::default()).await;
     stack.send_event(&run.topic, 1).await;
     run.until("event 1", WAIT, |s| s.notifications.len() == 1).await;
-    assert_eq!(stack.fault("freeze", &run.id).await, 1);
+    assert_eq!(stack.local.fault("freeze", &run.id).await, 1);
     stack.send_event(&run.topic, 2).await;
     stack.send_event(&run.topic, 3).await;
     // Nothing arrives on the frozen socket; the watchdog gives up on it after 2 × 3 s.

@@ -188,6 +188,13 @@ export declare function reconnectDelay(
   timing?: { initialDelayMs: number; maxDelayMs: number },
   random?: () => number,
 ): number;
+/** One FHIR REST call with the bearer token `accessToken()` gives; rejects with HttpError or FhirWsError. */
+export declare function fhirRequest(
+  connection: { baseUrl: string; accessToken: () => string | Promise<string>; fetch?: typeof fetch },
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<any>;
 /** The logical id in a Subscription reference. */
 export declare function subscriptionId(reference: string): string;
 /** What a status resource says, in any version's shape; null when it is none. */

@@ -274,6 +274,43 @@ function versionOf(fhirVersion) {
   return undefined;
 }
 
+// ---------------------------------------------------------------- HTTP
+
+/**
+ * One FHIR REST call: `path` below `baseUrl` (or an absolute URL), JSON in and out, with
+ * the bearer token `accessToken()` gives now. Resolves to the parsed body (null when
+ * empty); rejects with an {@link HttpError} carrying the server's OperationOutcome, or a
+ * network {@link FhirWsError}.
+ */
+export async function fhirRequest({ baseUrl, accessToken, fetch = globalThis.fetch?.bind(globalThis) }, method, path, body) {
+  const headers = { Accept: FHIR_JSON, Authorization: "Bearer " + (await accessToken()) };
+  if (body !== undefined) headers["Content-Type"] = FHIR_JSON;
+  const target = /^https?:/.test(path) ? path : baseUrl.replace(/\/+$/, "") + path;
+  let response;
+  try {
+    response = await fetch(target, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch (cause) {
+    throw new FhirWsError(method + " " + target + " failed: " + (cause?.message ?? cause), { kind: "network", cause });
+  }
+  const text = await response.text();
+  let parsed = null;
+  try {
+    parsed = text ? JSON.parse(text) : null;
+  } catch {
+    parsed = null;
+  }
+  if (!response.ok) {
+    const outcome = parsed?.resourceType === "OperationOutcome" ? parsed : undefined;
+    const said = outcomeText(outcome);
+    throw new HttpError(method + " " + target + " answered " + response.status + (said ? ": " + said : ""), {
+      status: response.status,
+      outcome,
+      url: target,
+    });
+  }
+  return parsed;
+}
+
 // ---------------------------------------------------------------- the client
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -422,37 +459,8 @@ export class FhirWsClient extends EventTarget {
 
   // ------------------------------------------------------------ HTTP
 
-  async #request(method, url, body) {
-    const headers = { Accept: FHIR_JSON, Authorization: "Bearer " + (await this.#options.accessToken()) };
-    if (body !== undefined) headers["Content-Type"] = FHIR_JSON;
-    const target = url.startsWith("http") ? url : this.#baseUrl + url;
-    let response;
-    try {
-      response = await this.#fetch(target, {
-        method,
-        headers,
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-    } catch (cause) {
-      throw new FhirWsError(method + " " + target + " failed: " + (cause?.message ?? cause), { kind: "network", cause });
-    }
-    const text = await response.text();
-    let parsed = null;
-    try {
-      parsed = text ? JSON.parse(text) : null;
-    } catch {
-      parsed = null;
-    }
-    if (!response.ok) {
-      const outcome = parsed?.resourceType === "OperationOutcome" ? parsed : undefined;
-      const said = outcomeText(outcome);
-      throw new HttpError(method + " " + target + " answered " + response.status + (said ? ": " + said : ""), {
-        status: response.status,
-        outcome,
-        url: target,
-      });
-    }
-    return parsed;
+  #request(method, url, body) {
+    return fhirRequest({ baseUrl: this.#baseUrl, accessToken: this.#options.accessToken, fetch: this.#fetch }, method, url, body);
   }
 
   async #prepare() {

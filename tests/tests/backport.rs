@@ -6,7 +6,7 @@
 //! (`r4-notification-handshake`, `subscription-admission`).
 
 use chrono::{DateTime, Utc};
-use fhir_ws_core::fanout::event::Subject;
+use fhir_ws_core::fhir::Subject;
 use fhir_ws_core::fhir::backport::{
     R4_NOTIFICATION_PROFILE, R4_STATUS_PROFILE, R4B_NOTIFICATION_PROFILE, to_r4, to_r4b,
 };

@@ -11,7 +11,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 
-use crate::fanout::event::Subject;
+use crate::fhir::Subject;
 use crate::fhir::backport::{NotANotification, render_notification};
 use crate::fhir::version::FhirVersion;
 use crate::fhir::{

@@ -7,9 +7,10 @@
 
 use chrono::{DateTime, Utc};
 
-use super::event::{Event, Subject};
+use super::event::Event;
 use super::{FanOutError, in_version};
 use crate::fhir::ContentLevel;
+use crate::fhir::Subject;
 use crate::fhir::version::FhirVersion;
 use crate::metrics::Metrics;
 use crate::notification::{EventContent, content_level, event_frame, event_record};

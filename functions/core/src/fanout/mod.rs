@@ -48,6 +48,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use sha2::Digest as _;
 
 use crate::delivery::{Delivery, bounded};
+use crate::fhir::Subject;
 use crate::fhir::SubscriptionState;
 use crate::fhir::convert::convert;
 use crate::fhir::version::FhirVersion;
@@ -62,7 +63,7 @@ use crate::store::{
 };
 use crate::topics::{FhirPathCriteria, Routes, TOPIC_WIDE, Topic, TopicRegistry};
 use dead_letter::DeadLetterQueue;
-use event::{Audience, Event, Subject};
+use event::{Audience, Event};
 use frames::{Frames, Setting};
 use pages::{PageReference, Paging};
 

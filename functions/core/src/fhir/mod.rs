@@ -14,6 +14,7 @@ mod id;
 mod outcome;
 mod parameters;
 pub mod structure;
+mod subject;
 mod subscription;
 pub mod version;
 
@@ -24,6 +25,7 @@ pub use bundle::{
 pub use id::{is_valid_id, new_id};
 pub use outcome::{IssueSeverity, IssueType, OperationOutcome, OperationOutcomeIssue};
 pub use parameters::{Parameter, Parameters};
+pub use subject::Subject;
 pub use subscription::{
     CHANNEL_TYPE_SYSTEM, Coding, ContentLevel, FilterBy, Meta, Subscription, SubscriptionState, parse_instant,
 };

@@ -32,7 +32,7 @@ use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::Value;
 
-use crate::fanout::event::Subject;
+use crate::fhir::Subject;
 use crate::fhir::backport::{render_notification, render_status};
 use crate::fhir::version::FhirVersion;
 use crate::fhir::{

@@ -40,7 +40,7 @@ use lambda_http::{Body, Request, RequestExt as _, Response};
 use serde_json::{Map, Value, json};
 use sha2::Digest as _;
 
-use crate::fanout::event::Subject;
+use crate::fhir::Subject;
 use crate::fhir::version::FhirVersion;
 use crate::fhir::{IssueSeverity, IssueType, OperationOutcome};
 use crate::http::{ApiError, fhir_response};

@@ -19,7 +19,8 @@
 
 use serde_json::{Map, Value};
 
-use crate::fanout::event::{Subject, reference_names_a_resource};
+use crate::fanout::event::reference_names_a_resource;
+use crate::fhir::Subject;
 use crate::fhir::is_valid_id;
 use crate::fhir::version::FhirVersion;
 

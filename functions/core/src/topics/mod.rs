@@ -30,7 +30,7 @@ use std::sync::OnceLock;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use crate::fanout::event::Subject;
+use crate::fhir::Subject;
 use crate::fhir::version::{FhirVersion, PerVersion};
 use crate::fhir::{FilterBy, Subscription, string_list};
 use crate::search::{Clause, parameter_for};

@@ -16,7 +16,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::fanout::event::Subject;
+use crate::fhir::Subject;
 use crate::fhir::string_list;
 use crate::fhir::version::{FhirVersion, PerVersion};
 use crate::search::{ParamType, SearchParameter, parameter_for};

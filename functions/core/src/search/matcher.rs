@@ -28,8 +28,8 @@
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use serde_json::{Map, Value};
 
-use super::criteria::{ESCAPED_BAR, Modifier, Prefix, SearchValue};
 use super::path::{Item, reference_type};
+use super::value::{ESCAPED_BAR, Modifier, Prefix, SearchValue};
 use super::{ParamType, SearchParameter};
 
 /// Whether `resource` matches one clause: any of `values` (OR).

@@ -23,12 +23,14 @@
 //! - [`criteria`] — search strings and filters read into clauses, refusing what cannot be
 //!   evaluated here (chains, `_has`, composite and special parameters, result parameters,
 //!   modifiers that need a terminology server) with a message for the client;
+//! - [`value`] — a clause's values: prefix, modifier, text (shared by the two below);
 //! - [`matcher`] — matching a clause against a resource, per parameter type.
 
 pub mod compartment;
 pub mod criteria;
 pub mod matcher;
 pub mod path;
+pub mod value;
 
 use std::collections::HashMap;
 use std::sync::OnceLock;

@@ -1,6 +1,7 @@
 //! Sending to bound connections: one place for posting with retries, cleaning up after
 //! a 410, and sending status notifications (handshake, heartbeat) to one binding.
-//! Used by `$default` (handshakes, replies), the fan-out and the heartbeat.
+//! Used by `$default` (handshakes, replies), the fan-out and the heartbeat; forgetting a
+//! connection's bindings (after a 410, and on `$disconnect`) lives here too.
 
 use std::future::Future;
 
@@ -13,8 +14,15 @@ use crate::fhir::NotificationType;
 use crate::metrics::Metrics;
 use crate::notification::{content_level, frame, status_notification};
 use crate::push::{Pacer, PushError, Pusher, RetryPolicy, post_with_retry};
-use crate::store::{Binding, BindingStore, CounterStore, SubscriptionStore};
-use crate::ws::forget_connection;
+use crate::store::{Binding, BindingStore, CounterStore, StoreError, SubscriptionStore};
+
+/// Deletes every binding of a connection: on `$disconnect`, and when the Management API
+/// answers 410 Gone (`$disconnect` is best effort on AWS). Rows missed by both expire by TTL.
+pub async fn forget_connection<B: BindingStore>(bindings: &B, connection_id: &str) -> Result<usize, StoreError> {
+    let deleted = bindings.delete_bindings(connection_id, None).await?;
+    tracing::info!(connection_id, deleted, "forgot connection");
+    Ok(deleted)
+}
 
 /// What sending needs: the stores it reads and writes, the Management API, and the retry
 /// policy. Owned by the `$default` handler, the fan-out and the heartbeat.

@@ -2,7 +2,8 @@
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 
-use super::{forget_connection, response};
+use super::response;
+use crate::delivery::forget_connection;
 use crate::store::BindingStore;
 
 /// Deletes every binding of the disconnected connection. API Gateway ignores the answer;

@@ -79,14 +79,6 @@ pub(crate) fn response(status: u16, body: Option<&OperationOutcome>) -> ApiGatew
     response
 }
 
-/// Deletes every binding of a connection: on `$disconnect`, and when the Management API
-/// answers 410 Gone (`$disconnect` is best effort on AWS). Rows missed by both expire by TTL.
-pub async fn forget_connection<B: BindingStore>(bindings: &B, connection_id: &str) -> Result<usize, StoreError> {
-    let deleted = bindings.delete_bindings(connection_id, None).await?;
-    tracing::info!(connection_id, deleted, "forgot connection");
-    Ok(deleted)
-}
-
 impl Binder<DynamoSubscriptionStore, DynamoTokenStore, DynamoBindingStore> {
     /// A binder over the DynamoDB tables named in `config`, through one shared client.
     pub fn on_dynamodb(client: &aws_sdk_dynamodb::Client, config: &WebSocketConfig) -> Self {

@@ -36,9 +36,7 @@ use chrono::TimeDelta;
 
 use crate::http::IdentityConfig;
 use crate::http::cors::AllowedOrigins;
-use crate::store::dynamodb::{
-    DynamoBindingStore, DynamoCounterStore, DynamoEventStore, DynamoSubscriptionStore, DynamoUpstreamStore,
-};
+use crate::store::dynamodb::{DynamoBindingStore, DynamoCounterStore, DynamoSubscriptionStore};
 use std::sync::Arc;
 
 use crate::fhir::version::FhirVersion;
@@ -184,8 +182,8 @@ pub struct EventsConfig {
     pub dead_letter_queue_url: Option<String>,
     /// The events queue, where references to later delivery pages go (`EVENTS_QUEUE_URL`).
     pub events_queue_url: Option<String>,
-    /// Bindings per delivery page (`DELIVERY_PAGE_SIZE`).
-    pub page_size: usize,
+    /// Bindings per delivery page (`DELIVERY_PAGE_SIZE`); `None`: the fan-out's default.
+    pub page_size: Option<usize>,
     /// Account-wide Management API posts a second (`MANAGEMENT_API_RATE`; 0: unpaced).
     pub management_api_rate: f64,
     /// Most fan-out instances at once (`FANOUT_CONCURRENCY`).
@@ -222,12 +220,10 @@ impl EventsConfig {
             topics: deployed_topics(fhir_version)?,
             dead_letter_queue_url: source.value("DEAD_LETTER_QUEUE_URL"),
             events_queue_url: source.value("EVENTS_QUEUE_URL").filter(|url| !url.trim().is_empty()),
-            page_size: number_in(
-                source,
-                "DELIVERY_PAGE_SIZE",
-                PAGE_SIZE_RANGE,
-                crate::fanout::pages::DEFAULT_PAGE_SIZE,
-            )?,
+            page_size: source
+                .value("DELIVERY_PAGE_SIZE")
+                .map(|_| number_in(source, "DELIVERY_PAGE_SIZE", PAGE_SIZE_RANGE, 0))
+                .transpose()?,
             management_api_rate: number_in(source, "MANAGEMENT_API_RATE", 0.0..=1_000_000.0, 0.0)?,
             concurrency: number_in(source, "FANOUT_CONCURRENCY", 1..=1000, 1)?,
         })
@@ -238,54 +234,6 @@ impl EventsConfig {
     pub fn pacer(&self) -> Option<Arc<crate::push::Pacer>> {
         let share = self.management_api_rate / f64::from(self.concurrency);
         crate::push::Pacer::new(share, std::time::Duration::from_secs(1)).map(Arc::new)
-    }
-
-    /// `fanout` configured with all of this: the events' version, the dead-letter queue,
-    /// paging and pacing, and the topics (their FHIRPath evaluated by `fhirpath`).
-    #[cfg(feature = "sqs")]
-    pub fn configure<S, B, C, E, P, U>(
-        self,
-        fanout: crate::fanout::FanOut<S, B, C, E, P, U>,
-        aws: &aws_config::SdkConfig,
-        fhirpath: Option<Arc<dyn crate::topics::FhirPathCriteria>>,
-    ) -> crate::fanout::FanOut<S, B, C, E, P, U>
-    where
-        S: crate::store::SubscriptionStore,
-        B: crate::store::BindingStore,
-        C: crate::store::CounterStore,
-        E: crate::store::EventStore,
-        P: crate::push::Pusher,
-        U: crate::store::UpstreamStore,
-    {
-        let (dead_letters, paging, pacer) = (self.sqs_dead_letter_queue(aws), self.sqs_paging(aws), self.pacer());
-        fanout
-            .with_event_version(self.fhir_version)
-            .with_dead_letters(dead_letters)
-            .with_paging(paging)
-            .with_pacer(pacer)
-            .with_topics(self.topics, fhirpath)
-    }
-
-    /// Delivery in pages of `DELIVERY_PAGE_SIZE`, references to later pages going to the
-    /// events queue on SQS when `EVENTS_QUEUE_URL` is set.
-    #[cfg(feature = "sqs")]
-    pub fn sqs_paging(&self, aws: &aws_config::SdkConfig) -> crate::fanout::pages::Paging {
-        let queue = self.events_queue_url.as_ref().map(|url| {
-            let queue = crate::relay::sqs::SqsEventQueue::new(aws_sdk_sqs::Client::new(aws), url);
-            Arc::new(queue) as Arc<dyn crate::fanout::pages::PageQueue>
-        });
-        crate::fanout::pages::Paging { page_size: self.page_size, queue }
-    }
-
-    /// The dead-letter queue on SQS, when `DEAD_LETTER_QUEUE_URL` is set.
-    #[cfg(feature = "sqs")]
-    pub fn sqs_dead_letter_queue(
-        &self,
-        aws: &aws_config::SdkConfig,
-    ) -> Option<Arc<dyn crate::fanout::dead_letter::DeadLetterQueue>> {
-        let url = self.dead_letter_queue_url.as_ref()?;
-        let client = aws_sdk_sqs::Client::new(aws);
-        Some(Arc::new(crate::fanout::dead_letter::SqsDeadLetterQueue::new(client, url)))
     }
 }
 
@@ -329,25 +277,6 @@ impl EventHistoryConfig {
     /// Reads the configuration.
     pub fn load(source: &impl Source) -> Result<Self, ConfigError> {
         Ok(Self { events_table: required(source, "EVENTS_TABLE")?, retention: event_retention(source)? })
-    }
-
-    /// The relay's ledger on the upstream table (`UPSTREAM_TABLE`), for notification
-    /// Bundles the fan-out finds on its queue; claims are kept as long as events.
-    pub fn upstream_relay(
-        &self,
-        source: &impl Source,
-        client: &aws_sdk_dynamodb::Client,
-    ) -> Result<crate::relay::Relay<DynamoUpstreamStore>, ConfigError> {
-        let table = required(source, "UPSTREAM_TABLE")?;
-        Ok(crate::relay::Relay::new(DynamoUpstreamStore::new(client.clone(), table), self.retention))
-    }
-
-    /// The history on the DynamoDB table, through `client`.
-    pub fn dynamodb(&self, client: &aws_sdk_dynamodb::Client) -> crate::fanout::EventHistory<DynamoEventStore> {
-        crate::fanout::EventHistory {
-            store: DynamoEventStore::new(client.clone(), &self.events_table),
-            retention: self.retention,
-        }
     }
 }
 

@@ -42,7 +42,8 @@
 //! - [`delivery`] — sending to bound connections: retries, 410 clean-up, status notifications.
 //! - [`metrics`] — CloudWatch Embedded Metric Format lines.
 //! - [`logging`] — the functions' log set-up (Lambda's log level and format).
-//! - [`config`] — configuration from the environment `template.yaml` sets.
+//! - [`config`] — configuration from the environment `template.yaml` sets (values only);
+//! - [`wiring`] — each function's parts built from that configuration (the composition root).
 //! - [`aws`] — the AWS SDK configuration, with the one HTTP and TLS stack every function links.
 
 pub mod access;
@@ -67,4 +68,5 @@ pub mod smart;
 pub mod store;
 pub mod token;
 pub mod topics;
+pub mod wiring;
 pub mod ws;

@@ -6,6 +6,7 @@ use aws_lambda_events::sqs::SqsEvent;
 use fhir_ws_core::config::{DeliveryConfig, EventHistoryConfig, EventsConfig, ProcessEnv, fhir_base_url};
 use fhir_ws_core::fanout::FanOut;
 use fhir_ws_core::push::ManagementApiPusher;
+use fhir_ws_core::wiring::{configure_fanout, event_history, upstream_relay};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
 #[tokio::main]
@@ -15,10 +16,10 @@ async fn main() -> Result<(), Error> {
     let aws = fhir_ws_core::aws::load_sdk_config().await?;
     let (dynamodb, history) = (aws_sdk_dynamodb::Client::new(&aws), EventHistoryConfig::load(&ProcessEnv)?);
     let (subscriptions, bindings, counters) = config.dynamodb_stores(&dynamodb);
-    let (relay, history) = (history.upstream_relay(&ProcessEnv, &dynamodb)?, history.dynamodb(&dynamodb));
+    let (relay, history) = (upstream_relay(&history, &ProcessEnv, &dynamodb)?, event_history(&history, &dynamodb));
     let (pusher, base) = (ManagementApiPusher::new(&aws), fhir_base_url(&ProcessEnv)?);
     let fanout = FanOut::new(subscriptions, bindings, counters, history, pusher, &base).with_relay(relay);
-    let fanout = &events.configure(fanout, &aws, Some(fhir_ws_fhirpath::FhirPath::shared()));
+    let fanout = &configure_fanout(events, fanout, &aws, Some(fhir_ws_fhirpath::FhirPath::shared()));
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, Error>(fanout.handle_batch(&event.payload, chrono::Utc::now()).await)
     }))

@@ -68,6 +68,17 @@ ensure_firefox() {
   export FIREFOX GECKODRIVER
 }
 
+# mdBook for the guide in docs/: built from crates.io (pinned, without its web server and
+# file watcher, which the build does not use) into .tools/ once.
+MDBOOK_VERSION=0.5.4
+
+ensure_mdbook() {
+  if [ "$(.tools/bin/mdbook --version 2>/dev/null | cut -d' ' -f2)" != "v$MDBOOK_VERSION" ]; then
+    echo "== building mdBook $MDBOOK_VERSION from crates.io into .tools/ (the guide)"
+    cargo install --quiet --locked --no-default-features --root .tools --version "$MDBOOK_VERSION" mdbook
+  fi
+}
+
 # Installs the JavaScript client's pinned development packages (ws for its Node tests,
 # TypeScript for the declarations' check) from its package-lock.json into
 # clients/js/node_modules, again only when the lock file changes. Needs node and npm.

@@ -14,6 +14,10 @@ export CARGO_INCREMENTAL=0
 # shellcheck source=infra/lib.sh
 . infra/lib.sh
 
+# mdBook builds in the background while the Python tools download (mostly network time).
+mkdir -p .tmp
+ensure_mdbook >.tmp/mdbook-install.log 2>&1 &
+mdbook_install=$!
 ensure_python_tools
 ensure_venv .venv/checkov infra/requirements-checkov.txt
 ensure_venv .venv/r4 infra/requirements-r4.txt
@@ -38,6 +42,16 @@ echo "== JavaScript client: declarations and a typed example (tsc --noEmit), pac
   const files = JSON.parse(require("fs").readFileSync(0, "utf8"))[0].files.map((f) => f.path).sort();
   const wanted = ["README.md", "package.json", "src/index.d.ts", "src/index.js"];
   if (JSON.stringify(files) !== JSON.stringify(wanted)) { console.error("npm pack would ship", files); process.exit(1); }')
+
+echo "== docs: links, anchors and the configuration table (infra/doc_check.py); the guide (mdbook build); cargo doc -D warnings"
+.venv/bin/python infra/doc_check.py
+if ! wait "$mdbook_install"; then
+  cat .tmp/mdbook-install.log >&2
+  exit 1
+fi
+cat .tmp/mdbook-install.log
+.tools/bin/mdbook build docs
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 
 start_dynamodb
 

@@ -7,7 +7,7 @@
 //! given up and the event it swallowed replayed, in both browsers.
 //!
 //! With `CONSOLE_SCREENSHOT=<dir>` the Chromium run also writes `console.png` (desk) and
-//! `console-phone.png` there: the README's pictures.
+//! `console-phone.png` there: the pictures in docs/src/images/.
 
 use std::time::{Duration, Instant};
 

@@ -1,5 +1,5 @@
 //! Browser apps on other origins: the template's CORS configuration is the one the code
-//! and README describe; `fhir-ws serve` answers preflights and marks every answer to an
+//! and the guide describe; `fhir-ws serve` answers preflights and marks every answer to an
 //! allowed origin (errors included) on every HTTP route, and nothing for other origins;
 //! its WebSocket API checks `Origin` when told to; and in a real headless browser a page
 //! from an allowed origin creates a subscription, gets a binding token, binds and shows an
@@ -293,7 +293,7 @@ async fn a_page_from_an_allowed_origin_subscribes_binds_and_receives_in_firefox(
 }
 
 /// The template's `CorsConfiguration`, parameters and WebSocket setting, against the
-/// lists in `fhir_ws_core::http::cors` and what the README says.
+/// lists in `fhir_ws_core::http::cors` and what the guide's CORS chapter says.
 #[test]
 fn the_template_declares_the_cors_configuration_the_readme_describes() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
@@ -338,9 +338,7 @@ fn the_template_declares_the_cors_configuration_the_readme_describes() {
     let origins = tagged(&connect_environment["WEBSOCKET_ALLOWED_ORIGINS"], "!If");
     assert_eq!(tagged(&origins[1], "!Ref"), Yaml::from("WebSocketAllowedOrigins"));
 
-    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
-    let section = readme.split("\n## CORS").nth(1).expect("a README section \"CORS\"");
-    let section = section.split("\n## ").next().unwrap();
+    let section = std::fs::read_to_string(format!("{root}/docs/src/cors.md")).expect("the guide's CORS chapter");
     for expected in
         ["CorsAllowedOrigins", "CorsMaxAge", "WebSocketAllowedOrigins", "--cors-origin", "--websocket-origin"]
             .into_iter()
@@ -348,9 +346,9 @@ fn the_template_declares_the_cors_configuration_the_readme_describes() {
             .chain(ALLOWED_HEADERS)
             .chain(EXPOSED_HEADERS)
     {
-        assert!(section.to_lowercase().contains(&expected.to_lowercase()), "README's CORS section names {expected}");
+        assert!(section.to_lowercase().contains(&expected.to_lowercase()), "the guide's CORS chapter names {expected}");
     }
-    assert!(section.contains(&format!("{DEFAULT_MAX_AGE_SECONDS} s")), "README gives the default max age");
+    assert!(section.contains(&format!("{DEFAULT_MAX_AGE_SECONDS} s")), "the guide gives the default max age");
 }
 
 /// A matcher for the template's `AllowedPattern` (CloudFormation's Java regex syntax,

@@ -1,7 +1,7 @@
 //! The fuzz targets (`fhir_ws_tests::fuzz`) on stable, as CI runs them: every committed
 //! seed (`fuzz/seeds/<target>/`), then random mutations of them for a bounded number of
 //! runs per target. Long runs are
-//! libFuzzer's (`fuzz/`, README "Fuzzing").
+//! libFuzzer's (`fuzz/`, the guide, docs/src/security.md).
 
 use std::path::Path;
 

@@ -147,7 +147,7 @@ mod tests {
     #[test]
     fn the_spec_example_fires_on_completion_only() {
         let engine = FhirPath::new();
-        // SubscriptionTopic/example's rule, with `or` where it writes `|` (see the README).
+        // SubscriptionTopic/example's rule, with `or` where it writes `|` (see the guide, "Topics").
         let rule = "(%previous.empty() or (%previous.status != 'completed')) and (%current.status = 'completed')";
         let cases = [
             ("create completed", None, encounter("completed"), Ok(true)),

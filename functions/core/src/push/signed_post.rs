@@ -1,7 +1,7 @@
 //! `PostToConnection` as one signed HTTP request, without the SDK's generated operation.
 //!
 //! Why: the fan-out posts the same frame to thousands of connections, and a profile of the
-//! SDK's operation (README "Performance") showed most of a post's user-space CPU in its
+//! SDK's operation (the guide, docs/src/perf-history.md) showed most of a post's user-space CPU in its
 //! per-call machinery, not in HTTP: runtime plugins and configuration layers applied on
 //! every call, interceptors (the user-agent header formatted each time), an identity
 //! lookup through the resolver chain. This module builds the very request the SDK builds

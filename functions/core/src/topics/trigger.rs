@@ -1,7 +1,7 @@
 //! A topic's resource triggers, evaluated against one resource change.
 //!
 //! The rules (FHIR R5 `SubscriptionTopic.resourceTrigger`; *ours* where the spec leaves the
-//! choice to the server, see the README "Topics"):
+//! choice to the server, see the guide, docs/src/topics.md):
 //! 1. the changed resource's type must be the trigger's `resource` (bare name or
 //!    `http://hl7.org/fhir/StructureDefinition/…`);
 //! 2. a non-empty `supportedInteraction` must list the interaction; an empty one means all;

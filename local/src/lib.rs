@@ -1,4 +1,5 @@
 //! fhir-ws on one machine: the local gateway and the `fhir-ws` command-line client.
+//! How to use them: the guide's `docs/src/getting-started.md`.
 //!
 //! `sam local start-api` cannot run WebSocket APIs, so this crate stands in for API
 //! Gateway itself and calls the same core handlers the Lambdas call, with the same event

@@ -16,6 +16,9 @@
 //! silent for twice the heartbeat period, and fills every gap that a handshake, heartbeat
 //! or event number shows with `$events` before anything newer.
 //!
+//! The protocol it speaks is described in fhir-ws's guide (`docs/src/protocol.md`), and
+//! both clients in `docs/src/clients.md`.
+//!
 //! # Usage
 //!
 //! ```no_run

@@ -4,6 +4,10 @@
 //! `functions/` only read configuration, build clients once and hand each event to a
 //! handler here, so the Lambdas, the local stack and the tests run the same code.
 //!
+//! The guide (`docs/`, `mdbook build docs`) explains the behaviour this crate implements;
+//! its chapter for contributors, `docs/src/architecture.md`, has the layers of these
+//! modules and where each concern lives; configuration: `docs/src/configuration.md`.
+//!
 //! # Layout
 //!
 //! - [`fhir`] — FHIR R5 JSON types (`Subscription`, `Parameters`, `OperationOutcome`,

@@ -28,6 +28,7 @@ use fhir_ws_core::push::{ManagementApiPusher, PushError, Pusher};
 use fhir_ws_core::relay::{EventQueue, QueueError};
 use fhir_ws_core::store::memory::MemoryStore;
 use fhir_ws_core::store::{Binding, BindingStore, StoredSubscription, SubscriptionStore};
+use fhir_ws_core::wiring::fanout_pacer;
 use serde_json::json;
 
 const CONCURRENCY: u32 = 4;
@@ -165,7 +166,7 @@ async fn run(
                     "https://fhir.example.org/r5",
                 )
                 .with_paging(Paging { page_size: PAGE_SIZE, queue: Some(Arc::new(queue.clone())) })
-                .with_pacer(pacing.pacer()),
+                .with_pacer(fanout_pacer(&pacing)),
             )
         })
         .collect();

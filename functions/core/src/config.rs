@@ -228,13 +228,6 @@ impl EventsConfig {
             concurrency: number_in(source, "FANOUT_CONCURRENCY", 1..=1000, 1)?,
         })
     }
-
-    /// This instance's share of the account-wide rate: `MANAGEMENT_API_RATE` /
-    /// `FANOUT_CONCURRENCY` a second, with a second's worth as its burst; `None` unpaced.
-    pub fn pacer(&self) -> Option<Arc<crate::push::Pacer>> {
-        let share = self.management_api_rate / f64::from(self.concurrency);
-        crate::push::Pacer::new(share, std::time::Duration::from_secs(1)).map(Arc::new)
-    }
 }
 
 /// `WEBSOCKET_URL`: where clients open the WebSocket (`ws://` or `wss://`).

@@ -3,11 +3,7 @@
 //! Used by `$default` (handshakes, replies), the fan-out and the heartbeat; forgetting a
 //! connection's bindings (after a 410, and on `$disconnect`) lives here too.
 
-use std::future::Future;
-
 use chrono::{DateTime, Utc};
-use futures::StreamExt as _;
-use futures::stream::FuturesUnordered;
 
 use crate::access::bindable;
 use crate::fhir::NotificationType;
@@ -120,23 +116,4 @@ pub enum DeliveryError {
     /// The post failed (gone, or still throttled/failing after retries).
     #[error(transparent)]
     Push(#[from] PushError),
-}
-
-/// Runs `futures` with at most `limit` in flight; returns their outputs (in completion
-/// order).
-pub async fn bounded<F: Future>(futures: Vec<F>, limit: usize) -> Vec<F::Output> {
-    let mut outputs = Vec::with_capacity(futures.len());
-    let mut in_flight = FuturesUnordered::new();
-    for future in futures {
-        if in_flight.len() >= limit.max(1)
-            && let Some(output) = in_flight.next().await
-        {
-            outputs.push(output);
-        }
-        in_flight.push(future);
-    }
-    while let Some(output) = in_flight.next().await {
-        outputs.push(output);
-    }
-    outputs
 }

@@ -20,7 +20,8 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::delivery::{Delivery, DeliveryError, bounded};
+use crate::concurrency::bounded;
+use crate::delivery::{Delivery, DeliveryError};
 use crate::fhir::{IssueSeverity, IssueType, NotificationType, OperationOutcome};
 use crate::metrics::Metrics;
 use crate::push::Pusher;

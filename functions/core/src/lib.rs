@@ -52,6 +52,7 @@
 
 pub mod access;
 pub mod aws;
+pub mod concurrency;
 pub mod config;
 pub mod delivery;
 pub mod fanout;

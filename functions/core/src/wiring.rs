@@ -6,9 +6,7 @@
 
 use std::sync::Arc;
 
-#[cfg(feature = "sqs")]
-use crate::config::EventsConfig;
-use crate::config::{ConfigError, EventHistoryConfig, Source};
+use crate::config::{ConfigError, EventHistoryConfig, EventsConfig, Source};
 use crate::fanout::EventHistory;
 #[cfg(feature = "sqs")]
 use crate::fanout::FanOut;
@@ -34,13 +32,21 @@ where
     P: crate::push::Pusher,
     U: crate::store::UpstreamStore,
 {
-    let (dead_letters, paging, pacer) = (sqs_dead_letter_queue(&events, aws), sqs_paging(&events, aws), events.pacer());
+    let (dead_letters, paging, pacer) =
+        (sqs_dead_letter_queue(&events, aws), sqs_paging(&events, aws), fanout_pacer(&events));
     fanout
         .with_event_version(events.fhir_version)
         .with_dead_letters(dead_letters)
         .with_paging(paging)
         .with_pacer(pacer)
         .with_topics(events.topics, fhirpath)
+}
+
+/// This instance's share of the account-wide Management API rate: `MANAGEMENT_API_RATE` /
+/// `FANOUT_CONCURRENCY` a second, with a second's worth as its burst; `None` unpaced.
+pub fn fanout_pacer(events: &EventsConfig) -> Option<Arc<crate::push::Pacer>> {
+    let share = events.management_api_rate / f64::from(events.concurrency);
+    crate::push::Pacer::new(share, std::time::Duration::from_secs(1)).map(Arc::new)
 }
 
 /// Delivery in pages of `DELIVERY_PAGE_SIZE`, references to later pages going to the

@@ -60,7 +60,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::fhir::version::FhirVersion;
-use crate::fhir::{Subject, is_valid_id};
+use crate::fhir::{Subject, is_valid_id, reference_names_a_resource};
 use crate::topics::{Interaction, ResourceChange};
 
 /// Largest accepted `eventId`.
@@ -110,9 +110,6 @@ struct Wire {
     fhir_version: Option<String>,
 }
 
-/// Longest reference accepted (a DynamoDB attribute and a URL, not a document).
-const MAX_REFERENCE: usize = 2048;
-
 /// Checks that a value is a resource with a type and a valid id, or a `Reference` whose
 /// `reference` ends in `Type/id` (optionally `/_history/v`).
 fn subject(value: Value, what: &str) -> Result<Subject, String> {
@@ -140,26 +137,6 @@ fn subject(value: Value, what: &str) -> Result<Subject, String> {
         };
     }
     resource(object, what).map(Subject::Resource)
-}
-
-/// Whether a reference ends in `Type/id`, or `Type/id/_history/version`.
-pub fn reference_names_a_resource(reference: &str) -> bool {
-    if reference.is_empty() || reference.len() > MAX_REFERENCE || reference.chars().any(char::is_whitespace) {
-        return false;
-    }
-    let mut segments: Vec<&str> = reference.split('/').collect();
-    if segments.len() >= 4 && segments[segments.len() - 2] == "_history" {
-        segments.truncate(segments.len() - 2);
-    }
-    match segments.as_slice() {
-        [.., kind, id] => {
-            !kind.is_empty()
-                && kind.chars().all(|c| c.is_ascii_alphabetic())
-                && kind.starts_with(|c: char| c.is_ascii_uppercase())
-                && is_valid_id(id)
-        }
-        _ => false,
-    }
 }
 
 /// Checks that a JSON object is a resource with a type and a valid id.
@@ -301,12 +278,6 @@ mod tests {
             matches!(parse(r#"{"topic": "t"}"#, now(), FhirVersion::R5), Ok(e) if e.focus.is_none()),
             "an empty notification's event"
         );
-        for good in ["Encounter/1", "http://x/fhir/Encounter/1", "Encounter/1/_history/3"] {
-            assert!(reference_names_a_resource(good), "{good}");
-        }
-        for bad in ["", "Encounter", "encounter/1", "Encounter/a b", "/1", "Encounter/1/_history"] {
-            assert!(!reference_names_a_resource(bad), "{bad}");
-        }
     }
 
     #[test]

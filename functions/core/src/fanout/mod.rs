@@ -47,7 +47,8 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMe
 use chrono::{DateTime, TimeDelta, Utc};
 use sha2::Digest as _;
 
-use crate::delivery::{Delivery, bounded};
+use crate::concurrency::bounded;
+use crate::delivery::Delivery;
 use crate::fhir::Subject;
 use crate::fhir::SubscriptionState;
 use crate::fhir::convert::convert;

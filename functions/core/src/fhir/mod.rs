@@ -25,7 +25,7 @@ pub use bundle::{
 pub use id::{is_valid_id, new_id};
 pub use outcome::{IssueSeverity, IssueType, OperationOutcome, OperationOutcomeIssue};
 pub use parameters::{Parameter, Parameters};
-pub use subject::Subject;
+pub use subject::{Subject, reference_names_a_resource};
 pub use subscription::{
     CHANNEL_TYPE_SYSTEM, Coding, ContentLevel, FilterBy, Meta, Subscription, SubscriptionState, parse_instant,
 };

@@ -62,3 +62,41 @@ impl Subject {
         }
     }
 }
+
+/// Whether a reference ends in `Type/id`, or `Type/id/_history/version`.
+pub fn reference_names_a_resource(reference: &str) -> bool {
+    if reference.is_empty()
+        || reference.len() > crate::limits::MAX_URL_BYTES
+        || reference.chars().any(char::is_whitespace)
+    {
+        return false;
+    }
+    let mut segments: Vec<&str> = reference.split('/').collect();
+    if segments.len() >= 4 && segments[segments.len() - 2] == "_history" {
+        segments.truncate(segments.len() - 2);
+    }
+    match segments.as_slice() {
+        [.., kind, id] => {
+            !kind.is_empty()
+                && kind.chars().all(|c| c.is_ascii_alphabetic())
+                && kind.starts_with(|c: char| c.is_ascii_uppercase())
+                && super::is_valid_id(id)
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_name_a_resource_by_type_and_id() {
+        for good in ["Encounter/1", "http://x/fhir/Encounter/1", "Encounter/1/_history/3"] {
+            assert!(reference_names_a_resource(good), "{good}");
+        }
+        for bad in ["", "Encounter", "encounter/1", "Encounter/a b", "/1", "Encounter/1/_history"] {
+            assert!(!reference_names_a_resource(bad), "{bad}");
+        }
+    }
+}

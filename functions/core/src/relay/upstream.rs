@@ -19,9 +19,9 @@
 
 use serde_json::{Map, Value};
 
-use crate::fanout::event::reference_names_a_resource;
 use crate::fhir::Subject;
 use crate::fhir::is_valid_id;
+use crate::fhir::reference_names_a_resource;
 use crate::fhir::version::FhirVersion;
 
 /// What an upstream notification says.

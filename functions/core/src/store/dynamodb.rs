@@ -369,7 +369,7 @@ impl SubscriptionStore for DynamoSubscriptionStore {
             queries.push(query_all(query));
         }
         let mut found = std::collections::BTreeMap::new();
-        for items in crate::delivery::bounded(queries, ROUTE_QUERIES_IN_FLIGHT).await {
+        for items in crate::concurrency::bounded(queries, ROUTE_QUERIES_IN_FLIGHT).await {
             for item in items? {
                 let subscription = subscription_from_item(&item)?;
                 found.insert(subscription.id().to_owned(), subscription);

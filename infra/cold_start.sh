@@ -6,7 +6,7 @@
 # packages unifies their dependencies' features (the fan-out's FHIRPath engine asks tokio
 # for "full"), giving every binary what only one needs. Whether `sam build` (cargo-lambda,
 # `--bin` at the workspace root, which selects every member) does that too is open: see
-# the README, "Runtime emulator check". Takes 15-30 minutes from a cold target/ on 2 cores.
+# docs/src/perf-history.md, "The topic engine and cold starts". Takes 15-30 minutes from a cold target/ on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export SAM_CLI_TELEMETRY=0

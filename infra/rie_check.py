@@ -10,7 +10,7 @@ environment names that drift from the template, and event-shape mismatches.
     python infra/rie_check.py --binaries target/debug [--template template.yaml]
 
 infra/test.sh runs it on the dev-profile binaries (a wiring check); infra/cold_start.sh on
-the release profile, for the cold-start figures the README reports.
+the release profile, for the cold-start figures in docs/src/deploying.md.
 
 Prints, per function, the emulator's init duration, the first invocation's duration and
 the function's peak memory. When the binaries folder also holds `reference-runtime` (a

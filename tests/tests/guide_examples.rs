@@ -1,9 +1,10 @@
 //! The guide's runnable examples: every ```` ```sh,runnable ```` block in `docs/src/*.md`
 //! runs in `bash -euo pipefail` against `fhir-ws serve` started here, one shell per
 //! chapter (later blocks see earlier blocks' variables), with the local stack's address
-//! (`http://127.0.0.1:8080` in the text) replaced by this stack's. A command that fails
-//! or an expectation (`grep -q …`) that no longer holds fails the test, so the guide
-//! cannot drift from what the code does.
+//! (`http://127.0.0.1:8080` in the text) replaced by this stack's, and the `fhir-ws`
+//! binary cargo built for this run on `PATH` (the guide says to put `target/debug` there).
+//! A command that fails or an expectation (`grep -q …`) that no longer holds fails the
+//! test, so the guide cannot drift from what the code does.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -42,16 +43,32 @@ fn runnable_blocks() -> Vec<(String, String)> {
     found
 }
 
+/// The folder of this build's binaries (`target/debug`): this test runs from its `deps/`.
+/// Cargo builds `fhir-ws` before the tests, for `local/tests/signals.rs`.
+fn built_binaries() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's path");
+    let folder = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps").to_path_buf();
+    assert!(
+        folder.join("fhir-ws").is_file(),
+        "no fhir-ws binary in {}: run cargo build -p fhir-ws-local first",
+        folder.display()
+    );
+    folder
+}
+
 #[tokio::test]
 async fn the_guides_runnable_examples_run_against_the_local_stack() {
     let blocks = runnable_blocks();
     assert!(!blocks.is_empty(), "no ```sh,runnable block in docs/src: nothing would be checked");
+    let binaries = built_binaries();
+    let path = format!("{}:{}", binaries.display(), std::env::var("PATH").unwrap_or_default());
     let stack = LocalStack::start(Options::default()).await;
     for (chapter, script) in blocks {
         let script = script.replace(WRITTEN_FOR, &stack.base);
         let run = tokio::process::Command::new("bash")
             .args(["-euo", "pipefail", "-c", &script])
             .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."))
+            .env("PATH", &path)
             .kill_on_drop(true)
             .output();
         let output = tokio::time::timeout(Duration::from_secs(60), run)

@@ -7,7 +7,8 @@
    template.yaml and exactly the environment variables the code reads (config.rs and the
    other readers), so a parameter or variable added, renamed or removed without the
    table (or the other way round) fails; for each variable the template sets, the
-   table's function column names exactly the functions it sets it for;
+   table's function column names exactly the functions it sets it for, and each
+   parameter's row has the template's default and description;
 3. docs/src/deploying.md has a runbook heading for every CloudWatch alarm in
    template.yaml, and its metrics table names exactly the metrics the functions count
    (`Metrics::add` in functions/core);
@@ -141,6 +142,28 @@ def check_function_columns() -> list[str]:
     return problems
 
 
+def check_parameter_rows() -> list[str]:
+    """Each template parameter's row says the template's default and description."""
+    _, template = template_functions()
+    chapter = (ROOT / "docs/src/configuration.md").read_text(encoding="utf-8").split("## Template parameters", 1)[1]
+    rows = {
+        name: (default.strip().strip("`"), meaning.replace("`", "").replace("\\|", "|"))
+        for name, default, meaning in re.findall(r"^\| `([A-Za-z0-9]+)` \| ([^|]*) \| (.*) \|$", chapter, re.MULTILINE)
+    }
+    problems = []
+    for name, parameter in template["Parameters"].items():
+        if name not in rows:
+            continue  # check_configuration reports it
+        default, meaning = rows[name]
+        wanted = str(parameter.get("Default", ""))
+        if not (default == wanted or (wanted == "" and default in ("empty", "— (required)"))):
+            problems.append(f"docs/src/configuration.md: {name} defaults to {wanted!r} in template.yaml, not {default!r}")
+        description = " ".join(str(parameter.get("Description", "")).split())
+        if description.rstrip(".") not in " ".join(meaning.split()):
+            problems.append(f"docs/src/configuration.md: {name}'s meaning is not template.yaml's description: {description}")
+    return problems
+
+
 def check_operating() -> list[str]:
     _, template = template_functions()
     chapter = (ROOT / "docs/src/deploying.md").read_text(encoding="utf-8")
@@ -224,7 +247,7 @@ def cycles(uses: dict[str, set[str]]) -> list[list[str]]:
 
 
 def main() -> int:
-    problems = check_links() + check_configuration() + check_function_columns() + check_operating() + check_layers()
+    problems = check_links() + check_configuration() + check_function_columns() + check_parameter_rows() + check_operating() + check_layers()
     for problem in problems:
         print(problem)
     if not problems:

@@ -9,6 +9,7 @@
 pub mod browser;
 pub mod counting;
 pub mod fuzz;
+pub mod ig;
 pub mod local;
 pub mod management_api;
 pub mod sockets;
@@ -499,7 +500,7 @@ pub fn assert_valid_in(version: fhir_ws_core::fhir::version::FhirVersion, resour
 /// The FHIR version of a notification Bundle, by its shape and the Backport IG's
 /// profiles (panics on anything else).
 pub fn notification_version(frame: &Value) -> fhir_ws_core::fhir::version::FhirVersion {
-    use fhir_ws_core::fhir::backport::{R4_NOTIFICATION_PROFILE, R4B_NOTIFICATION_PROFILE};
+    use crate::ig::{R4_NOTIFICATION_PROFILE, R4B_NOTIFICATION_PROFILE};
     use fhir_ws_core::fhir::version::FhirVersion;
     let status = frame["entry"][0]["resource"]["resourceType"].as_str();
     match (frame["type"].as_str(), frame["meta"]["profile"][0].as_str(), status) {

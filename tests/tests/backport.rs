@@ -7,12 +7,11 @@
 
 use chrono::{DateTime, Utc};
 use fhir_ws_core::fhir::Subject;
-use fhir_ws_core::fhir::backport::{
-    R4_NOTIFICATION_PROFILE, R4_STATUS_PROFILE, R4B_NOTIFICATION_PROFILE, to_r4, to_r4b,
-};
+use fhir_ws_core::fhir::backport::{to_r4, to_r4b};
 use fhir_ws_core::fhir::{ContentLevel, NotificationType, Subscription};
 use fhir_ws_core::notification::{EventContent, event_notification, event_record, status_notification};
 use fhir_ws_core::store::StoredSubscription;
+use fhir_ws_tests::ig::{R4_NOTIFICATION_PROFILE, R4_STATUS_PROFILE, R4B_NOTIFICATION_PROFILE};
 use fhir_ws_tests::{assert_valid_r4, assert_valid_r4b, websocket_subscription};
 use serde_json::{Map, Value, json};
 

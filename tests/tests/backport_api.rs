@@ -6,9 +6,9 @@
 //! IG's rules by explicit assertions.
 
 use chrono::Utc;
-use fhir_ws_core::fhir::backport::{R4_NOTIFICATION_PROFILE, R4_STATUS_PROFILE, R4B_NOTIFICATION_PROFILE};
 use fhir_ws_core::fhir::version::FhirVersion;
 use fhir_ws_core::store::{BindingStore, CounterStore, EventStore};
+use fhir_ws_tests::ig::{R4_NOTIFICATION_PROFILE, R4_STATUS_PROFILE, R4B_NOTIFICATION_PROFILE};
 use fhir_ws_tests::websocket::{SqsBatch, WsHarness, WsStores};
 use fhir_ws_tests::{
     Backend, HttpEvent, Stores, TokenBackend, all_stores, assert_outcome, assert_valid_r4,

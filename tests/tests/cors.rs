@@ -7,9 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use fhir_ws_core::http::cors::{
-    ALLOWED_HEADERS, ALLOWED_METHODS, AllowedOrigins, DEFAULT_MAX_AGE_SECONDS, EXPOSED_HEADERS,
-};
+use fhir_ws_core::http::cors::{AllowedOrigins, DEFAULT_MAX_AGE_SECONDS};
 use fhir_ws_local::gateway::{CorsPolicy, Options};
 use fhir_ws_tests::browser::{Browser, Engine};
 use fhir_ws_tests::local::LocalStack;
@@ -17,6 +15,22 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use serde_yaml::Value as Yaml;
 use tokio::net::TcpListener;
+
+/// The methods the HTTP API's routes use (read, search, create, update, delete, operations),
+/// written out here rather than taken from the code's list, so that a method dropped from
+/// the code or the template fails.
+const METHODS: [&str; 4] = ["GET", "POST", "PUT", "DELETE"];
+/// The request headers a browser app sends: the bearer token, a body's media type, the
+/// version an update expects (`If-Match`), and the FHIR version it accepts (`Accept`).
+const HEADERS: [&str; 4] = ["Authorization", "Content-Type", "If-Match", "Accept"];
+/// The answer headers a browser app reads: `ETag` (for `If-Match`), `Location` (of a
+/// created Subscription) and `Retry-After` (of a 503).
+const EXPOSED: [&str; 3] = ["ETag", "Location", "Retry-After"];
+
+/// The items of a comma-separated header, lower-cased.
+fn listed(value: Option<String>) -> Vec<String> {
+    value.unwrap_or_default().split(',').map(|item| item.trim().to_ascii_lowercase()).collect()
+}
 
 const APP: &str = "https://app.example.org";
 const OTHER: &str = "https://elsewhere.example.org";
@@ -83,19 +97,24 @@ async fn every_route_answers_preflights_and_marks_answers_for_allowed_origins_on
     ];
     for (method, path) in &routes {
         let url = format!("{}{path}", stack.base);
-        // The preflight a browser sends before a request with Authorization.
+        // The preflight a browser sends before a request with these headers: it goes ahead
+        // only if the answer lists the method and every header asked for.
         let preflight = http
             .request(Method::OPTIONS, &url)
             .header("origin", APP)
             .header("access-control-request-method", method.as_str())
-            .header("access-control-request-headers", "authorization,content-type")
+            .header("access-control-request-headers", HEADERS.join(",").to_ascii_lowercase())
             .send()
             .await
             .unwrap();
         assert_eq!(preflight.status(), 204, "{method} {path}");
         assert_eq!(header(&preflight, "access-control-allow-origin").as_deref(), Some(APP), "{path}");
-        assert_eq!(header(&preflight, "access-control-allow-methods").unwrap(), ALLOWED_METHODS.join(", "));
-        assert_eq!(header(&preflight, "access-control-allow-headers").unwrap(), ALLOWED_HEADERS.join(", "));
+        let methods = listed(header(&preflight, "access-control-allow-methods"));
+        assert!(methods.contains(&method.as_str().to_ascii_lowercase()), "{method} {path}: {methods:?}");
+        let headers = listed(header(&preflight, "access-control-allow-headers"));
+        for wanted in HEADERS {
+            assert!(headers.contains(&wanted.to_ascii_lowercase()), "{method} {path}: {wanted} not in {headers:?}");
+        }
         assert_eq!(header(&preflight, "access-control-max-age").as_deref(), Some("321"));
         assert_eq!(header(&preflight, "vary").as_deref(), Some("Origin"));
 
@@ -122,7 +141,10 @@ async fn every_route_answers_preflights_and_marks_answers_for_allowed_origins_on
                 Some(APP),
                 "{method} {path} {status}"
             );
-            assert_eq!(header(&answer, "access-control-expose-headers").unwrap(), EXPOSED_HEADERS.join(", "));
+            let exposed = listed(header(&answer, "access-control-expose-headers"));
+            for wanted in EXPOSED {
+                assert!(exposed.contains(&wanted.to_ascii_lowercase()), "{method} {path}: {wanted} not exposed");
+            }
             if !status.is_success() {
                 let body: Value = answer.json().await.unwrap_or(Value::Null);
                 assert_eq!(body["resourceType"], "OperationOutcome", "{method} {path} {status}: readable error");
@@ -177,15 +199,18 @@ async fn the_websocket_api_checks_origin_only_when_told_to() {
     unchecked.stop().await;
 }
 
-/// The page of a browser app on another origin: creates a subscription, reads the
-/// `Location` header, gets a binding token, opens the WebSocket and binds, and shows each
-/// step (and an event's number) in `#out` and `body[data-state]`.
+/// The page of a browser app on another origin, using every method and header the API
+/// allows: creates a subscription (POST, `Content-Type`) and reads `Location`; reads it
+/// (GET, `Accept`) and its `ETag`; updates it (PUT, `If-Match`); gets a binding token,
+/// opens the WebSocket and binds; after an event, deletes it (DELETE). Each step (and an
+/// event's number) is shown in `#out` and `body[data-state]`.
 const APP_PAGE: &str = r#"<!doctype html>
 <html><head><meta charset="utf-8"><title>cross-origin app</title></head>
 <body data-state="starting"><pre id="out"></pre>
 <script>
 const api = new URLSearchParams(location.search).get("api");
 const out = document.getElementById("out");
+let finished = false; // once deleting, the socket's close is expected, not a failure
 function show(step) { out.textContent += step + "\n"; document.body.dataset.state = step.split(":")[0]; }
 (async () => {
   try {
@@ -200,6 +225,20 @@ function show(step) { out.textContent += step + "\n"; document.body.dataset.stat
     });
     const subscription = await created.json();
     show("created:" + subscription.id + " location " + created.headers.get("Location"));
+    const at = api + "/Subscription/" + subscription.id;
+    const read = await fetch(at, { headers: { ...auth, Accept: "application/fhir+json; fhirVersion=5.0" } });
+    const etag = read.headers.get("ETag");
+    show("read:" + read.status + " etag " + etag);
+    const updated = await fetch(at, {
+      method: "PUT",
+      headers: { ...auth, "Content-Type": "application/fhir+json", "If-Match": etag },
+      body: JSON.stringify({ ...(await read.json()), status: "requested", reason: "watched" }),
+    });
+    show("updated:" + updated.status + " etag " + updated.headers.get("ETag"));
+    window.deleteSubscription = async () => {
+      finished = true;
+      show("deleted:" + (await fetch(at, { method: "DELETE", headers: auth })).status);
+    };
     const answer = await fetch(api + "/Subscription/" + subscription.id + "/$get-ws-binding-token", { method: "POST", headers: auth });
     const parameters = await answer.json();
     const value = (name) => parameters.parameter.find((p) => p.name === name) || {};
@@ -207,7 +246,7 @@ function show(step) { out.textContent += step + "\n"; document.body.dataset.stat
     show("token:" + (token ? "yes" : "no"));
     const socket = new WebSocket(url);
     socket.onopen = () => socket.send("bind-with-token " + token);
-    socket.onerror = () => show("failed:websocket");
+    socket.onerror = () => { if (!finished) show("failed:websocket"); };
     socket.onmessage = (message) => {
       const status = JSON.parse(message.data).entry?.[0]?.resource;
       if (status?.type === "handshake") show("bound:" + subscription.id);
@@ -267,6 +306,10 @@ async fn cross_origin_flow(engine: Engine) {
     assert_eq!(sent.status(), 202);
     let log = wait_for_state(&browser, "event").await;
     assert!(log.contains("event:1"), "{log}");
+    assert!(log.contains("read:200 etag W/\"1\"") && log.contains("updated:200 etag W/\"2\""), "{log}");
+    browser.execute("window.deleteSubscription()", vec![]).await;
+    let log = wait_for_state(&browser, "deleted").await;
+    assert!(log.contains("deleted:204"), "{log}");
 
     // The same page from another origin: its first request is refused, nothing created.
     let before = subscription_count(&http, &stack.base).await;
@@ -293,7 +336,7 @@ async fn a_page_from_an_allowed_origin_subscribes_binds_and_receives_in_firefox(
 }
 
 /// The template's `CorsConfiguration`, parameters and WebSocket setting, against the
-/// lists in `fhir_ws_core::http::cors` and what the guide's CORS chapter says.
+/// methods and headers the API uses and what the guide's CORS chapter says.
 #[test]
 fn the_template_declares_the_cors_configuration_the_readme_describes() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
@@ -326,9 +369,12 @@ fn the_template_declares_the_cors_configuration_the_readme_describes() {
     let configuration = &cors[1];
     let split = tagged(&configuration["AllowOrigins"], "!Split");
     assert_eq!((split[0].clone(), tagged(&split[1], "!Ref")), (Yaml::from(","), Yaml::from("CorsAllowedOrigins")));
-    assert_eq!(strings(&configuration["AllowMethods"]), ALLOWED_METHODS);
-    assert_eq!(strings(&configuration["AllowHeaders"]), ALLOWED_HEADERS);
-    assert_eq!(strings(&configuration["ExposeHeaders"]), EXPOSED_HEADERS);
+    // Header names are case-insensitive; the template writes them in lower case.
+    let lower = |names: Vec<String>| names.into_iter().map(|n| n.to_ascii_lowercase()).collect::<Vec<_>>();
+    let written = |names: &[&str]| lower(names.iter().map(|n| (*n).to_owned()).collect());
+    assert_eq!(strings(&configuration["AllowMethods"]), METHODS);
+    assert_eq!(lower(strings(&configuration["AllowHeaders"])), written(&HEADERS));
+    assert_eq!(lower(strings(&configuration["ExposeHeaders"])), written(&EXPOSED));
     assert_eq!(tagged(&configuration["MaxAge"], "!Ref"), Yaml::from("CorsMaxAge"));
     assert_eq!(configuration["AllowCredentials"], Yaml::from(false));
     // No route answers OPTIONS itself: API Gateway answers preflights, without the authorizer.
@@ -342,9 +388,9 @@ fn the_template_declares_the_cors_configuration_the_readme_describes() {
     for expected in
         ["CorsAllowedOrigins", "CorsMaxAge", "WebSocketAllowedOrigins", "--cors-origin", "--websocket-origin"]
             .into_iter()
-            .chain(ALLOWED_METHODS)
-            .chain(ALLOWED_HEADERS)
-            .chain(EXPOSED_HEADERS)
+            .chain(METHODS)
+            .chain(HEADERS)
+            .chain(EXPOSED)
     {
         assert!(section.to_lowercase().contains(&expected.to_lowercase()), "the guide's CORS chapter names {expected}");
     }

@@ -140,7 +140,7 @@ async fn deployed_topics_are_discoverable_in_every_version() {
     for version in ["R4", "R4B"] {
         let statement = ok(&format!("/{version}/metadata")).await;
         let extension = &statement["rest"][0]["resource"][0]["extension"][0];
-        assert_eq!(extension["url"], fhir_ws_core::ops::capability::TOPIC_CANONICAL_EXTENSION);
+        assert_eq!(extension["url"], fhir_ws_tests::ig::TOPIC_CANONICAL_EXTENSION);
         assert_eq!(extension["valueCanonical"], TOPIC);
         if version == "R4" {
             fhir_ws_tests::assert_valid_r4(&[statement]);

@@ -56,6 +56,9 @@ pub fn ws_frame(data: &[u8]) {
 struct Handlers {
     runtime: tokio::runtime::Runtime,
     app: crate::App<Arc<MemoryStore>, Arc<MemoryStore>>,
+    /// The `subscription-api` function as deployed: the Subscription API, `$status`,
+    /// `$events` and `metadata`, over the same store as `app`.
+    service: fhir_ws_core::ops::SubscriptionService<Arc<MemoryStore>, Arc<MemoryStore>, Arc<MemoryStore>>,
     relay: fhir_ws_core::relay::RelayHandler<Arc<MemoryStore>, crate::RecordingQueue>,
     queue: crate::RecordingQueue,
 }
@@ -75,8 +78,37 @@ fn handlers() -> &'static Handlers {
             queue.clone(),
             fhir_ws_core::relay::RelaySecrets::parse(RELAY_SECRET).unwrap_or_else(|e| panic!("secret: {e}")),
         );
-        Handlers { runtime, app: crate::App::new(crate::memory_stores()), relay, queue }
+        let app = crate::App::new(crate::memory_stores());
+        let store = app.stores.subscriptions.clone();
+        let config = crate::api_config(
+            fhir_ws_core::http::IdentityConfig::default(),
+            fhir_ws_core::topics::TopicRegistry::default(),
+        );
+        let service = fhir_ws_core::ops::SubscriptionService::new(
+            store.clone(),
+            store.clone(),
+            store,
+            crate::no_connections(),
+            &config,
+        );
+        runtime.block_on(store_instance_subscription(&app));
+        Handlers { runtime, app, service, relay, queue }
     })
+}
+
+/// The caller of the fuzzed HTTP requests.
+const FUZZER: &str = "fuzzer";
+
+/// The subscription the instance routes name, `Subscription/s1` of [`FUZZER`] (the seeds'
+/// update bodies carry that id), stored directly since the API assigns ids of its own.
+async fn store_instance_subscription(app: &crate::App<Arc<MemoryStore>, Arc<MemoryStore>>) {
+    use fhir_ws_core::store::{StoredSubscription, SubscriptionStore as _};
+    let mut resource = crate::websocket_subscription(crate::TOPIC);
+    resource["id"] = serde_json::json!("s1");
+    resource["status"] = serde_json::json!("active");
+    let resource = serde_json::from_value(resource).unwrap_or_else(|e| panic!("s1: {e}"));
+    let stored = StoredSubscription::new(FUZZER, 1, chrono::Utc::now(), resource);
+    app.stores.subscriptions.insert(&stored).await.unwrap_or_else(|e| panic!("s1: {e}"));
 }
 
 /// The status of an answer; panics on a 5xx or an error that is not an `OperationOutcome`.
@@ -89,9 +121,15 @@ fn check_answer(route: &str, response: &lambda_http::Response<lambda_http::Body>
     }
 }
 
-/// Bodies of every HTTP route that takes one (the first byte picks the route; a
-/// subscription `s1` of the caller exists for the instance routes after the first run).
+/// Bodies of every HTTP route that takes one (the first byte picks the route; the instance
+/// routes name the caller's subscription `s1`, which exists from the start).
 pub fn http_body(data: &[u8]) {
+    let _ = http_answer(data);
+}
+
+/// What [`http_body`] does, returning the route it picked and the answer's status (`None`
+/// for an empty input), so a test can see which requests got past the lookup.
+pub fn http_answer(data: &[u8]) -> Option<(&'static str, u16)> {
     let routes: [(&str, &str, bool); 9] = [
         ("POST", "/Subscription", true),
         ("POST", "/R4/Subscription", true),
@@ -103,15 +141,20 @@ pub fn http_body(data: &[u8]) {
         ("POST", "/Subscription/s1/$get-ws-binding-token", false),
         ("POST", "/Subscription/$revoke-ws-binding-token", false),
     ];
-    let Some((selector, body)) = data.split_first() else { return };
+    let (selector, body) = data.split_first()?;
     let (method, path, subscription_api) = routes[usize::from(*selector) % routes.len()];
     let text = String::from_utf8_lossy(body);
-    let event = HttpEvent::new(method, path, Some("fuzzer")).body("application/fhir+json", &text);
+    let event = HttpEvent::new(method, path, Some(FUZZER)).body("application/fhir+json", &text);
     let handlers = handlers();
     let response = handlers.runtime.block_on(async {
-        if subscription_api { handlers.app.api(event).await } else { handlers.app.operation(event).await }
+        if subscription_api {
+            handlers.service.handle(&event.request(), Utc::now()).await
+        } else {
+            handlers.app.operation(event).await
+        }
     });
     check_answer(path, &response);
+    Some((path, response.status().as_u16()))
 }
 
 /// Bodies posted to the relay (with its secret): no 5xx, and nothing queued unless 200.

@@ -59,3 +59,33 @@ fn every_fuzz_target_holds_on_its_corpus_and_random_mutations() {
         }
     }
 }
+
+/// Every route of `http_body` reaches its handler's checks: the instance routes name a
+/// subscription that exists, and `$status`/`$events` go to the function that serves them.
+/// The seeds and their mutations get answers other than 404 (not found, or no such route)
+/// for most inputs, rather than fuzzing a "not found" over and over.
+#[test]
+fn the_http_body_target_reaches_past_the_subscription_lookup() {
+    let mut rng = fastrand::Rng::with_seed(0x5eed);
+    let inputs = corpus("http_body");
+    let mut past_lookup = std::collections::BTreeMap::<&str, (usize, usize)>::new();
+    let mut record = |input: &[u8]| {
+        if let Some((route, status)) = fhir_ws_tests::fuzz::http_answer(input) {
+            let (answered, found) = past_lookup.entry(route).or_default();
+            *answered += 1;
+            *found += usize::from(status != 404);
+        }
+    };
+    for input in &inputs {
+        record(input);
+    }
+    for _ in 0..300 {
+        let input = &inputs[rng.usize(0..inputs.len())];
+        let other = &inputs[rng.usize(0..inputs.len())];
+        record(&mutate(&mut rng, input, other));
+    }
+    assert_eq!(past_lookup.len(), 9, "every route had inputs: {past_lookup:?}");
+    for (route, (answered, found)) in &past_lookup {
+        assert!(*found * 2 > *answered, "{route}: only {found} of {answered} answers got past the lookup");
+    }
+}

@@ -94,12 +94,23 @@ async fn fanout_and_heartbeat_sample_events_drive_the_handlers() {
     let delivered = ws.frames(&connection);
     assert_eq!(delivered.last().unwrap()["entry"][0]["resource"]["type"], "event-notification");
 
+    // A `?token=` bind leaves its handshake owed; the schedule's sample, parsed as the
+    // runtime parses it and handed to the handler the binary calls, sends it.
+    let (id, _) = ws.subscribe(&owner, &fhir_ws_tests::websocket_subscription(fhir_ws_tests::TOPIC)).await;
+    let token = ws.token(&owner, std::slice::from_ref(&id)).await;
+    let pending = "sample-pending=";
+    let connected = ws.connect(fhir_ws_tests::websocket::WsEvent::connect(pending, Some(&token))).await;
+    assert_eq!(connected.status_code, 200);
+    assert!(ws.frames(pending).is_empty(), "no post before $connect has returned");
     let path = format!("{}/../infra/events/heartbeat-schedule.json", env!("CARGO_MANIFEST_DIR"));
     let schedule: aws_lambda_events::eventbridge::EventBridgeEvent<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).expect("EventBridge sample");
     assert_eq!(schedule.detail_type, "Scheduled Event");
-    let metrics = ws.heartbeat.run(Utc::now()).await;
-    assert_eq!(metrics.get("HeartbeatsSent"), 0, "nothing due right after binding");
+    let metrics = ws.heartbeat.handle(&schedule, Utc::now()).await;
+    assert_eq!(metrics.get("HandshakesSent"), 1, "the owed handshake");
+    let handshake = ws.frames(pending);
+    assert_eq!(handshake.len(), 1, "{handshake:?}");
+    assert_eq!(handshake[0]["entry"][0]["resource"]["type"], "handshake");
 }
 
 /// The relay samples: a handshake from an upstream server with the sample secret is

@@ -44,6 +44,18 @@ impl<S: SubscriptionStore, B: BindingStore, C: CounterStore, P: Pusher> Heartbea
         Self { delivery: Delivery::new(subscriptions, bindings, counters, pusher) }
     }
 
+    /// Handles one invocation by the schedule, as the `heartbeat` function receives it: a
+    /// run at `now` (the schedule's own `time` is when it fired, which a retried or late
+    /// invocation has long passed). Returns the run's metrics.
+    pub async fn handle(
+        &self,
+        event: &aws_lambda_events::eventbridge::EventBridgeEvent<serde_json::Value>,
+        now: DateTime<Utc>,
+    ) -> Metrics {
+        tracing::debug!(event = event.id.as_deref().unwrap_or_default(), fired = ?event.time, "heartbeat run");
+        self.run(now).await
+    }
+
     /// One run at `now`. Returns (and emits) its metrics; a failed shard is logged and
     /// left for the next run.
     pub async fn run(&self, now: DateTime<Utc>) -> Metrics {

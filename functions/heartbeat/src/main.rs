@@ -14,8 +14,8 @@ async fn main() -> Result<(), Error> {
     let aws = fhir_ws_core::aws::load_sdk_config().await?;
     let (subscriptions, bindings, counters) = config.dynamodb_stores(&aws_sdk_dynamodb::Client::new(&aws));
     let heartbeat = &Heartbeat::new(subscriptions, bindings, counters, ManagementApiPusher::new(&aws));
-    run(service_fn(move |_: LambdaEvent<EventBridgeEvent<serde_json::Value>>| async move {
-        heartbeat.run(chrono::Utc::now()).await;
+    run(service_fn(move |event: LambdaEvent<EventBridgeEvent<serde_json::Value>>| async move {
+        heartbeat.handle(&event.payload, chrono::Utc::now()).await;
         Ok::<_, Error>(())
     }))
     .await

@@ -89,6 +89,17 @@ impl Browser {
         let profile = std::env::temp_dir().join(format!("fhir-ws-browser-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&profile).expect("a profile folder");
         let binary = required(browser_variable);
+        if engine == Engine::Firefox {
+            // Firefox keeps its window at least 500 pixels wide (its toolbars' minimum
+            // widths), so a resize to a phone's 390 would leave the page 500 wide; this
+            // style sheet of the profile lifts the minimum.
+            std::fs::create_dir_all(profile.join("chrome")).expect("a chrome folder");
+            std::fs::write(
+                profile.join("chrome/userChrome.css"),
+                ":root, #main-window, #navigator-toolbox, #nav-bar, #TabsToolbar, toolbar { min-width: 0 !important; }",
+            )
+            .expect("userChrome.css");
+        }
         let capabilities = match engine {
             Engine::Chromium => json!({
                 "browserName": "chrome",
@@ -109,6 +120,7 @@ impl Browser {
                              format!("--width={width}"), format!("--height={height}")],
                     "prefs": {
                         "app.update.disabledForTesting": true,
+                        "toolkit.legacyUserProfileCustomizations.stylesheets": true,
                         "browser.safebrowsing.malware.enabled": false,
                         "browser.safebrowsing.phishing.enabled": false,
                         "browser.shell.checkDefaultBrowser": false,

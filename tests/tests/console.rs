@@ -101,12 +101,18 @@ async fn the_console_creates_binds_and_shows_numbered_notifications_in_firefox()
     console_flow(Engine::Firefox).await;
 }
 
-/// Records the page's script errors and blocked requests (the Content-Security-Policy's
-/// refusals) from now on, in `window.consoleTestErrors`.
+/// Records, from now on and in both browsers, the page's script errors, unhandled
+/// rejections, blocked requests (the Content-Security-Policy's refusals) and whatever its
+/// scripts write with `console.error`, in `window.consoleTestErrors`. This is how Firefox's
+/// errors are seen at all: geckodriver has no endpoint for the browser's console (the
+/// WebDriver standard defines none; ChromeDriver's `/se/log` is its own), so the check of
+/// the browser console's own log below runs in Chromium only.
 const ERROR_COLLECTOR: &str = "window.consoleTestErrors = [];\
     window.addEventListener('error', e => consoleTestErrors.push('error: ' + e.message));\
     window.addEventListener('unhandledrejection', e => consoleTestErrors.push('rejection: ' + e.reason));\
-    document.addEventListener('securitypolicyviolation', e => consoleTestErrors.push('blocked: ' + e.blockedURI));";
+    document.addEventListener('securitypolicyviolation', e => consoleTestErrors.push('blocked: ' + e.blockedURI));\
+    const writeError = console.error.bind(console);\
+    console.error = (...parts) => { consoleTestErrors.push('console: ' + parts.join(' ')); writeError(...parts); };";
 
 async fn console_flow(engine: Engine) {
     let stack = start_stack().await;
@@ -123,6 +129,10 @@ async fn console_flow(engine: Engine) {
         assert!(Instant::now() < deadline, "the page's policy did not block a foreign request");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // So does a console error, in both browsers.
+    browser.execute("console.error('collector probe')", vec![]).await;
+    let probed = browser.execute("return window.consoleTestErrors.includes('console: collector probe')", vec![]).await;
+    assert_eq!(probed, json!(true), "the collector did not see console.error");
     browser.execute("window.consoleTestErrors = []; performance.clearResourceTimings()", vec![]).await;
     let _ = browser.console_messages().await; // ChromeDriver hands each message out once
     let users =
@@ -192,7 +202,15 @@ async fn console_flow(engine: Engine) {
 
     // At phone width nothing runs off the side.
     browser.resize(390, 844).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let widths = browser.execute("return [window.innerWidth, document.documentElement.clientWidth]", vec![]).await;
+        if widths[0] == json!(390) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the page never became 390 pixels wide: {widths}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let overflow = browser.execute("return document.documentElement.scrollWidth - window.innerWidth", vec![]).await;
     assert!(overflow.as_i64().is_some_and(|o| o <= 0), "wider than the phone by {overflow}");
     if let Some(folder) = &screenshots {

@@ -34,6 +34,26 @@ impl SecretStore for Counted {
     }
 }
 
+/// A clock the test moves by hand: the refresh rules (maximum age, retry gap) are checked
+/// exactly, without waiting for real time to pass.
+#[derive(Clone)]
+struct HandClock(Arc<std::sync::Mutex<std::time::Instant>>);
+
+impl HandClock {
+    fn new() -> Self {
+        Self(Arc::new(std::sync::Mutex::new(std::time::Instant::now())))
+    }
+
+    fn advance(&self, by: Duration) {
+        *self.0.lock().unwrap() += by;
+    }
+
+    fn clock(&self) -> fhir_ws_core::secret::Clock {
+        let now = self.0.clone();
+        Arc::new(move || *now.lock().unwrap())
+    }
+}
+
 async fn sdk() -> aws_config::SdkConfig {
     let endpoint = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").expect("run through infra/test.sh");
     fhir_ws_tests::sdk_loader().endpoint_url(endpoint).load().await
@@ -65,10 +85,12 @@ async fn a_key_rotated_in_the_secret_store_is_used_without_a_restart() {
     config.keys = config.keys.with_refresh(Duration::ZERO, Duration::ZERO);
     let stores = fhir_ws_tests::memory_stores();
     let app = App::with_config(stores.clone(), config);
+    let hand = HandClock::new();
     let verifier_keys = KeyRing::from_secret(store.clone(), &name)
         .await
         .unwrap()
-        .with_refresh(Duration::from_secs(3600), Duration::from_millis(200));
+        .with_refresh(Duration::from_secs(3600), Duration::from_millis(200))
+        .with_clock(hand.clock());
     let ws_stores = fhir_ws_tests::memory_ws_stores();
     let binder = Binder::new(stores.subscriptions.clone(), stores.tokens.clone(), ws_stores.bindings, verifier_keys);
     let connection = Connection { id: "rotation-connection=".to_owned(), callback_url: "http://unused".to_owned() };
@@ -90,19 +112,24 @@ async fn a_key_rotated_in_the_secret_store_is_used_without_a_restart() {
     put(&client, &name, &format!(r#"{{"keyId": "k2", "secret": "{SECOND}", "previous": "k1:{FIRST}"}}"#)).await;
     let new_token = issue().await;
     assert_eq!(key_of(&new_token), "k2", "the operation signs with the rotated key");
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    hand.advance(Duration::from_millis(250));
     let reads = store.reads.load(Ordering::SeqCst);
     assert!(binder.bind(&new_token, &connection, Utc::now()).await.is_ok(), "the verifier learns k2 by itself");
     assert_eq!(store.reads.load(Ordering::SeqCst), reads + 1, "one read for the unknown key id");
     assert!(binder.bind(&old_token, &connection, Utc::now()).await.is_ok(), "k1 tokens still verify");
 
-    // Forged key ids: within the retry gap, no further read.
+    // Forged key ids: within the retry gap, no further read; past it, one.
     let forged = old_token.replacen(".k1.", ".k9.", 1);
     let reads = store.reads.load(Ordering::SeqCst);
     for _ in 0..20 {
         assert!(binder.bind(&forged, &connection, Utc::now()).await.is_err());
     }
-    assert!(store.reads.load(Ordering::SeqCst) <= reads + 1, "at most one read per retry gap");
+    assert_eq!(store.reads.load(Ordering::SeqCst), reads, "no read within the retry gap");
+    hand.advance(Duration::from_millis(250));
+    for _ in 0..20 {
+        assert!(binder.bind(&forged, &connection, Utc::now()).await.is_err());
+    }
+    assert_eq!(store.reads.load(Ordering::SeqCst), reads + 1, "one read per retry gap");
 
     // Drop k1 in the store: once re-read (here at the next signature), k1 tokens fail.
     put(&client, &name, &format!(r#"{{"keyId": "k2", "secret": "{SECOND}", "previous": ""}}"#)).await;
@@ -156,7 +183,9 @@ async fn a_relay_secret_rotated_in_the_secret_store_is_used_without_a_restart() 
     };
     let config = RelayConfig::load_with_secrets(&env, store.clone()).await.unwrap();
     // Read again after 1 s, or on a secret matching none at most once per 200 ms.
-    let secrets = config.secrets.with_refresh(Duration::from_secs(1), Duration::from_millis(200));
+    let hand = HandClock::new();
+    let secrets =
+        config.secrets.with_refresh(Duration::from_secs(1), Duration::from_millis(200)).with_clock(hand.clock());
     let accepted = async |secret: &str| secrets.check(&relay_request(secret)).await.is_ok();
     let reads = || store.reads.load(Ordering::SeqCst);
     assert!(accepted(FIRST).await);
@@ -164,28 +193,33 @@ async fn a_relay_secret_rotated_in_the_secret_store_is_used_without_a_restart() 
 
     // The operator adds a second secret in the store only; the upstream switches to it.
     put(&client, &name, &format!(r#"{{"secrets": "{SECOND},{FIRST}"}}"#)).await;
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    hand.advance(Duration::from_millis(250));
     let before = reads();
     assert!(accepted(SECOND).await, "the relay learns the new secret by itself");
     assert_eq!(reads(), before + 1, "one read for the unmatched secret");
     assert!(accepted(FIRST).await, "the old one still works until dropped");
 
-    // Wrong secrets within the retry gap cause at most one read.
+    // Wrong secrets within the retry gap cause no read; past it, one.
     let before = reads();
     for attempt in 0..20 {
         assert!(!accepted(&format!("forged-secret-{attempt:02}-0123456789abcdef0123")).await);
     }
-    assert!(reads() <= before + 1, "at most one read per retry gap");
+    assert_eq!(reads(), before, "no read within the retry gap");
+    hand.advance(Duration::from_millis(250));
+    for attempt in 0..20 {
+        assert!(!accepted(&format!("forged-secret-{attempt:02}-0123456789abcdef0123")).await);
+    }
+    assert_eq!(reads(), before + 1, "one read per retry gap");
 
     // The old secret dropped in the store stops working once the copy is old.
     put(&client, &name, &format!(r#"{{"secrets": "{SECOND}"}}"#)).await;
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    hand.advance(Duration::from_millis(1_100));
     assert!(!accepted(FIRST).await, "the dropped secret no longer passes");
     assert!(accepted(SECOND).await);
 
     // A secret that cannot be read keeps the secrets in use.
     client.delete_secret().secret_id(&name).force_delete_without_recovery(true).send().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    hand.advance(Duration::from_millis(1_100));
     assert!(accepted(SECOND).await, "an outage of the secret store is not a lock-out");
 }
 

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use fhir_ws_client::Status;
-use fhir_ws_core::fhir::backport::R4_STATUS_PROFILE;
 use fhir_ws_core::fhir::version::FhirVersion;
 use fhir_ws_local::client::{Api, ClientError, describe_update};
 use fhir_ws_local::gateway::Options;
+use fhir_ws_tests::ig::R4_STATUS_PROFILE;
 use fhir_ws_tests::local::LocalStack as Stack;
 use futures::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
@@ -389,6 +389,8 @@ async fn next_line(lines: &mut UnboundedReceiver<String>, seconds: u64) -> Strin
 struct Proxy {
     address: std::net::SocketAddr,
     up: Arc<AtomicBool>,
+    /// Connections refused while down.
+    refused: Arc<std::sync::atomic::AtomicUsize>,
     cut: tokio::sync::watch::Sender<u64>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -398,16 +400,19 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (cut, _) = tokio::sync::watch::channel(0);
-        (Self { address, up: Arc::new(AtomicBool::new(true)), cut, task: tokio::spawn(async {}) }, listener)
+        let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        (Self { address, up: Arc::new(AtomicBool::new(true)), refused, cut, task: tokio::spawn(async {}) }, listener)
     }
 
     /// Forwards what `listener` accepts to `target`.
     fn forward(&mut self, listener: TcpListener, target: std::net::SocketAddr) {
         let up = self.up.clone();
+        let refused = self.refused.clone();
         let cut = self.cut.clone();
         self.task = tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
                 if !up.load(Ordering::SeqCst) {
+                    refused.fetch_add(1, Ordering::SeqCst);
                     continue; // dropped: the connection is refused
                 }
                 let mut cut = cut.subscribe();
@@ -461,8 +466,12 @@ async fn missed_events_are_replayed_after_a_reconnect(dynamodb: bool, version: F
     for n in 2..=4 {
         assert_eq!(notify(n).await.unwrap()["delivered"], true);
     }
-    // Let the client fail to reconnect at least once while the events wait.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // The client tries to reconnect, and fails at least once, while the events wait.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while proxy.refused.load(Ordering::SeqCst) == 0 {
+        assert!(std::time::Instant::now() < deadline, "the client never tried to reconnect");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     proxy.up();
     // The handshake, then the three missed events, replayed.
     loop {
@@ -853,8 +862,12 @@ async fn the_http_management_api_serves_outside_callers() {
     assert_eq!(next_json(&mut socket).await, json!({"from": "outside"}));
     outside.close(&endpoint, &connection).await.unwrap();
     expect_closed(&mut socket).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(outside.post(&endpoint, &connection, b"late").await, Err(PushError::Gone));
+    // The stack forgets the connection once its socket task has seen the close.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while outside.post(&endpoint, &connection, b"late").await != Err(PushError::Gone) {
+        assert!(std::time::Instant::now() < deadline, "a closed connection still takes posts");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(outside.post(&endpoint, "unknown-connection=", b"x").await, Err(PushError::Gone));
     stack.stop().await;
 }

@@ -108,6 +108,11 @@ impl RelaySecrets {
         Self { macs: self.macs.with_refresh(max_age, retry_after) }
     }
 
+    /// The same secrets with their age measured by `clock` (see [`Refreshing::with_clock`]).
+    pub fn with_clock(self, clock: crate::secret::Clock) -> Self {
+        Self { macs: self.macs.with_clock(clock) }
+    }
+
     /// 401 unless the request carries one of the secrets as its bearer token.
     pub async fn check(&self, request: &Request) -> Result<(), ApiError> {
         let presented = request

@@ -29,6 +29,9 @@ pub const REFRESH_AFTER: Duration = Duration::from_secs(300);
 /// Least time between two reads asked for by input the copy could not answer.
 pub const RETRY_AFTER: Duration = Duration::from_secs(10);
 
+/// What the age of a copy is measured with: the monotonic clock, or one a test moves.
+pub type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
+
 /// A secret store: the current text of a secret.
 pub trait SecretStore: Send + Sync {
     /// The secret's current string value; the error is for logs (never holds the secret).
@@ -53,6 +56,7 @@ struct Source<T, E> {
     secret_id: String,
     parse: fn(&str) -> Result<T, E>,
     read_at: RwLock<Instant>,
+    clock: Clock,
     max_age: Duration,
     retry_after: Duration,
     /// Held while reading, so concurrent requests wait for one read instead of each making one.
@@ -93,6 +97,7 @@ impl<T, E: fmt::Display> Refreshing<T, E> {
             secret_id: secret_id.to_owned(),
             parse,
             read_at: RwLock::new(Instant::now()),
+            clock: Arc::new(Instant::now),
             max_age: REFRESH_AFTER,
             retry_after: RETRY_AFTER,
             reading: tokio::sync::Mutex::new(()),
@@ -107,6 +112,17 @@ impl<T, E: fmt::Display> Refreshing<T, E> {
         if let Some(source) = self.source.as_mut().and_then(Arc::get_mut) {
             source.max_age = max_age;
             source.retry_after = retry_after;
+        }
+        self
+    }
+
+    /// The same value with its age measured by `clock` (a test's, moved by hand) instead
+    /// of the monotonic clock, counted from now on that clock. Only before it is cloned,
+    /// as [`Self::with_refresh`].
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        if let Some(source) = self.source.as_mut().and_then(Arc::get_mut) {
+            source.read_at = RwLock::new(clock());
+            source.clock = clock;
         }
         self
     }
@@ -140,8 +156,10 @@ impl<T, E: fmt::Display> Refreshing<T, E> {
     /// Re-reads the secret when the copy is older than `max_age`; whether it read.
     async fn reread_if_older_than(&self, max_age: Duration) -> bool {
         let Some(source) = &self.source else { return false };
-        let age =
-            |source: &Source<T, E>| source.read_at.read().unwrap_or_else(std::sync::PoisonError::into_inner).elapsed();
+        let age = |source: &Source<T, E>| {
+            let read_at = *source.read_at.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            (source.clock)().saturating_duration_since(read_at)
+        };
         if age(source) < max_age {
             return false;
         }
@@ -149,7 +167,7 @@ impl<T, E: fmt::Display> Refreshing<T, E> {
         if age(source) < max_age {
             return true; // another request read it while this one waited
         }
-        *source.read_at.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
+        *source.read_at.write().unwrap_or_else(std::sync::PoisonError::into_inner) = (source.clock)();
         let text = match source.store.secret_string(&source.secret_id).await {
             Ok(text) => text,
             Err(error) => {

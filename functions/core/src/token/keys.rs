@@ -147,6 +147,11 @@ impl KeyRing {
         Self { keys: self.keys.with_refresh(max_age, unknown_key_retry) }
     }
 
+    /// The same ring with its age measured by `clock` (see [`Refreshing::with_clock`]).
+    pub fn with_clock(self, clock: crate::secret::Clock) -> Self {
+        Self { keys: self.keys.with_clock(clock) }
+    }
+
     /// Before signing: reads a ring from a secret again when it is old.
     pub async fn refresh_for_signing(&self) {
         self.keys.refresh_if_old().await;

@@ -76,12 +76,20 @@ cargo build --locked --workspace --bins
 .venv/bin/python infra/rie_check.py --binaries target/debug
 # Negative control: a misspelled environment name in the template must fail the check
 # (one function that reads it is enough to show that; starting all again would cost a minute).
+rm -rf .tmp/rie-misspelled
 sed 's/BINDINGS_TABLE:/BINDING_TABLE:/' template.yaml >.tmp/template-misspelled.yaml
 if .venv/bin/python infra/rie_check.py --binaries target/debug --template .tmp/template-misspelled.yaml \
   --only subscription-api --logs .tmp/rie-misspelled >.tmp/rie-misspelled.out 2>&1; then
   echo "the emulator check passed a template with a misspelled environment name" >&2
   exit 1
 fi
-echo "   (a template with BINDINGS_TABLE misspelled fails the check, as it must)"
+# It must fail for that reason: the function refuses to start naming the variable it misses
+# (not, say, because the emulator or moto_server did not start).
+if ! grep -q 'Missing("BINDINGS_TABLE")' .tmp/rie-misspelled/subscription-api.log; then
+  echo "the emulator check failed on the misspelled template, but not because of BINDINGS_TABLE:" >&2
+  cat .tmp/rie-misspelled.out .tmp/rie-misspelled/subscription-api.log >&2
+  exit 1
+fi
+echo "   (a template with BINDINGS_TABLE misspelled fails the check, naming the variable, as it must)"
 
 echo "== all checks passed"

@@ -92,12 +92,13 @@ impl<T, E: fmt::Display> Refreshing<T, E> {
     ) -> Result<Self, ReadError<E>> {
         let text = store.secret_string(secret_id).await.map_err(ReadError::Unreadable)?;
         let value = parse(&text).map_err(ReadError::Invalid)?;
+        let clock: Clock = Arc::new(Instant::now);
         let source = Source {
             store,
             secret_id: secret_id.to_owned(),
             parse,
-            read_at: RwLock::new(Instant::now()),
-            clock: Arc::new(Instant::now),
+            read_at: RwLock::new(clock()),
+            clock,
             max_age: REFRESH_AFTER,
             retry_after: RETRY_AFTER,
             reading: tokio::sync::Mutex::new(()),
